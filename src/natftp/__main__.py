@@ -1,0 +1,3 @@
+from natftp.cli import main
+
+main()
