@@ -24,6 +24,8 @@ def _root() -> None:
 
 def _register_all() -> None:
     from natftp.client import cli as client_cli
+    from natftp.doctor import cli as doctor_cli
+    from natftp.gateway import cli as gateway_cli
     from natftp.lab import cli as lab_cli
     from natftp.nat import cli as nat_cli
     from natftp.server import cli as server_cli
@@ -32,6 +34,8 @@ def _register_all() -> None:
     nat_cli.register(app)
     client_cli.register(app)
     lab_cli.register(app)
+    doctor_cli.register(app)
+    gateway_cli.register(app)
 
 
 _register_all()
