@@ -51,9 +51,9 @@ class AdvertisePolicy:
 
     Order: the first matching override; then, for a client on our side of any NAT
     (loopback, link-local, or a private/CGNAT address on one of ``local_networks``), the
-    server's own local address on that connection; then the masquerade address when one is known; else
-    the local address (flagged, when a public client sees a private local address, so the
-    server can warn that ``nat.masquerade`` is missing).
+    server's own local address on that connection; then the masquerade address when one
+    is known; else the local address (flagged, when a public client sees a private local
+    address, so the server can warn that ``nat.masquerade`` is missing).
     """
 
     masquerade: str | None = None

@@ -42,7 +42,7 @@ async def resolve_once(policy: AdvertisePolicy, resolver: Resolver = system_reso
     before = policy.masquerade_addresses
     try:
         answers = await asyncio.wait_for(resolver(host), timeout)
-    except (OSError, asyncio.TimeoutError) as e:
+    except (TimeoutError, OSError) as e:
         if before:
             log.warning("masquerade %s: lookup failed (%s); keeping %s", host, e,
                         ", ".join(map(str, before)))
