@@ -177,7 +177,8 @@ class Doctor:
                     raise SessionError(f"PROT P refused: {_q(r)}", r)
             r = await c.cmd("USER", self.t.user)
             if r.code == 331:
-                r = await c.cmd("PASS", self.t.password)
+                # Servers delay a refused login (pyftpdlib 3 s, vsftpd 1 s).
+                r = await c.cmd("PASS", self.t.password, timeout=self.timeout + 5)
             if r.code == 332:
                 raise SessionError(f"the server wants an ACCT: {_q(r)}", r)
             if r.code not in (230, 202):
@@ -186,7 +187,8 @@ class Doctor:
             return c
         except (TimeoutError, FtpClosed, FtpTimeout, OSError, ssl.SSLError) as e:
             c.abort()
-            raise SessionError(str(e) or type(e).__name__) from e
+            raise SessionError((str(e) or type(e).__name__) + " after: "
+                               + " / ".join(c.transcript[-3:])) from e
         except SessionError:
             await c.close()
             raise
@@ -543,7 +545,7 @@ class Doctor:
         tried = f"was {probe_adv.status}" if probe_adv else "is pointless"
         unreach = "" if adv_ok else f" and a connection to it {tried}"
         works_anyway = (f" Connecting to the control address {self.control_ip} with the same "
-                        "port works, so clients that ignore the PASV address (FileZilla, "
+                        "port works, so clients that ignore the PASV address (WinSCP, .NET, "
                         "curl >= 7.74 with --ftp-skip-pasv-ip, WinSCP) or use EPSV get through; "
                         "clients that trust it fail." if ctl_ok else "")
         if cls is AddrClass.UNSPECIFIED:
@@ -805,7 +807,8 @@ class Doctor:
                 code = tr.final.code if tr.final else 0
                 denied = code in (550, 553, 532, 450, 452) or "permission" in tr.error.lower()
                 self.add(Result("write", title, FAIL, f"upload refused: {tr.error}", ev,
-                                cause=(f"The server refused the upload of {name}: {tr.error}."
+                                cause=(f"The server refused the upload of {name}: "
+                                       f"{tr.error.rstrip('.')}."
                                        + (" Writes are disabled for this user." if denied
                                           else "")),
                                 fix=[self.fix("write_denied")] if denied else []))
