@@ -131,6 +131,15 @@ class Doctor:
         self.working_mode: str = ""
         self.tls_reuse: bool = False
         self.range_ports: list[int] = []
+        self.passive_blocked = False
+
+    @property
+    def server_lan_ip(self) -> str:
+        """The server's own address, for a DNAT rule, when PASV revealed it."""
+        a = self.pasv_advertised
+        if a and classify(a) in (AddrClass.PRIVATE, AddrClass.CGNAT):
+            return a
+        return "<the server's LAN address>"
 
     # -- helpers ------------------------------------------------------------------
 
@@ -546,7 +555,7 @@ class Doctor:
         unreach = "" if adv_ok else f" and a connection to it {tried}"
         works_anyway = (f" Connecting to the control address {self.control_ip} with the same "
                         "port works, so clients that ignore the PASV address (WinSCP, .NET, "
-                        "curl >= 7.74 with --ftp-skip-pasv-ip, WinSCP) or use EPSV get through; "
+                        "curl >= 7.74 with --ftp-skip-pasv-ip) or use EPSV get through; "
                         "clients that trust it fail." if ctl_ok else "")
         if cls is AddrClass.UNSPECIFIED:
             self.add(Result(
@@ -605,8 +614,6 @@ class Doctor:
     def _pasv_unreachable(self, ev: list[str], facts: dict[str, Any],
                           probe: ConnectOutcome | None, port: int) -> None:
         status = probe.status if probe else "error"
-        low, high = str(port), str(port)
-        server_ip = self.pasv_advertised or "<server>"
         if status == "timeout":
             cause = (f"The passive data port {port} does not answer (timeout): the router in "
                      "front of the server does not forward the passive port range, or a "
@@ -615,11 +622,8 @@ class Doctor:
             cause = (f"The passive data port {port} is {status}: a firewall rejects the "
                      "passive range, or the server's passive listener is not reachable here.")
         self.add(Result("pasv", "PASV address + port", FAIL, f"data port {port}: {status}", ev,
-                        cause=cause,
-                        fix=[K.router("forward_range", low=low, high=high,
-                                      server_ip=server_ip),
-                             self.fix("passive_range", low=low, high=high)],
-                        facts=facts))
+                        cause=cause, facts=facts))
+        self.passive_blocked = True
 
     # 6. EPSV ---------------------------------------------------------------------
 
@@ -663,11 +667,9 @@ class Doctor:
                             facts={"port": port}))
             return
         self.add(Result("epsv", title, FAIL, f"port {port}: {probe.status}", ev,
-                        cause=(f"The EPSV data port {port} on {self.control_ip} is "
-                               f"{probe.status}: the passive port range is not forwarded or "
-                               "is firewalled."),
-                        fix=[K.router("forward_range", low=str(port), high=str(port),
-                                      server_ip=self.pasv_advertised or "<server>")],
+                        cause=(f"The EPSV data port {port} on {self.control_ip} does not "
+                               f"accept ({probe.status}): the passive port range is not "
+                               "forwarded or is firewalled."),
                         facts={"port": port, "connect": probe.status}))
 
     # 7. active mode --------------------------------------------------------------
@@ -707,11 +709,16 @@ class Doctor:
                             cause=f"The server refuses {verb}: {tr.error[8:].strip()}."))
             return
         local = self.local_ip or "this host"
-        cause = (f"Active mode ({verb}) fails: the server did not reach our listener on "
-                 f"{local} ({tr.error}). Our side refuses the server's connection: a local "
-                 "firewall drops inbound connections, or a NAT router in front of us has no FTP "
-                 "helper to rewrite the command (scenario S3). Passive mode is the way for this "
-                 "client.")
+        natted = (self.local_ip and classify(self.local_ip) is not AddrClass.PUBLIC
+                  and classify(self.control_ip) is AddrClass.PUBLIC)
+        why = ("we are behind NAT (our address {local} is {cls}), and the router in front of "
+               "us has no FTP helper to rewrite the command, or a firewall on our side drops "
+               "the connection" if natted else
+               "a firewall on this host (or in front of it) drops inbound connections")
+        why = why.format(local=local, cls=classify(self.local_ip).value if natted else "")
+        cause = (f"Active mode ({verb}) fails on our side: the server did not reach our "
+                 f"listener on {local} ({tr.error}); {why} (scenario S3). Passive mode "
+                 "(EPSV/PASV) is the way for this client.")
         self.add(Result(cid, title, WARN, tr.error, tr.evidence, cause=cause,
                         fix=[K.router("active_local", server=self.control_ip)]))
 
@@ -930,15 +937,15 @@ class Doctor:
             return
         statuses = sorted({o.status for o in bad})
         timeouts = any(o.status == "timeout" for o in bad)
-        cause = (f"{len(bad)} of {len(outcomes)} sampled passive ports ({low}-{high}) are "
-                 f"{'/'.join(statuses)} at {host}: "
+        cause = (f"{len(bad)} of {len(outcomes)} sampled passive ports (seen: {low}-{high}) "
+                 f"do not accept at {host} ({'/'.join(statuses)}): "
                  + ("the router does not forward the passive range (or a firewall drops "
                     "it)." if timeouts else "a firewall rejects the passive range."))
         self.add(Result("pasv-range", title, FAIL, f"{len(bad)} sampled ports {statuses}", ev,
                         cause=cause,
-                        fix=[self.fix("passive_range", low=str(low), high=str(high)),
-                             K.router("forward_range", low=str(low), high=str(high),
-                                      server_ip=self.pasv_advertised or "<server>")],
+                        fix=[K.router("forward_range", low=str(low), high=str(high),
+                                      server_ip=self.server_lan_ip),
+                             self.fix("passive_range", low=str(low), high=str(high))],
                         facts=facts))
 
     # -- data transfers --------------------------------------------------------------
@@ -1043,12 +1050,19 @@ class Doctor:
         server = await asyncio.start_server(on_conn, local_ip, 0, **kw)
         try:
             lport = int(server.sockets[0].getsockname()[1])
-            if mode == "eprt":
-                r = await c.cmd("EPRT", format_eprt_arg(local_ip, lport))
-                ev.append(f"EPRT {format_eprt_arg(local_ip, lport)} -> {_q(r)}")
-            else:
-                r = await c.cmd("PORT", format_port_arg(local_ip, lport))
-                ev.append(f"PORT {format_port_arg(local_ip, lport)} -> {_q(r)}")
+            arg_ = (format_eprt_arg(local_ip, lport) if mode == "eprt"
+                    else format_port_arg(local_ip, lport))
+            try:
+                r = await c.cmd(mode.upper(), arg_)
+            except FtpTimeout:
+                tr.broken = True
+                tr.error = (f"no reply to {mode.upper()} within {self.timeout:g} s and no "
+                            f"connection to {local_ip}:{lport} (this server connects back "
+                            "as soon as it gets the command)")
+                ev.append(f"{mode.upper()} {arg_} -> (no reply)")
+                ev.append(tr.error)
+                return tr
+            ev.append(f"{mode.upper()} {arg_} -> {_q(r)}")
             if r.code != 200:
                 tr.error = f"refused: {_q(r)}"
                 return tr
