@@ -23,12 +23,25 @@ def main() -> None:
     ap.add_argument("--perm", default="elradfmwMT")
     ap.add_argument("--masquerade")
     ap.add_argument("--passive-ports")
+    ap.add_argument("--certfile", help="PEM with key and certificate: explicit FTPS")
+    ap.add_argument("--tls-required", action="store_true")
     a = ap.parse_args()
     user, pw = a.user.split(":", 1)
     auth = DummyAuthorizer()
     auth.add_user(user, pw, a.root, perm=a.perm)
 
-    class Handler(FTPHandler):
+    base: type[FTPHandler] = FTPHandler
+    if a.certfile:
+        from pyftpdlib.handlers import TLS_FTPHandler
+
+        class TLSHandler(TLS_FTPHandler):
+            certfile = a.certfile
+            tls_control_required = a.tls_required
+            tls_data_required = a.tls_required
+
+        base = TLSHandler
+
+    class Handler(base):  # type: ignore[valid-type,misc]
         pass
 
     Handler.authorizer = auth

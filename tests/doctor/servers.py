@@ -78,7 +78,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def pyftpd(host: str = "127.0.0.1", *, masquerade: str | None = None,
            perm: str = "elradfmwMT", passive_ports: str | None = None,
-           netns: str | None = None, port: int | None = None) -> Iterator[Running]:
+           netns: str | None = None, port: int | None = None, tls: bool = False,
+           tls_required: bool = False) -> Iterator[Running]:
     root = Path(tempfile.mkdtemp(prefix="doctor-py-"))
     (root / "hello.txt").write_text("hello\n")
     port = port or free_port(host if netns is None else "127.0.0.1")
@@ -88,6 +89,11 @@ def pyftpd(host: str = "127.0.0.1", *, masquerade: str | None = None,
         cmd += ["--masquerade", masquerade]
     if passive_ports:
         cmd += ["--passive-ports", passive_ports]
+    pem = root.parent / f"{root.name}.pem"
+    if tls:
+        cmd += ["--certfile", str(self_signed_pem(pem))]
+        if tls_required:
+            cmd.append("--tls-required")
     proc = subprocess.Popen(_netns(cmd, netns), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:
@@ -96,6 +102,7 @@ def pyftpd(host: str = "127.0.0.1", *, masquerade: str | None = None,
     finally:
         _stop(proc)
         shutil.rmtree(root, ignore_errors=True)
+        pem.unlink(missing_ok=True)
 
 
 def ensure_user() -> None:
@@ -150,3 +157,28 @@ def vsftpd(host: str = "127.0.0.1", *, listen_ipv6: bool = False,
         _stop(proc)
         shutil.rmtree(root, ignore_errors=True)
         conf.unlink(missing_ok=True)
+
+
+def self_signed_pem(path: Path, name: str = "ftp.example.test", days: int = 30) -> Path:
+    """A self-signed certificate + key in one PEM file (for FTPS tests)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+            .sign(key, hashes.SHA256()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption())
+        + cert.public_bytes(serialization.Encoding.PEM))
+    return path

@@ -135,3 +135,35 @@ def test_bad_url_exit_2() -> None:
 
 def test_module_path_is_importable() -> None:
     assert Path(__file__).with_name("servers.py").exists()
+
+
+def test_ftps_self_signed_certificate_and_protected_transfers() -> None:
+    with pyftpd(tls=True, tls_required=True) as s:
+        rep = run_doctor(s.url, tls=True, write=True)
+        tls = rep.result("tls")
+        assert tls is not None and tls.verdict == "warn"
+        assert tls.facts["self_signed"] is True
+        assert "not for 127.0.0.1" in tls.cause
+        listing = rep.result("listing")
+        assert listing is not None and listing.verdict == "ok" and listing.facts["tls"]
+        assert verdicts(rep)["write"] == "ok"
+        assert verdicts(rep)["active-port"] == "ok"  # TLS on an accepted data connection
+        # The certificate warning does not fail the run: passive transfers work.
+        assert rep.ok
+
+
+def test_tls_required_without_tls_is_named() -> None:
+    with pyftpd(tls=True, tls_required=True) as s:
+        rep = run_doctor(s.url)
+        login = rep.result("login")
+        assert login is not None and login.verdict == "fail"
+        assert "--tls" in " ".join(login.fix)
+        assert "without TLS" in login.cause
+
+
+def test_tls_asked_but_not_offered() -> None:
+    with pyftpd() as s:
+        rep = run_doctor(s.url, tls=True)
+        tls = rep.result("tls")
+        assert tls is not None and tls.verdict == "fail"
+        assert any("TLS_FTPHandler" in f for f in tls.fix)

@@ -126,3 +126,17 @@ def test_active_mode_ok_shows_source_port_without_firewall() -> None:
     assert rc == 0, [(c["id"], c["verdict"], c["summary"]) for c in d["checks"]]
     src = check(d, "active-port")["facts"]["source"]
     assert src.startswith(ROUTER_WAN + ":")  # the server's connection, masqueraded
+
+
+def test_ftps_through_helper_router_without_masquerade_helper_is_blind() -> None:
+    # The helper rewrites the plain 227 but cannot read the TLS control channel.
+    with behind_nat("pyftpdlib", lab_kw={"passive": RANGE, "helper": True},
+                    passive_ports=RANGE_S, tls=True) as (lab, s):
+        rc, d = doctor(lab, s, "--tls")
+    assert rc == 1
+    cmp_ = check(d, "pasv-tls")
+    assert cmp_["verdict"] == "warn", cmp_
+    assert cmp_["facts"] == {"plain": ROUTER_WAN, "tls": SERVER_IP}
+    assert "blind" in cmp_["cause"]
+    assert check(d, "pasv")["facts"]["advertised"] == SERVER_IP  # over TLS
+    assert any("masquerade_address" in f for f in d["fix"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import re
 import socket
 import ssl
 import uuid
@@ -25,10 +26,10 @@ from natftp.doctor.conn import (
     FtpTimeout,
     classify_oserror,
     close_writer,
-    make_tls_context,
     open_data,
     read_all,
     tcp_probe,
+    wrap_accepted,
 )
 from natftp.doctor.result import FAIL, OK, SKIP, WARN, Report, Result
 from natftp.proto.addr import (
@@ -132,6 +133,7 @@ class Doctor:
         self.tls_reuse: bool = False
         self.range_ports: list[int] = []
         self.passive_blocked = False
+        self.reuse_required = False
 
     @property
     def server_lan_ip(self) -> str:
@@ -144,6 +146,7 @@ class Doctor:
     # -- helpers ------------------------------------------------------------------
 
     def add(self, r: Result) -> Result:
+        r.cause = re.sub(r"\.\.(\s|$)", r".\1", r.cause)
         self.results.append(r)
         return r
 
@@ -399,7 +402,9 @@ class Doctor:
             names += [str(a) for a in san.get_values_for_type(x509.IPAddress)]
         except x509.ExtensionNotFound:
             pass
-        names += [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+            if str(a.value) not in names:
+                names.append(str(a.value))
         notes.append(f"names: {', '.join(names) or '(none)'}")
         if not _name_matches(self.t.host, names):
             if verdict == OK:
@@ -763,9 +768,30 @@ class Doctor:
             tr = await self._transfer(c, verb, "", mode=mode)
             (c.abort() if tr.broken else await c.close())
             ev.extend(tr.evidence)
+            if not tr.ok and self.tls and not self.tls_reuse and verb == "LIST":
+                # Does the server insist on TLS session reuse (vsftpd's default)?
+                try:
+                    c = await self.session()
+                    self.tls_reuse = True
+                    tr2 = await self._transfer(c, verb, "", mode=mode)
+                    (c.abort() if tr2.broken else await c.close())
+                    ev.append("retry with the control connection's TLS session reused:")
+                    ev.extend(tr2.evidence)
+                    if tr2.ok:
+                        tr = tr2
+                        self.reuse_required = True
+                    else:
+                        self.tls_reuse = False
+                except SessionError as e:
+                    ev.append(f"no session: {e}")
             got[verb] = tr
         okv = [v for v, tr in got.items() if tr.ok]
-        facts = {"mode": mode, "works": okv}
+        facts = {"mode": mode, "works": okv, "tls": self.tls,
+                 "session_reuse_required": self.reuse_required}
+        if self.tls and okv:
+            ev.append("data connections are protected (PROT P)" +
+                      ("; the server requires TLS session reuse" if self.reuse_required
+                       else "; no session reuse needed"))
         if okv:
             self.working_mode = mode
             n = len(got[okv[0]].data.splitlines())
@@ -876,7 +902,8 @@ class Doctor:
             self.skip("pasv-tls", title, "PASV not answered on both")
             return
         if gp[0] == gt[0]:
-            self.add(Result("pasv-tls", title, OK, f"both advertise {gp[0]}", ev))
+            self.add(Result("pasv-tls", title, OK, f"both advertise {gp[0]}", ev,
+                            facts={"plain": gp[0], "tls": gt[0]}))
             return
         self.add(Result(
             "pasv-tls", title, WARN,
@@ -885,7 +912,8 @@ class Doctor:
                    f"({gt[0]} -> {gp[0]}) but cannot under TLS: its FTP helper is blind to "
                    "encrypted control channels, so FTPS clients see the server's own "
                    f"address {gt[0]}."),
-            fix=[K.router("helper_blind", public=self.public), self.fix("pasv_private")]))
+            fix=[K.router("helper_blind", public=self.public), self.fix("pasv_private")],
+            facts={"plain": gp[0], "tls": gt[0]}))
 
     # 11. passive port sample -------------------------------------------------------
 
@@ -974,8 +1002,8 @@ class Doctor:
                 host = got[0] if mode == "pasv" else self.control_ip
                 port = got[1]
             try:
-                dr, dw = await open_data(host, port, self.timeout, tls=c.tls,
-                                         tls_session=self._session_for(c))
+                dr, dw = await open_data(host, port, self.timeout,
+                                         tls=c.data_tls_context(self.tls_reuse))
             except (TimeoutError, OSError, ssl.SSLError) as e:
                 st, detail = classify_oserror(e)
                 tr.error = f"data connection to {host}:{port}: {st} ({detail})"
@@ -989,10 +1017,6 @@ class Doctor:
             tr.broken = True
             ev.append(tr.error)
             return tr
-
-    def _session_for(self, c: Control) -> ssl.SSLSession | None:
-        obj = c.ssl_object
-        return obj.session if obj is not None else None
 
     async def _run_data(self, c: Control, verb: str, arg: str, dr: asyncio.StreamReader,
                         dw: asyncio.StreamWriter, tr: Transfer, upload: bytes | None,
@@ -1037,21 +1061,18 @@ class Doctor:
                       upload: bytes | None) -> Transfer:
         ev = tr.evidence
         local_ip = c.local[0]
-        accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
-            asyncio.Queue(1))
-
-        async def on_conn(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            if accepted.empty():
-                accepted.put_nowait((r, w))
-            else:
-                w.close()
-
-        kw: dict[str, Any] = {}
-        server = await asyncio.start_server(on_conn, local_ip, 0, **kw)
+        loop = asyncio.get_running_loop()
+        lsock = socket.socket(socket.AF_INET6 if ":" in local_ip else socket.AF_INET)
+        get_conn: asyncio.Future[tuple[socket.socket, Any]] | None = None
+        get_reply: asyncio.Future[Reply] | None = None
         try:
-            lport = int(server.sockets[0].getsockname()[1])
+            lsock.bind((local_ip, 0))
+            lsock.listen(1)
+            lsock.setblocking(False)
+            lport = int(lsock.getsockname()[1])
             arg_ = (format_eprt_arg(local_ip, lport) if mode == "eprt"
                     else format_port_arg(local_ip, lport))
+            get_conn = asyncio.ensure_future(loop.sock_accept(lsock))
             try:
                 r = await c.cmd(mode.upper(), arg_)
             except FtpTimeout:
@@ -1067,7 +1088,6 @@ class Doctor:
                 tr.error = f"refused: {_q(r)}"
                 return tr
             await c.send(verb, arg)
-            get_conn = asyncio.ensure_future(accepted.get())
             get_reply = asyncio.ensure_future(c.reply())
             done, _ = await asyncio.wait({get_conn, get_reply}, timeout=self.timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -1076,34 +1096,29 @@ class Doctor:
                 pre = get_reply.result()
                 ev.append(f"{verb} -> {_q(pre)}")
                 if pre.kind != 1:
-                    get_conn.cancel()
                     tr.final = pre
                     tr.error = f"the server could not connect back: {_q(pre)}"
                     return tr
                 if get_conn not in done:
                     await asyncio.wait({get_conn}, timeout=self.timeout)
             if not get_conn.done():
-                get_conn.cancel()
-                get_reply.cancel()
                 tr.broken = True
                 tr.error = (f"no connection from the server to {local_ip}:{lport} "
                             f"within {self.timeout:g} s")
                 ev.append(tr.error)
                 return tr
-            dr, dw = get_conn.result()
-            peer = dw.get_extra_info("peername")
+            conn, peer = get_conn.result()
             tr.source = (str(peer[0]), int(peer[1]))
             ev.append(f"the server connected from {tr.source[0]}:{tr.source[1]}")
             if pre is None:
                 pre = await get_reply
                 ev.append(f"{verb} -> {_q(pre)}")
             if pre.kind != 1:
-                await close_writer(dw)
+                conn.close()
                 tr.final = pre
                 tr.error = f"{verb} refused: {_q(pre)}"
                 return tr
-            if c.tls:
-                dw = await self._tls_accepted(dw, c)
+            dr, dw = await wrap_accepted(conn, self.timeout, c.data_tls_context(self.tls_reuse))
             return await self._finish_active(c, verb, dr, dw, tr, upload)
         except (TimeoutError, FtpClosed, FtpTimeout, OSError, ssl.SSLError) as e:
             tr.error = str(e) or type(e).__name__
@@ -1111,13 +1126,10 @@ class Doctor:
             ev.append(tr.error)
             return tr
         finally:
-            server.close()
-
-    async def _tls_accepted(self, dw: asyncio.StreamWriter, c: Control) -> asyncio.StreamWriter:
-        # In active mode the client is still the TLS client of the data connection.
-        await asyncio.wait_for(
-            dw.start_tls(make_tls_context(self._session_for(c))), self.timeout)
-        return dw
+            for fut in (get_conn, get_reply):
+                if fut is not None and not fut.done():
+                    fut.cancel()
+            lsock.close()
 
     async def _finish_active(self, c: Control, verb: str, dr: asyncio.StreamReader,
                              dw: asyncio.StreamWriter, tr: Transfer,

@@ -94,7 +94,7 @@ class _SessionContext(ssl.SSLContext):
         return super().wrap_bio(*args, **kwargs)
 
 
-def make_tls_context(reuse: ssl.SSLSession | None = None) -> ssl.SSLContext:
+def make_tls_context(reuse: ssl.SSLSession | None = None) -> _SessionContext:
     """A permissive context: the doctor inspects the certificate itself and reports."""
     ctx = _SessionContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -116,16 +116,17 @@ class Control:
     parser: ReplyParser = field(default_factory=ReplyParser)
     pending: list[Reply] = field(default_factory=list)
     tls: bool = False
+    ctx: _SessionContext | None = None
 
     @classmethod
     async def open(cls, host: str, port: int, timeout: float,
                    implicit_tls: bool = False) -> Control:
         kw: dict[str, Any] = {}
-        if implicit_tls:
-            kw = {"ssl": make_tls_context(), "server_hostname": None}
+        ctx = make_tls_context() if implicit_tls else None
+        if ctx is not None:
+            kw = {"ssl": ctx, "server_hostname": None}
         r, w = await asyncio.wait_for(asyncio.open_connection(host, port, **kw), timeout)
-        c = cls(r, w, timeout, host, port, tls=implicit_tls)
-        return c
+        return cls(r, w, timeout, host, port, tls=implicit_tls, ctx=ctx)
 
     @property
     def peer(self) -> tuple[str, int]:
@@ -189,6 +190,16 @@ class Control:
         await asyncio.wait_for(
             self.writer.start_tls(ctx, server_hostname=server_hostname), self.timeout)
         self.tls = True
+        self.ctx = ctx
+
+    def data_tls_context(self, reuse: bool) -> ssl.SSLContext | None:
+        """The context for a protected data connection: the control connection's own
+        (a TLS session can only be resumed from the context that made it)."""
+        if not self.tls or self.ctx is None:
+            return None
+        obj = self.ssl_object
+        self.ctx.reuse = obj.session if (reuse and obj is not None) else None
+        return self.ctx
 
     async def close(self) -> None:
         try:
@@ -210,14 +221,22 @@ class Control:
 
 
 async def open_data(host: str, port: int, timeout: float,
-                    tls_session: ssl.SSLSession | None = None, tls: bool = False,
-                    server_hostname: str | None = None,
+                    tls: ssl.SSLContext | None = None,
                     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     kw: dict[str, Any] = {}
-    if tls:
-        kw = {"ssl": make_tls_context(tls_session), "server_hostname": server_hostname,
-              "ssl_handshake_timeout": timeout}
+    if tls is not None:
+        kw = {"ssl": tls, "server_hostname": None, "ssl_handshake_timeout": timeout}
     return await asyncio.wait_for(asyncio.open_connection(host, port, **kw), timeout)
+
+
+async def wrap_accepted(sock: socket.socket, timeout: float, tls: ssl.SSLContext | None,
+                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Streams over a socket we accepted (active mode), where we are still the TLS
+    client of the data connection."""
+    kw: dict[str, Any] = {}
+    if tls is not None:
+        kw = {"ssl": tls, "server_hostname": "", "ssl_handshake_timeout": timeout}
+    return await asyncio.wait_for(asyncio.open_connection(sock=sock, **kw), timeout)
 
 
 async def read_all(reader: asyncio.StreamReader, timeout: float, limit: int = 1 << 20) -> bytes:
