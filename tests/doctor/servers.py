@@ -182,3 +182,63 @@ def self_signed_pem(path: Path, name: str = "ftp.example.test", days: int = 30) 
                           serialization.NoEncryption())
         + cert.public_bytes(serialization.Encoding.PEM))
     return path
+
+
+PROFTPD_DIR = Path("/var/cache/natftp-tests/proftpd")
+PROFTPD_LIBS = "libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3"
+
+
+def proftpd_binary() -> Path:
+    """ProFTPD conflicts with vsftpd as a Debian package, so it is unpacked (LAB-NOTES):
+    `apt-get download proftpd-core` + `dpkg -x`. Its libraries must be installed."""
+    binary = PROFTPD_DIR / "x/usr/sbin/proftpd"
+    if not binary.exists():
+        PROFTPD_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", "proftpd-core"], cwd=PROFTPD_DIR, check=True,
+                       capture_output=True, timeout=120)
+        deb = next(PROFTPD_DIR.glob("proftpd-core_*.deb"))
+        subprocess.run(["dpkg", "-x", str(deb), str(PROFTPD_DIR / "x")], check=True)
+    r = subprocess.run([str(binary), "-v"], capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        raise RuntimeError(f"proftpd does not run ({r.stderr.strip()}): install "
+                           f"{PROFTPD_LIBS} (scripts/setup-system.sh)")
+    return binary
+
+
+@contextmanager
+def proftpd(host: str = "127.0.0.1", *, masquerade: str | None = None, write: bool = True,
+            passive: tuple[int, int] | None = None, netns: str | None = None,
+            port: int | None = None) -> Iterator[Running]:
+    binary = proftpd_binary()
+    ensure_user()
+    root = Path(tempfile.mkdtemp(prefix="doctor-pro-"))
+    os.chmod(root, 0o777)
+    (root / "hello.txt").write_text("hello\n")
+    run = root.parent / f"{root.name}.run"
+    run.mkdir()
+    port = port or free_port("127.0.0.1")
+    lines = [
+        "ServerType standalone", 'ServerName "natftp doctor test"', f"Port {port}",
+        f"DefaultAddress {host}", "SocketBindTight on", "UseIPv6 off", "User nobody",
+        "Group nogroup", f"PidFile {run}/pid", f"ScoreboardFile {run}/score",
+        "WtmpLog off", "DelayEngine off", "TransferLog none", "RequireValidShell on",
+        "AuthOrder mod_auth_unix.c", f"DefaultRoot {root}", "UseReverseDNS off",
+        "<IfModule mod_ident.c>", "  IdentLookups off", "</IfModule>",
+    ]
+    if masquerade:
+        lines.append(f"MasqueradeAddress {masquerade}")
+    if passive:
+        lines.append(f"PassivePorts {passive[0]} {passive[1]}")
+    if not write:
+        lines += ["<Limit WRITE>", "  DenyAll", "</Limit>"]
+    conf = run / "proftpd.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen(_netns([str(binary), "-n", "-q", "-c", str(conf)], netns),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _wait_banner(host, port, proc, netns)
+        yield Running(host, port, FTP_USER, FTP_PASS, proc, root)
+    finally:
+        _stop(proc)
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(run, ignore_errors=True)

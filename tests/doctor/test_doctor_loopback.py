@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import run_doctor
-from servers import pyftpd, vsftpd
+from servers import proftpd, pyftpd, vsftpd
 
 NATFTP = [sys.executable, "-m", "natftp"]
 
@@ -167,3 +167,13 @@ def test_tls_asked_but_not_offered() -> None:
         tls = rep.result("tls")
         assert tls is not None and tls.verdict == "fail"
         assert any("TLS_FTPHandler" in f for f in tls.fix)
+
+
+def test_proftpd_limit_write_denyall_names_limit_write() -> None:
+    with proftpd(write=False) as s:
+        rep = run_doctor(s.url, write=True)
+        assert rep.server == "proftpd"
+        w = rep.result("write")
+        assert w is not None and w.verdict == "fail"
+        assert any("<Limit WRITE>" in f for f in rep.fixes), rep.fixes
+        assert [r.id for r in rep.results if r.verdict == "fail"] == ["write"]

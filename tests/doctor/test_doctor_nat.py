@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from netlab import ROUTER_WAN, SERVER_IP, NatLab, nat_lab
-from servers import Running, pyftpd, vsftpd
+from servers import Running, proftpd, pyftpd, vsftpd
 
 RANGE = (30000, 30009)
 RANGE_S = "30000-30009"
@@ -39,6 +39,8 @@ def behind_nat(kind: str, *, lab_kw: dict[str, Any] | None = None,
     with nat_lab(**(lab_kw or {})) as lab:
         if kind == "vsftpd":
             cm = vsftpd(SERVER_IP, netns=lab.server, port=21, **server_kw)
+        elif kind == "proftpd":
+            cm = proftpd(SERVER_IP, netns=lab.server, port=21, **server_kw)
         else:
             cm = pyftpd(SERVER_IP, netns=lab.server, port=21, **server_kw)
         with cm as s:
@@ -70,6 +72,20 @@ def test_pyftpdlib_behind_nat_without_masquerade() -> None:
         rc, d = doctor(lab, s)
     assert rc == 1 and d["server"] == "pyftpdlib"
     assert_private_named(d, f"masquerade_address = '{ROUTER_WAN}'")
+
+
+def test_proftpd_behind_nat_without_masquerade() -> None:
+    with behind_nat("proftpd", lab_kw={"passive": RANGE}, passive=RANGE) as (lab, s):
+        rc, d = doctor(lab, s)
+    assert rc == 1 and d["server"] == "proftpd"
+    assert_private_named(d, f"MasqueradeAddress {ROUTER_WAN}")
+
+
+def test_proftpd_behind_nat_with_masquerade_all_green() -> None:
+    with behind_nat("proftpd", lab_kw={"passive": RANGE}, passive=RANGE,
+                    masquerade=ROUTER_WAN) as (lab, s):
+        rc, d = doctor(lab, s, "--write")
+    assert rc == 0, [(c["id"], c["verdict"], c["summary"]) for c in d["checks"]]
 
 
 def test_vsftpd_contest_case_zero_address_through_helper() -> None:

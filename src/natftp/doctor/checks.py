@@ -134,6 +134,7 @@ class Doctor:
         self.range_ports: list[int] = []
         self.passive_blocked = False
         self.reuse_required = False
+        self.banner_delay = 0.0
 
     @property
     def server_lan_ip(self) -> str:
@@ -172,7 +173,7 @@ class Doctor:
         except (TimeoutError, OSError, ssl.SSLError) as e:
             raise SessionError(f"cannot connect: {classify_oserror(e)[1]}") from e
         try:
-            r = await c.reply()
+            r = await c.reply(self.timeout + 5)
             while r.kind == 1:
                 r = await c.reply()
             if r.code != 220:
@@ -305,9 +306,12 @@ class Doctor:
             self.add(Result("banner", "Banner / server", FAIL, f"{e}{hint}",
                             cause=f"The connection opened but the session did not start: {e}."))
             return
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
         try:
             lines: list[str] = []
-            r = await c.reply()
+            # A greeting can be slow (reverse DNS/ident lookups); wait a little longer.
+            r = await c.reply(self.timeout + 5)
             while r.kind == 1:
                 lines.append(_q(r))
                 r = await c.reply()
@@ -323,11 +327,21 @@ class Doctor:
         await c.close()
         self.texts["banner"] = r.text
         self.server, reasons = K.identify(self.texts)
+        self.banner_delay = loop.time() - t0
         verdict = OK if r.code == 220 else FAIL
         cause = "" if verdict == OK else f"The server refuses sessions: {_q(r)}."
+        fixes: list[str] = []
+        if verdict == OK and self.banner_delay > 1.0:
+            verdict = WARN
+            cause = (f"The greeting took {self.banner_delay:.1f} s: the server looks up the "
+                     "client's name (reverse DNS or ident) before answering, and clients "
+                     "with short timeouts give up.")
+            fixes = [self.fix("slow_banner")]
         self.add(Result("banner", "Banner / server", verdict,
                         f"{K.DISPLAY[self.server]} ({_q(r)[:80]})", lines + reasons,
-                        cause=cause, facts={"server": self.server}))
+                        cause=cause, fix=fixes,
+                        facts={"server": self.server,
+                               "delay_s": round(self.banner_delay, 2)}))
 
     # 3. TLS ----------------------------------------------------------------------
 

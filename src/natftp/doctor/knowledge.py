@@ -150,6 +150,13 @@ FIXES: dict[str, dict[str, str]] = {
         "natftp": "Start natftp serve with TLS (a certificate and key).",
         "*": "Enable explicit FTPS (AUTH TLS) on the server.",
     },
+    "slow_banner": {
+        "vsftpd": "Set reverse_lookup_enable=NO in /etc/vsftpd.conf.",
+        "proftpd": "Add UseReverseDNS off and IdentLookups off to proftpd.conf.",
+        "pure-ftpd": "Start pure-ftpd with -H (DontResolve).",
+        "*": "Turn off reverse DNS (and ident) lookups of clients in the server, or fix "
+             "the DNS the server uses.",
+    },
     "tls_reuse": {
         "vsftpd": ("vsftpd requires TLS session reuse on data connections "
                    "(require_ssl_reuse=YES, the default): use a client that reuses sessions "
