@@ -1,1 +1,41 @@
+"""natftp's FTP/FTPS client: async :class:`Client` and its blocking twin.
 
+    async with Client("ftp://user:pass@host/") as ftp:
+        await ftp.download("dir/file.bin", "file.bin")
+
+    with BlockingClient("ftpes://user:pass@host/") as ftp:
+        for entry in ftp.list("dir"):
+            print(entry.name, entry.size)
+
+Data connections get through NAT by themselves (EPSV, then PASV with the advertised
+address checked, then active mode); see ``docs/client.md``.
+"""
+
+from __future__ import annotations
+
+from natftp.client._async import Client
+from natftp.client._sync import BlockingClient, SyncClient
+from natftp.client.errors import (
+    Attempt,
+    ConnectionFailed,
+    ConnectionLost,
+    DataConnectionError,
+    FTPError,
+    FTPTimeout,
+    LoginError,
+    PermanentError,
+    ProtocolError,
+    ReplyError,
+    TimeoutError,
+    TLSError,
+    TransientError,
+)
+from natftp.client.mirror import Action, MirrorResult
+from natftp.proto.listparse import Entry
+
+__all__ = [
+    "Action", "Attempt", "BlockingClient", "Client", "ConnectionFailed", "ConnectionLost",
+    "DataConnectionError", "Entry", "FTPError", "FTPTimeout", "LoginError", "MirrorResult",
+    "PermanentError", "ProtocolError", "ReplyError", "SyncClient", "TLSError",
+    "TimeoutError", "TransientError",
+]

@@ -1,0 +1,899 @@
+"""The async client: the one implementation that :class:`BlockingClient` also runs.
+
+Protocol knowledge comes from :mod:`natftp.proto` (replies, commands, addresses,
+listings); this module only moves bytes and decides which data-connection strategy to use.
+
+Data connections, the part that breaks across NAT, are tried in order:
+
+1. ``EPSV``: the server names only a port; we reuse the control connection's address.
+2. ``PASV``: the server names an address and a port. Unless ``trust_pasv_address`` is
+   set, any address other than the control connection's peer (0.0.0.0, a private or
+   CGNAT address behind the server's NAT, or a third host, CVE-2020-8284) is replaced by
+   the control peer.
+3. active (``EPRT``, then ``PORT`` if EPRT is refused): the server connects back to us,
+   at ``active_address`` if we are behind NAT ourselves.
+
+A strategy is abandoned when its command is refused *or* when its data connection fails
+(refused, or no connection within the short ``data_timeout``), and the next one is tried.
+The strategy that worked is remembered for the session; every fallback is logged on the
+``natftp.client`` logger with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import os
+import posixpath
+import socket
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any, Literal
+
+from natftp.client.errors import (
+    Attempt,
+    ConnectionFailed,
+    ConnectionLost,
+    DataConnectionError,
+    FTPError,
+    LoginError,
+    PermanentError,
+    ProtocolError,
+    ReplyError,
+    TimeoutError,
+    TLSError,
+    reply_error,
+)
+from natftp.client.tls import SessionReuseContext, check_pin, make_context
+from natftp.client.url import parse_url
+from natftp.proto import addr
+from natftp.proto.commands import Command
+from natftp.proto.listparse import (
+    Entry,
+    ListingError,
+    format_mlsx_time,
+    parse_list,
+    parse_mlsd,
+    parse_mlsx_line,
+    parse_mlsx_time,
+)
+from natftp.proto.replies import Reply, ReplyParser
+from natftp.proto.replies import ReplyError as ReplySyntaxError
+
+log = logging.getLogger("natftp.client")
+
+Mode = Literal["auto", "passive", "active"]
+Strategy = Literal["epsv", "pasv", "active"]
+ProgressCallback = Callable[[int, int | None], None]
+TraceCallback = Callable[[str, str], None]
+Source = str | os.PathLike[str] | IO[bytes] | bytes
+Sink = str | os.PathLike[str] | IO[bytes]
+
+EntryList = list[Entry]
+StrList = list[str]
+AttemptList = list[Attempt]
+StrategyList = list[Strategy]
+
+CHUNK = 64 * 1024
+_UNSUPPORTED = (500, 502, 504)  # "I don't know that command" replies
+
+
+class _Skip(Exception):
+    """A data-connection strategy did not work; try the next one."""
+
+    def __init__(self, reason: str, refused: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.refused = refused
+
+
+@dataclass
+class _Data:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    strategy: Strategy
+    address: tuple[str, int]
+
+
+class Client:
+    """An FTP/FTPS session. Use ``async with Client(url) as ftp:``.
+
+    ``url`` is ``ftp://[user[:password]@]host[:port]/`` (``ftps://`` implicit TLS,
+    ``ftpes://`` explicit TLS); keyword arguments override what it says. The path part
+    of the URL is ignored here (the CLI uses it).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        data_timeout: float = 5.0,
+        mode: Mode = "auto",
+        epsv: bool = True,
+        trust_pasv_address: bool = False,
+        active_address: str | None = None,
+        tls: Literal["explicit", "implicit"] | None = None,
+        verify: bool | str = True,
+        fingerprint: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        protect_data: bool = True,
+        trace: TraceCallback | None = None,
+    ) -> None:
+        scheme_tls: str | None = None
+        if url is not None:
+            u = parse_url(url)
+            host = host or u.host
+            port = port or u.port
+            user = user if user is not None else u.user
+            password = password if password is not None else u.password
+            scheme_tls = u.tls
+        if not host:
+            raise ValueError("Client needs a URL or host=")
+        self.tls: str | None = tls or scheme_tls
+        self.host = host
+        self.port = port or (990 if self.tls == "implicit" else 21)
+        self.user = user or "anonymous"
+        self.password = password if password is not None else ("anonymous@" if not user else "")
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.data_timeout = data_timeout
+        if mode not in ("auto", "passive", "active"):
+            raise ValueError(f"mode must be auto, passive or active, not {mode!r}")
+        self.mode: Mode = mode
+        self.epsv = epsv
+        self.trust_pasv_address = trust_pasv_address
+        self.active_address = active_address
+        self.fingerprint = fingerprint
+        self.protect_data = protect_data
+        self._ssl: ssl.SSLContext | None = None
+        if self.tls is not None:
+            self._ssl = ssl_context or make_context(verify, fingerprint)
+        self._trace = trace
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._parser = ReplyParser()
+        self._replies: deque[Reply] = deque()
+        self._data_tls = False
+        self.peer: tuple[str, int] | None = None
+        self.local: tuple[str, int] | None = None
+        self.welcome: str = ""
+        self.features: dict[str, str] = {}
+        self.data_strategy: Strategy | None = None
+        self.last_data_address: tuple[str, int] | None = None
+        self._refused: set[str] = set()
+        self._mlsd: bool | None = None
+
+    # -- connection ------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
+
+    async def connect(self) -> None:
+        """Open the control connection, do TLS if asked, log in, read FEAT."""
+        self._note(f"Connecting to {self.host} port {self.port}")
+        implicit = self._ssl if self.tls == "implicit" else None
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, ssl=implicit,
+                                        server_hostname=self.host if implicit else None),
+                self.connect_timeout)
+        except builtins.TimeoutError as e:
+            raise TimeoutError(f"no connection to {self.host}:{self.port} within "
+                               f"{self.connect_timeout:g} s") from e
+        except ssl.SSLError as e:
+            raise TLSError(f"TLS with {self.host}:{self.port} failed: {e}") from e
+        except OSError as e:
+            raise ConnectionFailed(f"could not connect to {self.host}:{self.port}: "
+                                   f"{e.strerror or e}") from e
+        self._reader, self._writer = reader, writer
+        peer = writer.get_extra_info("peername")
+        local = writer.get_extra_info("sockname")
+        self.peer = (peer[0], peer[1])
+        self.local = (local[0], local[1])
+        self._note(f"Connected to {self.host} ({self.peer[0]}) port {self.peer[1]}")
+        try:
+            if implicit is not None and self.fingerprint:
+                check_pin(writer.get_extra_info("ssl_object"), self.fingerprint)
+            banner = await self._read_reply(self.connect_timeout)
+            while banner.code == 120:
+                banner = await self._read_reply()
+            if banner.code != 220:
+                raise ConnectionFailed(f"server refused the session: {banner.code} "
+                                       f"{banner.text}")
+            self.welcome = banner.text
+            if self.tls == "explicit":
+                await self._auth_tls()
+            await self._login()
+            if self.tls is not None and self.protect_data:
+                await self.command("PBSZ", "0")
+                await self.command("PROT", "P")
+                self._data_tls = True
+            await self._feat()
+            if "UTF8" in self.features:
+                await self._cmd("OPTS", "UTF8 ON")
+            await self.command("TYPE", "I")
+        except BaseException:
+            self._drop()
+            raise
+
+    async def _auth_tls(self) -> None:
+        assert self._writer is not None and self._ssl is not None
+        r = await self._cmd("AUTH", "TLS")
+        if r.code != 234:
+            raise TLSError(f"server refused AUTH TLS: {r.code} {r.text}")
+        try:
+            await asyncio.wait_for(
+                self._writer.start_tls(self._ssl, server_hostname=self.host),
+                self.connect_timeout)
+        except ssl.SSLError as e:
+            raise TLSError(f"TLS handshake with {self.host} failed: {e}") from e
+        except builtins.TimeoutError as e:
+            raise TimeoutError("TLS handshake timed out") from e
+        if self.fingerprint:
+            check_pin(self._writer.get_extra_info("ssl_object"), self.fingerprint)
+        self._note("TLS established on the control connection")
+
+    async def _login(self) -> None:
+        r = await self._cmd("USER", self.user)
+        if r.code == 331 or r.code == 332:
+            r = await self._cmd("PASS", self.password)
+        if r.code == 332:
+            raise LoginError(r, "ACCT (accounts are not supported)")
+        if r.kind == 4:
+            raise reply_error(r, "PASS")
+        if r.code not in (230, 202):
+            raise LoginError(r, "login")
+
+    async def _feat(self) -> None:
+        r = await self._cmd("FEAT")
+        if r.code != 211:
+            return
+        for line in r.lines[1:-1]:
+            name, _, params = line.strip().partition(" ")
+            if name:
+                self.features[name.upper()] = params
+        if "MLST" not in self.features:
+            self._mlsd = False
+
+    async def close(self) -> None:
+        """Say QUIT (briefly) and close. Safe to call twice or after a failure."""
+        if self._writer is None:
+            return
+        with contextlib.suppress(FTPError, OSError):
+            await self._send(Command("QUIT"))
+            await self._read_reply(min(self.timeout, 2.0))
+        self._drop()
+
+    def _drop(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        self._writer = None
+        self._reader = None
+
+    # -- the dialogue ------------------------------------------------------------------
+
+    def _note(self, text: str) -> None:
+        log.debug("%s", text)
+        if self._trace is not None:
+            self._trace("*", text)
+
+    def _fallback(self, text: str) -> None:
+        log.info("%s", text)
+        if self._trace is not None:
+            self._trace("*", text)
+
+    async def _send(self, cmd: Command) -> None:
+        if self._writer is None:
+            raise ConnectionLost("not connected")
+        if self._trace is not None:
+            self._trace(">", cmd.masked())
+        log.debug("> %s", cmd.masked())
+        try:
+            self._writer.write(cmd.format())
+            await asyncio.wait_for(self._writer.drain(), self.timeout)
+        except builtins.TimeoutError as e:
+            raise TimeoutError(f"could not send {cmd.name} within {self.timeout:g} s") from e
+        except OSError as e:
+            self._drop()
+            raise ConnectionLost(f"control connection broke while sending {cmd.name}: "
+                                 f"{e}") from e
+
+    async def _read_reply(self, timeout: float | None = None) -> Reply:
+        t = self.timeout if timeout is None else timeout
+        while not self._replies:
+            if self._reader is None:
+                raise ConnectionLost("not connected")
+            try:
+                data = await asyncio.wait_for(self._reader.read(8192), t)
+            except builtins.TimeoutError as e:
+                raise TimeoutError(f"no reply from the server within {t:g} s") from e
+            except OSError as e:
+                self._drop()
+                raise ConnectionLost(f"control connection broke: {e}") from e
+            if not data:
+                self._drop()
+                raise ConnectionLost("the server closed the control connection")
+            try:
+                self._replies.extend(self._parser.feed(data))
+            except ReplySyntaxError as e:
+                self._drop()
+                raise ProtocolError(f"malformed reply: {e}") from e
+        r = self._replies.popleft()
+        if self._trace is not None:
+            for i, line in enumerate(r.lines):
+                last = i == len(r.lines) - 1
+                self._trace("<", f"{r.code}{' ' if last else '-'}{line}")
+        log.debug("< %s %s", r.code, r.text)
+        return r
+
+    async def _cmd(self, name: str, arg: str = "") -> Reply:
+        """Send a command and return its reply, whatever it is."""
+        await self._send(Command(name, arg))
+        r = await self._read_reply()
+        while r.kind == 1:  # a preliminary reply to a non-transfer command: wait for more
+            r = await self._read_reply()
+        return r
+
+    async def command(self, name: str, arg: str = "") -> Reply:
+        """Send any command; a 4xx/5xx reply raises TransientError/PermanentError."""
+        r = await self._cmd(name.upper(), arg)
+        if r.kind >= 4:
+            raise reply_error(r, name.upper())
+        return r
+
+    # -- data connections ------------------------------------------------------------
+
+    def _strategies(self) -> StrategyList:
+        if self.mode == "active":
+            order: StrategyList = ["active"]
+        else:
+            order = ["epsv", "pasv"] if self.epsv else ["pasv"]
+            if self.mode == "auto":
+                order.append("active")
+        order = [s for s in order if s not in self._refused] or order
+        if self.data_strategy in order:
+            order.remove(self.data_strategy)
+            order.insert(0, self.data_strategy)
+        return order
+
+    async def _open_transfer(self, cmd: Command, rest: int = 0) -> tuple[_Data, Reply]:
+        """Open a data connection for ``cmd`` with the first strategy that works, send
+        the command (after REST when resuming) and return the connection and its
+        preliminary reply."""
+        attempts: AttemptList = []
+        order = self._strategies()
+        for i, strategy in enumerate(order):
+            try:
+                if strategy == "active":
+                    data, prelim = await self._active(cmd, rest)
+                else:
+                    data = await self._passive(strategy)
+                    try:
+                        prelim = await self._start(cmd, rest)
+                    except BaseException:
+                        await self._close_data(data)
+                        raise
+            except _Skip as e:
+                attempts.append(Attempt(strategy, e.reason))
+                if e.refused:
+                    self._refused.add(strategy)
+                nxt = order[i + 1] if i + 1 < len(order) else None
+                self._fallback(f"{strategy.upper()} did not work: {e.reason}"
+                               + (f"; trying {nxt.upper()}" if nxt else ""))
+                continue
+            if self.data_strategy != strategy:
+                self._note(f"using {strategy.upper()} for data connections")
+            self.data_strategy = strategy
+            self.last_data_address = data.address
+            return data, prelim
+        raise DataConnectionError(f"no data connection for {cmd.name} could be made",
+                                  attempts)
+
+    async def _connect_data(self, host: str, port: int) -> tuple[asyncio.StreamReader,
+                                                                 asyncio.StreamWriter]:
+        self._note(f"Opening data connection to {host} port {port}")
+        try:
+            return await asyncio.wait_for(asyncio.open_connection(host, port),
+                                          self.data_timeout)
+        except builtins.TimeoutError as e:
+            raise _Skip(f"no data connection to {host}:{port} within "
+                        f"{self.data_timeout:g} s") from e
+        except OSError as e:
+            raise _Skip(f"data connection to {host}:{port} failed: "
+                        f"{e.strerror or e}") from e
+
+    async def _passive(self, strategy: Strategy) -> _Data:
+        assert self.peer is not None
+        control_ip = str(addr.ip(self.peer[0]))
+        if strategy == "epsv":
+            r = await self._cmd("EPSV")
+            if r.code != 229:
+                raise _Skip(f"EPSV refused: {r.code} {r.text}", refused=r.kind == 5)
+            try:
+                port = addr.parse_229(r.text)
+            except addr.AddressError as e:
+                raise _Skip(f"unreadable 229 reply: {e}") from e
+            host = control_ip
+        else:
+            r = await self._cmd("PASV")
+            if r.code != 227:
+                raise _Skip(f"PASV refused: {r.code} {r.text}", refused=r.kind == 5)
+            try:
+                advertised, port = addr.parse_227(r.text)
+            except addr.AddressError as e:
+                raise _Skip(f"unreadable 227 reply: {e}") from e
+            if self.trust_pasv_address or addr.pasv_address_usable(advertised, control_ip):
+                host = str(advertised)
+            else:
+                host = control_ip
+                kind = addr.classify(advertised).value
+                self._fallback(f"PASV advertised {advertised} ({kind}), not the server's "
+                               f"address {control_ip}; connecting to {control_ip} instead "
+                               "(use trust_pasv_address to follow it)")
+        reader, writer = await self._connect_data(host, port)
+        return _Data(reader, writer, strategy, (host, port))
+
+    async def _start(self, cmd: Command, rest: int) -> Reply:
+        """REST (if resuming) and the transfer command; returns the 1xx (or early 2xx)."""
+        if rest:
+            r = await self._cmd("REST", str(rest))
+            if r.code != 350:
+                raise reply_error(r, "REST")
+        await self._send(cmd)
+        r = await self._read_reply()
+        if r.kind in (1, 2):
+            return r
+        if r.code == 425:
+            raise _Skip(f"server could not use the data connection: {r.code} {r.text}")
+        raise reply_error(r, cmd.name)
+
+    async def _active(self, cmd: Command, rest: int) -> tuple[_Data, Reply]:
+        assert self.local is not None
+        bind_ip = str(addr.ip(self.local[0]))
+        family = socket.AF_INET6 if ":" in bind_ip else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.bind((bind_ip, 0))
+            listener.listen(1)
+            listener.setblocking(False)
+            port = listener.getsockname()[1]
+            advertised = self.active_address or bind_ip
+            ok = False
+            if "eprt" not in self._refused:
+                r = await self._cmd("EPRT", addr.format_eprt_arg(advertised, port))
+                ok = r.kind == 2
+                if r.kind == 5:
+                    self._refused.add("eprt")
+                why = f"EPRT refused: {r.code} {r.text}"
+            if not ok and ":" not in str(addr.ip(advertised)):
+                r = await self._cmd("PORT", addr.format_port_arg(advertised, port))
+                ok = r.kind == 2
+                why = f"PORT refused: {r.code} {r.text}"
+            if not ok:
+                raise _Skip(why, refused=r.kind == 5)
+            self._note(f"Waiting for the server to connect to {advertised} port {port}")
+            prelim = await self._start(cmd, rest)
+            loop = asyncio.get_running_loop()
+            try:
+                conn, _ = await asyncio.wait_for(loop.sock_accept(listener), self.data_timeout)
+            except builtins.TimeoutError as e:
+                await self._abort()
+                raise _Skip(f"the server did not connect back to {advertised}:{port} within "
+                            f"{self.data_timeout:g} s (a firewall or NAT on our side?)") from e
+            reader, writer = await asyncio.open_connection(sock=conn)
+            return _Data(reader, writer, "active", (advertised, port)), prelim
+        finally:
+            listener.close()
+
+    async def _abort(self) -> None:
+        """ABOR a transfer and read the replies it causes; drop the session if they
+        do not come, since the dialogue would be out of step."""
+        try:
+            await self._send(Command("ABOR"))
+            deadline = asyncio.get_running_loop().time() + max(self.data_timeout, 2.0)
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                r = await self._read_reply(max(left, 0.1))
+                if r.kind != 1 and r.code != 426 and r.code != 425 and r.code != 451:
+                    break
+        except FTPError:
+            self._drop()
+
+    async def _secure(self, data: _Data) -> None:
+        if not self._data_tls or self._ssl is None:
+            return
+        assert self._writer is not None
+        control = self._writer.get_extra_info("ssl_object")
+        if isinstance(self._ssl, SessionReuseContext) and control is not None:
+            self._ssl.reuse_session = control.session
+        try:
+            await asyncio.wait_for(
+                data.writer.start_tls(self._ssl, server_hostname=self.host),
+                self.timeout)
+        except ssl.SSLError as e:
+            raise TLSError(f"TLS on the data connection failed: {e}") from e
+        except builtins.TimeoutError as e:
+            raise TimeoutError("TLS handshake on the data connection timed out") from e
+        except OSError as e:
+            raise DataConnectionError(f"data connection broke during TLS: {e}") from e
+
+    async def _close_data(self, data: _Data) -> None:
+        data.writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(data.writer.wait_closed(), self.timeout)
+
+    async def _finish(self, prelim: Reply, what: str) -> Reply:
+        if prelim.kind == 2:
+            return prelim
+        r = await self._read_reply()
+        if r.kind != 2:
+            raise reply_error(r, what)
+        return r
+
+    async def _retrieve(self, cmd: Command, consume: Callable[[bytes], None],
+                        rest: int = 0) -> Reply:
+        data, prelim = await self._open_transfer(cmd, rest)
+        received = 0
+        done = False
+        try:
+            await self._secure(data)
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(data.reader.read(CHUNK), self.timeout)
+                except builtins.TimeoutError as e:
+                    raise TimeoutError(f"{cmd.name}: no data for {self.timeout:g} s after "
+                                       f"{received} bytes") from e
+                except OSError as e:
+                    raise DataConnectionError(f"{cmd.name}: data connection broke after "
+                                              f"{received} bytes: {e}") from e
+                if not chunk:
+                    break
+                received += len(chunk)
+                consume(chunk)
+            done = True
+        finally:
+            await self._close_data(data)
+            if not done and self._writer is not None:
+                await self._abort()
+        return await self._finish(prelim, cmd.name)
+
+    async def _store(self, cmd: Command, source: IO[bytes], rest: int,
+                     progress: Callable[[int], None]) -> Reply:
+        data, prelim = await self._open_transfer(cmd, rest)
+        done = False
+        sent = 0
+        try:
+            await self._secure(data)
+            while True:
+                chunk = source.read(CHUNK)
+                if not chunk:
+                    break
+                try:
+                    data.writer.write(chunk)
+                    await asyncio.wait_for(data.writer.drain(), self.timeout)
+                except builtins.TimeoutError as e:
+                    raise TimeoutError(f"{cmd.name}: could not send for {self.timeout:g} s "
+                                       f"after {sent} bytes") from e
+                except OSError as e:
+                    raise DataConnectionError(f"{cmd.name}: data connection broke after "
+                                              f"{sent} bytes: {e}") from e
+                sent += len(chunk)
+                progress(sent)
+            done = True
+        finally:
+            await self._close_data(data)
+            if not done and self._writer is not None:
+                await self._abort()
+        return await self._finish(prelim, cmd.name)
+
+    async def _lines(self, cmd: Command) -> StrList:
+        buf = bytearray()
+        await self._retrieve(cmd, buf.extend)
+        text = bytes(buf).decode("utf-8", "surrogateescape")
+        return [line for line in text.replace("\r\n", "\n").split("\n") if line]
+
+    # -- directory operations ------------------------------------------------------------
+
+    async def pwd(self) -> str:
+        r = await self.command("PWD")
+        text = r.text
+        if '"' in text:
+            start = text.index('"') + 1
+            out = []
+            i = start
+            while i < len(text):  # RFC 959: "" inside the quotes is a literal quote
+                if text[i] == '"':
+                    if text[i + 1:i + 2] == '"':
+                        out.append('"')
+                        i += 2
+                        continue
+                    break
+                out.append(text[i])
+                i += 1
+            return "".join(out)
+        return text.split(" ", 1)[0]
+
+    async def cwd(self, path: str) -> None:
+        await self.command("CWD", path)
+
+    async def list(self, path: str = "") -> EntryList:
+        """Entries of a directory: MLSD when the server has it, else parsed LIST."""
+        if self._mlsd is not False:
+            try:
+                lines = await self._lines(Command("MLSD", path))
+                self._mlsd = True
+                return parse_mlsd(lines)
+            except PermanentError as e:
+                if e.code not in _UNSUPPORTED or self._mlsd:
+                    raise
+                self._mlsd = False
+                self._fallback(f"MLSD refused ({e.code} {e.text}); using LIST")
+            except ListingError as e:
+                raise ProtocolError(f"unreadable MLSD listing: {e}") from e
+        arg = path
+        if arg.startswith("-"):
+            arg = "./" + arg  # a leading dash would be taken for ls options
+        lines = await self._lines(Command("LIST", arg))
+        try:
+            return parse_list(lines, now=datetime.now(UTC))
+        except ListingError as e:
+            raise ProtocolError(f"unreadable LIST listing: {e}") from e
+
+    async def names(self, path: str = "") -> StrList:
+        """NLST: bare names (some servers return paths)."""
+        return await self._lines(Command("NLST", path))
+
+    async def stat(self, path: str) -> Entry:
+        """One entry's facts: MLST when available, else SIZE/MDTM (and CWD for dirs)."""
+        base = posixpath.basename(path.rstrip("/")) or path
+        if "MLST" in self.features:
+            r = await self._cmd("MLST", path)
+            if r.code == 250:
+                for line in r.lines[1:]:
+                    if "=" in line and ";" in line:
+                        try:
+                            e = parse_mlsx_line(line)
+                        except ListingError as err:
+                            raise ProtocolError(f"unreadable MLST reply: {err}") from err
+                        return Entry(base, e.type, e.size, e.modified, e.precision, e.target,
+                                     e.permissions, e.facts)
+            elif r.kind == 5 and r.code not in _UNSUPPORTED:
+                raise reply_error(r, "MLST")
+        r = await self._cmd("SIZE", path)
+        if r.code == 213 and r.text.strip().isdigit():
+            size = int(r.text.strip())
+            modified = await self.mtime(path)
+            return Entry(base, "file", size, modified)
+        # not a file: a directory if we can change into it
+        here = await self.pwd()
+        c = await self._cmd("CWD", path)
+        if c.kind == 2:
+            await self.command("CWD", here)
+            return Entry(base, "dir")
+        raise reply_error(r if r.kind >= 4 else c, "SIZE")
+
+    async def exists(self, path: str) -> bool:
+        try:
+            await self.stat(path)
+        except PermanentError:
+            return False
+        return True
+
+    async def size(self, path: str) -> int:
+        r = await self.command("SIZE", path)
+        try:
+            return int(r.text.strip())
+        except ValueError as e:
+            raise ProtocolError(f"unreadable SIZE reply {r.text!r}") from e
+
+    async def mtime(self, path: str) -> datetime | None:
+        r = await self._cmd("MDTM", path)
+        if r.code != 213:
+            return None
+        try:
+            return parse_mlsx_time(r.text.strip())
+        except ListingError:
+            return None
+
+    async def set_mtime(self, path: str, when: datetime) -> bool:
+        """MFMT (or vsftpd-style MDTM with a time); False when the server can't."""
+        stamp = format_mlsx_time(when)
+        if "MFMT" in self.features:
+            r = await self._cmd("MFMT", f"{stamp} {path}")
+            return r.kind == 2
+        return False
+
+    async def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        if parents:
+            parts = [p for p in path.split("/") if p]
+            cur = "/" if path.startswith("/") else ""
+            for p in parts:
+                cur = posixpath.join(cur, p) if cur else p
+                r = await self._cmd("MKD", cur)
+                if r.kind >= 4 and not await self._is_dir(cur):
+                    raise reply_error(r, "MKD")
+            return
+        r = await self._cmd("MKD", path)
+        if r.kind >= 4:
+            if exist_ok and await self._is_dir(path):
+                return
+            raise reply_error(r, "MKD")
+
+    async def _is_dir(self, path: str) -> bool:
+        try:
+            return (await self.stat(path)).is_dir
+        except ReplyError:
+            return False
+
+    async def rmdir(self, path: str) -> None:
+        await self.command("RMD", path)
+
+    async def remove(self, path: str) -> None:
+        await self.command("DELE", path)
+
+    async def rename(self, src: str, dst: str) -> None:
+        r = await self._cmd("RNFR", src)
+        if r.code != 350:
+            raise reply_error(r, "RNFR")
+        await self.command("RNTO", dst)
+
+    async def walk(self, top: str = "") -> AsyncIterator[tuple[str, EntryList, EntryList]]:
+        """Like os.walk, top-down: ``(dirpath, dirs, files)``; links count as files."""
+        stack = [top]
+        while stack:
+            d = stack.pop()
+            entries = await self.list(d)
+            dirs = [e for e in entries if e.is_dir]
+            files = [e for e in entries if not e.is_dir]
+            yield d, dirs, files
+            for e in reversed(dirs):
+                stack.append(posixpath.join(d, e.name) if d else e.name)
+
+    # -- transfers -------------------------------------------------------------------
+
+    async def download(self, remote: str, dest: Sink, *, resume: bool = False,
+                       progress: ProgressCallback | None = None) -> int:
+        """Download ``remote`` to a local path or a binary file object; returns the bytes
+        received. With ``resume``, an existing partial file (or the file object's current
+        position) is continued with REST instead of starting over."""
+        total: int | None = None
+        r = await self._cmd("SIZE", remote)
+        if r.code == 213 and r.text.strip().isdigit():
+            total = int(r.text.strip())
+        owned: IO[bytes] | None = None
+        offset = 0
+        if isinstance(dest, (str, os.PathLike)):
+            if resume and os.path.exists(dest):
+                offset = os.path.getsize(dest)
+                if total is not None and offset > total:
+                    self._note(f"local file is larger than the remote ({offset} > {total}); "
+                               "downloading again")
+                    offset = 0
+            owned = open(dest, "ab" if offset else "wb")  # noqa: SIM115
+            fh: IO[bytes] = owned
+        else:
+            fh = dest
+            if resume:
+                with contextlib.suppress(OSError, ValueError):
+                    offset = fh.tell()
+        received = 0
+        try:
+            if progress is not None:
+                progress(offset, total)
+            if total is not None and resume and offset == total:
+                return 0
+
+            def consume(chunk: bytes) -> None:
+                nonlocal received
+                fh.write(chunk)
+                received += len(chunk)
+                if progress is not None:
+                    progress(offset + received, total)
+
+            await self._retrieve(Command("RETR", remote), consume, rest=offset)
+        finally:
+            if owned is not None:
+                owned.close()
+        return received
+
+    async def read_bytes(self, remote: str) -> bytes:
+        buf = bytearray()
+        await self._retrieve(Command("RETR", remote), buf.extend)
+        return bytes(buf)
+
+    async def upload(self, source: Source, remote: str, *, resume: bool = False,
+                     progress: ProgressCallback | None = None) -> int:
+        """Upload a local path, a binary file object or bytes to ``remote``; returns the
+        bytes sent. With ``resume``, the remote file's size is the offset (REST + STOR,
+        or APPE when REST is refused)."""
+        import io
+
+        owned: IO[bytes] | None = None
+        if isinstance(source, (bytes, bytearray)):
+            fh: IO[bytes] = io.BytesIO(bytes(source))
+        elif isinstance(source, (str, os.PathLike)):
+            owned = open(source, "rb")  # noqa: SIM115
+            fh = owned
+        else:
+            fh = source
+        try:
+            total: int | None = None
+            with contextlib.suppress(OSError, ValueError):
+                pos = fh.tell()
+                total = fh.seek(0, os.SEEK_END)
+                fh.seek(pos)
+            offset = 0
+            if resume:
+                r = await self._cmd("SIZE", remote)
+                if r.code == 213 and r.text.strip().isdigit():
+                    offset = int(r.text.strip())
+                if total is not None and offset > total:
+                    self._note(f"remote file is larger than the local ({offset} > {total}); "
+                               "uploading again")
+                    offset = 0
+                fh.seek(offset)
+                if total is not None and offset == total:
+                    if progress is not None:
+                        progress(total, total)
+                    return 0
+            if progress is not None:
+                progress(offset, total)
+
+            def moved(sent: int) -> None:
+                if progress is not None:
+                    progress(offset + sent, total)
+
+            cmd = Command("STOR", remote)
+            if offset:
+                try:
+                    await self._store(cmd, fh, offset, moved)
+                except PermanentError as e:
+                    if e.command != "REST":
+                        raise
+                    self._fallback(f"REST refused ({e.code}); resuming with APPE")
+                    fh.seek(offset)
+                    await self._store(Command("APPE", remote), fh, 0, moved)
+            else:
+                await self._store(cmd, fh, 0, moved)
+            return fh.tell() - offset
+        finally:
+            if owned is not None:
+                owned.close()
+
+    # -- mirroring -----------------------------------------------------------------------
+
+    async def mirror_down(self, remote: str, local: str | os.PathLike[str], *,
+                          delete: bool = False, dry_run: bool = False,
+                          on_action: Callable[[Any], None] | None = None) -> Any:
+        """Make local directory ``local`` a copy of remote directory ``remote``."""
+        from natftp.client.mirror import mirror_down
+        return await mirror_down(self, remote, os.fspath(local), delete=delete,
+                                 dry_run=dry_run, on_action=on_action)
+
+    async def mirror_up(self, local: str | os.PathLike[str], remote: str, *,
+                        delete: bool = False, dry_run: bool = False,
+                        on_action: Callable[[Any], None] | None = None) -> Any:
+        """Make remote directory ``remote`` a copy of local directory ``local``."""
+        from natftp.client.mirror import mirror_up
+        return await mirror_up(self, os.fspath(local), remote, delete=delete,
+                               dry_run=dry_run, on_action=on_action)

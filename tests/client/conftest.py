@@ -1,0 +1,121 @@
+"""Real servers for the client's tests: pyftpdlib subprocesses started per test.
+
+``ftpd(**opts)`` starts tests/client/ftpd_peer.py with the given options, waits for its
+READY line and returns a :class:`Server`; everything started is killed by PID at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+HERE = Path(__file__).parent
+REPO = HERE.parent.parent
+NATFTP = REPO / ".venv" / "bin" / "natftp"
+USER, PASSWORD = "alice", "wonder land"
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    root: Path
+    proc: subprocess.Popen[bytes]
+    user: str = USER
+    password: str = PASSWORD
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"ftp://{self.user}:{quote(self.password)}@{self.host}:{self.port}/"
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
+
+def start_peer(root: Path, *args: str, host: str = "127.0.0.1", port: int = 0) -> Server:
+    cmd = [sys.executable, str(HERE / "ftpd_peer.py"), "--root", str(root),
+           "--listen", f"{host}:{port}", "--user", f"{USER}:{PASSWORD}", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    end = time.monotonic() + 10
+    line = b""
+    while time.monotonic() < end and not line.endswith(b"\n"):
+        r, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if r:
+            b = os.read(proc.stdout.fileno(), 1)
+            if not b:
+                break
+            line += b
+    if not line.startswith(b"READY"):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"pyftpdlib peer did not start: {line!r} {cmd}")
+    return Server(host, int(line.split()[1]), root, proc, args=list(args))
+
+
+@pytest.fixture
+def ftpd(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    started: list[Server] = []
+
+    def factory(*args: str, root: Path | None = None, port: int = 0) -> Server:
+        r = root or tmp_path / f"srv{len(started)}"
+        r.mkdir(exist_ok=True)
+        s = start_peer(r, *args, port=port)
+        started.append(s)
+        return s
+
+    yield factory
+    for s in started:
+        s.kill()
+
+
+@pytest.fixture
+def server(ftpd: Callable[..., Server]) -> Server:
+    return ftpd()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_tree(root: Path) -> None:
+    """A tree with Japanese and space-containing names, files of a few sizes."""
+    (root / "日本語 フォルダ" / "深い").mkdir(parents=True, exist_ok=True)
+    (root / "with space").mkdir(exist_ok=True)
+    (root / "empty dir").mkdir(exist_ok=True)
+    (root / "top.txt").write_text("top\n")
+    (root / "日本語 フォルダ" / "ファイル 1.txt").write_text("こんにちは\n" * 100)
+    (root / "日本語 フォルダ" / "深い" / "データ.bin").write_bytes(os.urandom(300_000))
+    (root / "with space" / "a b c.txt").write_bytes(b"")
+    (root / "with space" / "big one.bin").write_bytes(os.urandom(1_000_000))
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        out[rel] = "dir" if p.is_dir() else sha256(p)
+    return out
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="natftp-client-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
