@@ -6,14 +6,17 @@ READY line and returns a :class:`Server`; everything started is killed by PID at
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -119,3 +122,79 @@ def scratch() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="natftp-client-"))
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class Forwarder:
+    """Listens on (host, port) and relays every connection to (to_host, port), counting
+    them: proof of which address a client really connected to."""
+
+    def __init__(self, host: str, port: int, to_host: str) -> None:
+        self.accepted = 0
+        self._to = (to_host, port)
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self._sock.listen(8)
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                a, _ = self._sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            b = socket.create_connection(self._to, timeout=5)
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self._pipe, args=(x, y), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sock.close()
+
+
+class Blackhole:
+    """A port where connection attempts hang (a full accept queue: the kernel drops the
+    SYNs), as a firewall that drops packets would make them."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._sock = socket.socket()
+        self._sock.bind((host, port))
+        self._sock.listen(0)
+        self._fill: list[socket.socket] = []
+        for _ in range(3):
+            c = socket.socket()
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError, OSError):
+                c.connect((host, port))
+            self._fill.append(c)
+        time.sleep(0.1)
+
+    def close(self) -> None:
+        for c in self._fill:
+            c.close()
+        self._sock.close()
