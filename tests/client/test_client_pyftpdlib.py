@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Blackhole, Forwarder, Server, free_port, make_tree, sha256, tree_digest
+from clientpeers import Blackhole, Forwarder, Server, free_port, make_tree, sha256, tree_digest
 
 from natftp.client import (
     BlockingClient,

@@ -578,7 +578,7 @@ class Client:
         return await self._finish(prelim, cmd.name)
 
     async def _store(self, cmd: Command, source: IO[bytes], rest: int,
-                     progress: Callable[[int], None]) -> Reply:
+                     progress: Callable[[int], None]) -> int:
         data, prelim = await self._open_transfer(cmd, rest)
         done = False
         sent = 0
@@ -604,7 +604,8 @@ class Client:
             await self._close_data(data)
             if not done and self._writer is not None:
                 await self._abort()
-        return await self._finish(prelim, cmd.name)
+        await self._finish(prelim, cmd.name)
+        return sent
 
     async def _lines(self, cmd: Command) -> StrList:
         buf = bytearray()
@@ -866,16 +867,14 @@ class Client:
             cmd = Command("STOR", remote)
             if offset:
                 try:
-                    await self._store(cmd, fh, offset, moved)
+                    return await self._store(cmd, fh, offset, moved)
                 except PermanentError as e:
                     if e.command != "REST":
                         raise
                     self._fallback(f"REST refused ({e.code}); resuming with APPE")
                     fh.seek(offset)
-                    await self._store(Command("APPE", remote), fh, 0, moved)
-            else:
-                await self._store(cmd, fh, 0, moved)
-            return fh.tell() - offset
+                    return await self._store(Command("APPE", remote), fh, 0, moved)
+            return await self._store(cmd, fh, 0, moved)
         finally:
             if owned is not None:
                 owned.close()
