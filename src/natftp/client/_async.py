@@ -171,6 +171,7 @@ class Client:
         self.features: dict[str, str] = {}
         self.data_strategy: Strategy | None = None
         self.last_data_address: tuple[str, int] | None = None
+        self.last_data_tls_reused: bool | None = None
         self._refused: set[str] = set()
         self._mlsd: bool | None = None
 
@@ -536,6 +537,8 @@ class Client:
             raise TimeoutError("TLS handshake on the data connection timed out") from e
         except OSError as e:
             raise DataConnectionError(f"data connection broke during TLS: {e}") from e
+        obj = data.writer.get_extra_info("ssl_object")
+        self.last_data_tls_reused = bool(obj.session_reused) if obj is not None else None
 
     async def _close_data(self, data: _Data) -> None:
         data.writer.close()
