@@ -872,9 +872,11 @@ class Client:
                 try:
                     return await self._store(cmd, fh, offset, moved)
                 except PermanentError as e:
-                    if e.command != "REST":
+                    if e.command not in ("REST", "STOR"):
                         raise
-                    self._fallback(f"REST refused ({e.code}); resuming with APPE")
+                    # ProFTPD refuses STOR after REST unless AllowStoreRestart is on
+                    self._fallback(f"restarting STOR refused ({e.code} {e.text}); "
+                                   "resuming with APPE")
                     fh.seek(offset)
                     return await self._store(Command("APPE", remote), fh, 0, moved)
             return await self._store(cmd, fh, 0, moved)
