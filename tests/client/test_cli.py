@@ -165,3 +165,17 @@ def test_help_documents_exit_codes_and_switches() -> None:
     for word in ("--active", "--passive", "--no-epsv", "--trust-pasv-address",
                  "--active-address", "Exit codes", "netrc"):
         assert word in r.stdout
+
+
+def test_progress_bar_on_a_terminal_only(server: Server, tmp_path: Path) -> None:
+    import shlex
+    (server.root / "p.bin").write_bytes(os.urandom(3_000_000))
+    cmd = shlex.join([str(NATFTP), "get", server.url + "p.bin", str(tmp_path / "p.bin")])
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True,
+                       timeout=60, env={**os.environ, "COLUMNS": "120"})
+    shown = r.stdout.decode(errors="replace")
+    assert r.returncode == 0, shown
+    assert "p.bin" in shown and "/s" in shown and "3.0" in shown  # name, rate, size
+    assert sha256(tmp_path / "p.bin") == sha256(server.root / "p.bin")
+    piped = natftp("get", server.url + "p.bin", str(tmp_path / "q.bin"))
+    assert piped.returncode == 0 and piped.stdout == "" and piped.stderr == ""

@@ -173,6 +173,7 @@ class Client:
         self.last_data_address: tuple[str, int] | None = None
         self.last_data_tls_reused: bool | None = None
         self._refused: set[str] = set()
+        self._pasv_warned: set[str] = set()
         self._mlsd: bool | None = None
 
     # -- connection ------------------------------------------------------------------
@@ -448,20 +449,33 @@ class Client:
             else:
                 host = control_ip
                 kind = addr.classify(advertised).value
-                self._fallback(f"PASV advertised {advertised} ({kind}), not the server's "
+                say = self._note if str(advertised) in self._pasv_warned else self._fallback
+                self._pasv_warned.add(str(advertised))
+                say(f"PASV advertised {advertised} ({kind}), not the server's "
                                f"address {control_ip}; connecting to {control_ip} instead "
                                "(use trust_pasv_address to follow it)")
         reader, writer = await self._connect_data(host, port)
         return _Data(reader, writer, strategy, (host, port))
 
-    async def _start(self, cmd: Command, rest: int) -> Reply:
-        """REST (if resuming) and the transfer command; returns the 1xx (or early 2xx)."""
+    async def _start(self, cmd: Command, rest: int, active: bool = False) -> Reply:
+        """REST (if resuming) and the transfer command; returns the 1xx (or early 2xx).
+
+        In active mode servers connect to us before they answer, and one that cannot
+        answers only after its own connect timeout (vsftpd: 60 s), so the wait is short
+        and ends with ABOR."""
         if rest:
             r = await self._cmd("REST", str(rest))
             if r.code != 350:
                 raise reply_error(r, "REST")
         await self._send(cmd)
-        r = await self._read_reply()
+        try:
+            r = await self._read_reply(self.data_timeout if active else None)
+        except TimeoutError as e:
+            if not active:
+                raise
+            await self._abort()
+            raise _Skip(f"no answer to {cmd.name} within {self.data_timeout:g} s: the "
+                        "server could not connect back (a firewall or NAT on our side?)") from e
         if r.kind in (1, 2):
             return r
         if r.code == 425:
@@ -493,7 +507,7 @@ class Client:
             if not ok:
                 raise _Skip(why, refused=r.kind == 5)
             self._note(f"Waiting for the server to connect to {advertised} port {port}")
-            prelim = await self._start(cmd, rest)
+            prelim = await self._start(cmd, rest, active=True)
             loop = asyncio.get_running_loop()
             try:
                 conn, _ = await asyncio.wait_for(loop.sock_accept(listener), self.data_timeout)
