@@ -2,7 +2,7 @@
 
 Usage: python ftpd_peer.py --root DIR [--listen HOST:PORT] [--user U:P] [--no-epsv]
        [--no-pasv] [--no-mlsd] [--masquerade ADDR] [--passive-ports L-H]
-       [--rate BYTES_PER_S] [--tls CERTFILE] [--tls-required]
+       [--rate BYTES_PER_S] [--tls CERTFILE] [--tls-required] [--implicit]
 Prints "READY <port>" once it listens. Commands removed with --no-* get pyftpdlib's
 "500 Command not understood", which is what a server without them says.
 """
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=0)
     ap.add_argument("--tls")
     ap.add_argument("--tls-required", action="store_true")
+    ap.add_argument("--implicit", action="store_true", help="TLS from the first byte")
     a = ap.parse_args()
     user, pw = a.user.split(":", 1)
     auth = DummyAuthorizer()
@@ -43,7 +44,10 @@ def main() -> None:
         base = TLS_FTPHandler
 
     class Handler(base):  # type: ignore[valid-type,misc]
-        pass
+        def handle(self) -> None:
+            if a.implicit:  # implicit FTPS: handshake before the banner
+                self.secure_connection(self.ssl_context)
+            super().handle()
 
     Handler.authorizer = auth
     Handler.permit_foreign_addresses = True

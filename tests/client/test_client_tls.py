@@ -67,3 +67,15 @@ def test_server_requiring_tls_refuses_plain_login(tls_server: tuple[Server, Path
     s, _, _ = tls_server
     with pytest.raises(ReplyError), BlockingClient(s.url):
         pass
+
+
+def test_implicit_tls(ftpd: Callable[..., Server], tmp_path: Path) -> None:
+    pem, fp = self_signed(tmp_path / "cert.pem")
+    s = ftpd("--tls", str(pem), "--implicit")
+    url = s.url.replace("ftp://", "ftps://")
+    with BlockingClient(url, fingerprint=fp) as ftp:
+        ftp.upload(b"implicit\n", "i.txt")
+        assert ftp.read_bytes("i.txt") == b"implicit\n"
+        assert ftp.last_data_tls_reused is not None
+    with pytest.raises(TLSError), BlockingClient(url):
+        pass  # self-signed, no pin: verification refuses it
