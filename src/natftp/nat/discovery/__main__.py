@@ -1,0 +1,132 @@
+"""``python -m natftp.nat.discovery``: run discovery or port mapping from a shell.
+
+Prints JSON (one object per line) so scripts and the tests can read it::
+
+    discover [--sources upnp,natpmp,...] [--stun HOST[:PORT]]... [--timeout S]
+    recheck  --interval S [same options]       one line per change, until killed
+    map      --ports 21,30000-30099 [--protocols upnp,pcp,natpmp] [--lease S]
+             maps in the background, prints each port's outcome, removes the
+             mappings when a line (or EOF) arrives on stdin
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from natftp.nat.discovery.discover import (
+    ALL_SOURCES,
+    DEFAULT_TIMEOUT,
+    DiscoveryConfig,
+    DiscoveryResult,
+    auto_masquerade,
+    discover,
+)
+from natftp.nat.discovery.mapping import DEFAULT_LEASE, DEFAULT_PROTOCOLS, PortMapper, PortResult
+from natftp.nat.policy import AdvertisePolicy
+
+
+def parse_ports(spec: str) -> list[int]:
+    out: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def result_json(r: DiscoveryResult, elapsed: float) -> dict[str, Any]:
+    return {"address": str(r.address) if r.address else None, "source": r.source,
+            "tried": r.tried, "detail": r.detail, "message": r.message(),
+            "elapsed": round(elapsed, 3)}
+
+
+def port_json(r: PortResult) -> dict[str, Any]:
+    return {"event": "port", "port": r.port, "state": r.state.value,
+            "protocol": r.protocol, "lease": r.lease, "message": r.message}
+
+
+def config_from(a: argparse.Namespace) -> DiscoveryConfig:
+    return DiscoveryConfig(sources=tuple(a.sources.split(",")), stun_servers=tuple(a.stun),
+                           timeout=a.timeout, gateway=a.gateway,
+                           metadata_endpoint=a.metadata_endpoint)
+
+
+async def run_discover(a: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    r = await discover(config_from(a))
+    emit(result_json(r, time.monotonic() - t0))
+    return 0 if r.address else 1
+
+
+async def run_recheck(a: argparse.Namespace) -> int:
+    policy = AdvertisePolicy()
+    config = config_from(a)
+    end = time.monotonic() + a.duration
+    while time.monotonic() < end:  # bounded: --duration
+        before = policy.masquerade_addresses
+        r = await auto_masquerade(policy, config, initial=not before)
+        if policy.masquerade_addresses != before:
+            emit({"event": "change", "address": str(policy.masquerade_addresses[0]),
+                  "source": r.source})
+        await asyncio.sleep(a.interval)
+    return 0
+
+
+async def run_map(a: argparse.Namespace) -> int:
+    mapper = PortMapper(parse_ports(a.ports), protocols=tuple(a.protocols.split(",")),
+                        lease=a.lease, timeout=a.timeout, gateway=a.gateway,
+                        on_change=lambda r: emit(port_json(r)))
+    mapper.start()
+    await mapper.wait_first_pass()
+    emit({"event": "first_pass", "tried": mapper.tried, "report": mapper.report(),
+          "mapped": sorted(mapper.mapped_ports())})
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)
+    renewed = {p: r.renew_at for p, r in mapper.results.items()}
+    await mapper.stop(a.stop_timeout)
+    emit({"event": "stopped", "report": mapper.report(),
+          "states": {str(p): r.state.value for p, r in mapper.results.items()},
+          "renew_at": {str(p): v for p, v in renewed.items()}})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m natftp.nat.discovery")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("discover", "recheck", "map"):
+        p = sub.add_parser(name)
+        p.add_argument("--sources", default=",".join(ALL_SOURCES))
+        p.add_argument("--stun", action="append", default=[])
+        p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+        p.add_argument("--gateway")
+        p.add_argument("--metadata-endpoint", default="169.254.169.254")
+        p.add_argument("-v", "--verbose", action="store_true")
+        if name == "recheck":
+            p.add_argument("--interval", type=float, default=1.0)
+            p.add_argument("--duration", type=float, default=60.0)
+        if name == "map":
+            p.add_argument("--ports", required=True)
+            p.add_argument("--protocols", default=",".join(DEFAULT_PROTOCOLS))
+            p.add_argument("--lease", type=int, default=DEFAULT_LEASE)
+            p.add_argument("--stop-timeout", type=float, default=10.0)
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
+                        stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    if not a.verbose:
+        logging.getLogger("async_upnp_client").setLevel(logging.WARNING)
+    runner = {"discover": run_discover, "recheck": run_recheck, "map": run_map}[a.cmd]
+    return asyncio.run(runner(a))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

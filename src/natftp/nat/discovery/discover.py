@@ -1,0 +1,285 @@
+"""Find the public address by asking the network (``nat.masquerade = "auto"``).
+
+Sources, in order of preference: UPnP IGD, NAT-PMP, PCP (the default gateway), cloud
+metadata (AWS/GCP/Azure), STUN (configured servers only, none by default). They are all
+asked at once, each bounded by ``timeout``; the answer of the most preferred source that
+gave a public address wins, and :func:`discover` returns as soon as that is decided, never
+later than ``timeout`` (plus a little for cleanup). A source that answers a private or
+carrier-grade-NAT address is recorded and skipped: the router is itself behind another
+NAT, and only a later source (STUN) can see the real public address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from natftp.nat.discovery import metadata, natpmp, pcp, stun
+from natftp.nat.discovery.gateway import default_gateway, local_address_toward
+from natftp.nat.discovery.upnp import UpnpGateway, describe_upnp_error
+from natftp.nat.policy import AdvertisePolicy
+from natftp.proto.addr import AddrClass, IPAddress, classify, is_public
+
+log = logging.getLogger("natftp.nat")
+
+ALL_SOURCES = ("upnp", "natpmp", "pcp", "metadata", "stun")
+DEFAULT_TIMEOUT = 3.0
+DEFAULT_RECHECK_INTERVAL = 300.0
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """Plain parameters; the server maps its ``nat.*`` keys onto these."""
+
+    #: sources to ask, in order of preference (a subset of ALL_SOURCES)
+    sources: Sequence[str] = ALL_SOURCES
+    #: ``nat.stun_servers``: "host", "host:port", "[v6]:port"; empty = STUN not used
+    stun_servers: Sequence[str] = ()
+    #: ``nat.discovery_timeout``: the bound on one whole discovery, in seconds
+    timeout: float = DEFAULT_TIMEOUT
+    #: the gateway for NAT-PMP/PCP; None = the IPv4 default route's gateway
+    gateway: str | None = None
+    #: where the cloud metadata service lives
+    metadata_endpoint: str = metadata.DEFAULT_ENDPOINT
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.sources if s not in ALL_SOURCES]
+        if unknown:
+            raise ValueError(f"unknown discovery source(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(ALL_SOURCES)}")
+        if self.timeout <= 0:
+            raise ValueError("discovery timeout must be positive")
+
+
+@dataclass
+class DiscoveryResult:
+    address: IPAddress | None
+    source: str | None
+    #: (source, outcome) for every source in the configured order
+    tried: list[tuple[str, str]] = field(default_factory=list)
+    #: extra facts from the winning source (e.g. the IGD's description URL)
+    detail: str = ""
+
+    def summary(self) -> str:
+        return "; ".join(f"{s}: {o}" for s, o in self.tried)
+
+    def message(self, timeout: float | None = None) -> str:
+        if self.address is not None:
+            extra = f", {self.detail}" if self.detail else ""
+            return f"public address {self.address} (from {self.source}{extra})"
+        within = f" within {timeout:g} s" if timeout else ""
+        return (f"no source told the public address{within} (tried {self.summary()}); "
+                "PASV keeps the control connection's local address: set nat.masquerade "
+                "to the public address or hostname")
+
+
+class _Skip(Exception):
+    """A source that was not asked, with the reason."""
+
+
+class _NotPublic(Exception):
+    def __init__(self, address: IPAddress) -> None:
+        super().__init__(f"answered {address}, which is {classify(address).value}: "
+                         "another NAT lies beyond")
+        self.address = address
+
+
+def _need_public(addr: IPAddress) -> IPAddress:
+    if not is_public(addr):
+        raise _NotPublic(addr)
+    return addr
+
+
+def _gateway(config: DiscoveryConfig) -> str:
+    gw = config.gateway or default_gateway()
+    if gw is None:
+        raise _Skip("no IPv4 default gateway")
+    return gw
+
+
+async def _upnp(config: DiscoveryConfig) -> tuple[IPAddress, str]:
+    gw = await UpnpGateway.find(config.timeout)
+    addr = await gw.external_address(config.timeout)
+    return _need_public(addr), f"IGD {gw.location}"
+
+
+async def _natpmp(config: DiscoveryConfig) -> tuple[IPAddress, str]:
+    gw = _gateway(config)
+    ans = await natpmp.get_external_address(gw, config.timeout)
+    return _need_public(ans.address), f"gateway {gw}"
+
+
+#: PCP has no "what is my address" request. Discovery first asks to delete a mapping
+#: nobody has (harmless; some servers answer it with the external address); when the
+#: answer is an error or carries no address, it maps a random high port for the
+#: shortest lifetime and deletes it again with the same nonce.
+PCP_PROBE_LIFETIME = 120
+
+
+async def _pcp(config: DiscoveryConfig) -> tuple[IPAddress, str]:
+    gw = _gateway(config)
+    client = local_address_toward(gw, pcp.PORT)
+    nonce = pcp.new_nonce()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + config.timeout
+    port = random.randint(49152, 65535)
+    resp: pcp.MapResponse | None = None
+    try:
+        resp = await pcp.map_port(gw, client, nonce, port, 0, 0, config.timeout)
+    except pcp.PcpError as e:
+        if e.code == 1:  # UNSUPP_VERSION: no PCP here
+            raise
+    if resp is None or classify(resp.external_address) is AddrClass.UNSPECIFIED:
+        left = max(0.1, deadline - loop.time())
+        resp = await pcp.map_port(gw, client, nonce, port, port, PCP_PROBE_LIFETIME, left)
+        try:
+            await pcp.map_port(gw, client, nonce, port, 0, 0,
+                               max(0.5, deadline - loop.time()))
+        except (OSError, pcp.PcpError):
+            pass  # it expires by itself
+    return _need_public(resp.external_address), f"gateway {gw}"
+
+
+async def _metadata(config: DiscoveryConfig) -> tuple[IPAddress, str]:
+    addr, provider = await metadata.query(config.timeout, config.metadata_endpoint)
+    return _need_public(addr), f"{provider} instance metadata"
+
+
+async def _stun(config: DiscoveryConfig) -> tuple[IPAddress, str]:
+    if not config.stun_servers:
+        raise _Skip("no servers configured (nat.stun_servers)")
+    tasks = {asyncio.ensure_future(stun.query(s, config.timeout)): s
+             for s in config.stun_servers}
+    errors: list[str] = []
+    first_private: BaseException | None = None
+    try:
+        for server in config.stun_servers:  # in the configured order
+            task = next(t for t, s in tasks.items() if s == server)
+            try:
+                mapped = await task
+            except Exception as e:  # noqa: BLE001 - each server's failure is reported
+                errors.append(f"{server}: {_describe(e)}")
+                continue
+            try:
+                return _need_public(mapped.address), f"STUN server {server}"
+            except _NotPublic as e:
+                first_private = first_private or e
+                errors.append(f"{server}: {e}")
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if first_private is not None and len(config.stun_servers) == 1:
+        raise first_private
+    raise RuntimeError("; ".join(errors))
+
+
+SOURCES: dict[str, Callable[[DiscoveryConfig], Awaitable[tuple[IPAddress, str]]]] = {
+    "upnp": _upnp, "natpmp": _natpmp, "pcp": _pcp, "metadata": _metadata, "stun": _stun,
+}
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, _Skip | _NotPublic | metadata.MetadataError | natpmp.NatPmpError
+                  | pcp.PcpError | stun.StunError):
+        return str(exc)
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "no answer"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused (port unreachable: nothing listens)"
+    if isinstance(exc, RuntimeError):
+        return str(exc)
+    if type(exc).__module__.startswith("async_upnp_client"):
+        return describe_upnp_error(exc)[0]
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+async def discover(config: DiscoveryConfig | None = None) -> DiscoveryResult:
+    """Ask every configured source at once; the most preferred public answer wins.
+
+    Returns within ``config.timeout`` (each source is bounded by it, and the whole is
+    cut off at it plus half a second for cleanup). Never raises for a source's failure:
+    each one's outcome is in ``tried``.
+    """
+    config = config or DiscoveryConfig()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    order = list(dict.fromkeys(config.sources))
+    tasks = {name: asyncio.ensure_future(SOURCES[name](config)) for name in order}
+    outcomes: dict[str, str] = {}
+    winner: tuple[str, IPAddress, str] | None = None
+    try:
+        for name in order:
+            left = config.timeout + 0.5 - (loop.time() - started)
+            task = tasks[name]
+            try:
+                addr, detail = await asyncio.wait_for(asyncio.shield(task), max(left, 0.01))
+            except Exception as e:  # noqa: BLE001 - reported per source
+                if isinstance(e, TimeoutError) and not task.done():
+                    outcomes[name] = "no answer"
+                else:
+                    outcomes[name] = _describe(e)
+                continue
+            outcomes[name] = f"answered {addr}"
+            winner = (name, addr, detail)
+            break
+    finally:
+        for name, task in tasks.items():
+            if not task.done():
+                task.cancel()
+                outcomes.setdefault(name, "not needed (a preferred source answered)")
+            elif name not in outcomes:
+                outcomes[name] = "not needed (a preferred source answered)"
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+    tried = [(n, outcomes[n]) for n in order]
+    if winner is None:
+        return DiscoveryResult(None, None, tried)
+    return DiscoveryResult(winner[1], winner[0], tried, winner[2])
+
+
+async def auto_masquerade(policy: AdvertisePolicy, config: DiscoveryConfig | None = None,
+                          *, initial: bool = True) -> DiscoveryResult:
+    """One discovery round applied to ``policy``, with the log lines an admin needs.
+
+    At start (``initial``) it logs what was found or what was tried; later rounds log
+    only changes and failures after a success (the last good address is kept).
+    """
+    config = config or DiscoveryConfig()
+    t0 = time.monotonic()
+    result = await discover(config)
+    took = time.monotonic() - t0
+    before = policy.masquerade_addresses
+    if result.address is not None:
+        if policy.update([result.address]):
+            if before:
+                log.warning("nat.masquerade auto: public address changed to %s (was %s; "
+                            "from %s)", result.address, ", ".join(map(str, before)),
+                            result.source)
+            else:
+                log.info("nat.masquerade auto: %s (in %.1f s)", result.message(), took)
+        return result
+    if initial:
+        log.warning("nat.masquerade auto: %s", result.message(config.timeout))
+    elif before:
+        log.warning("nat.masquerade auto: re-check found nothing (tried %s); keeping %s",
+                    result.summary(), ", ".join(map(str, before)))
+    return result
+
+
+async def rechecker(policy: AdvertisePolicy, config: DiscoveryConfig | None = None,
+                    interval: float = DEFAULT_RECHECK_INTERVAL, *,
+                    first_now: bool = False) -> None:
+    """Re-discover forever every ``interval`` seconds (``nat.recheck_interval``) and
+    update ``policy``; cancel the task to stop it. The caller normally awaits
+    :func:`auto_masquerade` once at start and then runs this with ``first_now=False``."""
+    if not first_now:
+        await asyncio.sleep(interval)
+    while True:
+        await auto_masquerade(policy, config, initial=False)
+        await asyncio.sleep(interval)
