@@ -24,8 +24,8 @@ from natftp.nat.discovery.discover import (
     DEFAULT_TIMEOUT,
     DiscoveryConfig,
     DiscoveryResult,
-    auto_masquerade,
     discover,
+    rechecker,
 )
 from natftp.nat.discovery.mapping import DEFAULT_LEASE, DEFAULT_PROTOCOLS, PortMapper, PortResult
 from natftp.nat.policy import AdvertisePolicy
@@ -69,16 +69,22 @@ async def run_discover(a: argparse.Namespace) -> int:
 
 
 async def run_recheck(a: argparse.Namespace) -> int:
+    """Run :func:`rechecker` for ``--duration`` seconds; print each change it makes."""
     policy = AdvertisePolicy()
-    config = config_from(a)
-    end = time.monotonic() + a.duration
-    while time.monotonic() < end:  # bounded: --duration
-        before = policy.masquerade_addresses
-        r = await auto_masquerade(policy, config, initial=not before)
-        if policy.masquerade_addresses != before:
-            emit({"event": "change", "address": str(policy.masquerade_addresses[0]),
-                  "source": r.source})
-        await asyncio.sleep(a.interval)
+    task = asyncio.create_task(rechecker(policy, config_from(a), a.interval, first_now=True))
+    seen = policy.masquerade_addresses
+    loop = asyncio.get_running_loop()
+    end = loop.time() + a.duration
+    try:
+        while loop.time() < end:  # bounded: --duration
+            await asyncio.sleep(0.05)
+            now = policy.masquerade_addresses
+            if now != seen:
+                seen = now
+                emit({"event": "change", "address": str(now[0])})
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     return 0
 
 
