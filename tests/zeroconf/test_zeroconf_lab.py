@@ -39,6 +39,17 @@ def test_default_order_prefers_upnp(igd: Lab) -> None:
     assert (r["address"], r["source"]) == (ROUTER_WAN, "upnp"), r
     assert [s for s, _ in r["tried"]] == ["upnp", "natpmp", "pcp", "metadata", "stun"]
     assert "IGD http://172.16.0.1:" in r["detail"]
+    assert dict(r["tried"])["pcp"].startswith("not needed")
+
+
+def test_pcp_waits_for_natpmp(igd: Lab) -> None:
+    # the same daemon speaks both; PCP discovery (which may create a probe mapping)
+    # is only tried when NAT-PMP did not answer
+    before = igd.log("miniupnpd.log").count("PCP request received")
+    r = discover(igd, "--sources", "natpmp,pcp")
+    assert r["tried"] == [["natpmp", f"answered {ROUTER_WAN}"],
+                          ["pcp", "not needed (a preferred source answered)"]]
+    assert igd.log("miniupnpd.log").count("PCP request received") == before
 
 
 def test_stun_server_in_the_internet_sees_the_router(igd: Lab) -> None:

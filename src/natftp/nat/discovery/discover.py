@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from natftp.nat.discovery import metadata, natpmp, pcp, stun
 from natftp.nat.discovery.gateway import default_gateway, local_address_toward
@@ -144,6 +144,20 @@ async def _pcp(config: DiscoveryConfig) -> tuple[IPAddress, str]:
     return _need_public(resp.external_address), f"gateway {gw}"
 
 
+async def _pcp_after(natpmp_task: asyncio.Future[tuple[IPAddress, str]],
+                     config: DiscoveryConfig, started: float) -> tuple[IPAddress, str]:
+    """PCP only when NAT-PMP did not answer: the same daemon usually speaks both, and
+    PCP discovery may have to create (and delete) a probe mapping. A PCP-only router
+    answers NAT-PMP at once with "unsupported version", so PCP then still has time."""
+    await asyncio.wait([natpmp_task])
+    if not natpmp_task.cancelled() and natpmp_task.exception() is None:
+        raise _Skip("not needed (NAT-PMP answered)")
+    left = config.timeout - (asyncio.get_running_loop().time() - started)
+    if left <= 0.05:
+        raise TimeoutError
+    return await _pcp(replace(config, timeout=left))
+
+
 async def _metadata(config: DiscoveryConfig) -> tuple[IPAddress, str]:
     addr, provider = await metadata.query(config.timeout, config.metadata_endpoint)
     return _need_public(addr), f"{provider} instance metadata"
@@ -211,7 +225,12 @@ async def discover(config: DiscoveryConfig | None = None) -> DiscoveryResult:
     loop = asyncio.get_running_loop()
     started = loop.time()
     order = list(dict.fromkeys(config.sources))
-    tasks = {name: asyncio.ensure_future(SOURCES[name](config)) for name in order}
+    tasks: dict[str, asyncio.Future[tuple[IPAddress, str]]] = {}
+    for name in order:
+        if name == "pcp" and "natpmp" in tasks:
+            tasks[name] = asyncio.ensure_future(_pcp_after(tasks["natpmp"], config, started))
+        else:
+            tasks[name] = asyncio.ensure_future(SOURCES[name](config))
     outcomes: dict[str, str] = {}
     winner: tuple[str, IPAddress, str] | None = None
     try:
