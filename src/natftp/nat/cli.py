@@ -1,9 +1,113 @@
-"""CLI commands of this part of natftp (registered by natftp.cli)."""
+"""CLI commands of this part of natftp (registered by natftp.cli): `natftp firewall`."""
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated, Optional  # noqa: UP035 (typer reads Optional)
+
 import typer
+
+from natftp.nat.firewall import (
+    BACKENDS,
+    FirewallError,
+    FirewallParams,
+    Router,
+    parse_port_range,
+    render,
+)
+
+
+def params_from_options(
+    *,
+    control_port: int = 21,
+    passive_ports: str | None = None,
+    router: str | None = None,
+    server: str | None = None,
+    lan_if: str | None = None,
+    ftp_helper: bool = False,
+    no_host: bool = False,
+    active: bool = True,
+    active_source_port: int | None = 20,
+) -> FirewallParams:
+    """The parameters `natftp firewall` builds from its options (the lab uses this too)."""
+    if (router is None) != (server is None):
+        raise FirewallError("--router WAN_IF and --server ADDR go together")
+    r: Router | None = None
+    if router is not None and server is not None:
+        addr, port = server, None
+        if server.count(":") == 1:  # ADDR:PORT (IPv4)
+            addr, p = server.split(":")
+            if not p.isdigit():
+                raise FirewallError(f"--server {server!r}: port is not a number")
+            port = int(p)
+        elif server.startswith("[") and "]:" in server:
+            addr, p = server[1:].split("]:")
+            port = int(p)
+        r = Router(wan_if=router, server=addr.strip("[]"), lan_if=lan_if, server_port=port)
+    return FirewallParams(
+        control_port=control_port,
+        passive_ports=parse_port_range(passive_ports) if passive_ports else None,
+        host=not no_host,
+        active=active,
+        active_source_port=active_source_port,
+        router=r,
+        ftp_helper=ftp_helper,
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the `natftp` app."""
+
+    @app.command("firewall")
+    def firewall(
+        backend: Annotated[str, typer.Option(help="nftables or iptables")] = "nftables",
+        control_port: Annotated[int, typer.Option(help="public FTP control port")] = 21,
+        passive_ports: Annotated[
+            Optional[str], typer.Option(help="passive range LOW-HIGH")  # noqa: UP045
+        ] = None,
+        router: Annotated[
+            Optional[str],  # noqa: UP045
+            typer.Option(metavar="WAN_IF", help="emit router port forwards on this WAN "
+                         "interface (with --server)"),
+        ] = None,
+        server: Annotated[
+            Optional[str],  # noqa: UP045
+            typer.Option(metavar="ADDR[:PORT]", help="server's LAN address for the "
+                         "port forwards"),
+        ] = None,
+        lan_if: Annotated[
+            Optional[str],  # noqa: UP045
+            typer.Option(metavar="LAN_IF", help="router's LAN interface (tighter forward "
+                         "rules, outbound active-mode data)"),
+        ] = None,
+        ftp_helper: Annotated[
+            bool, typer.Option("--ftp-helper", help="attach the kernel FTP conntrack "
+                               "helper to the control port")
+        ] = False,
+        no_host: Annotated[
+            bool, typer.Option("--no-host", help="omit the host firewall section")
+        ] = False,
+        active: Annotated[
+            bool, typer.Option("--active/--no-active", help="allow outbound active-mode "
+                               "data connections")
+        ] = True,
+        active_source_port: Annotated[
+            int, typer.Option(help="source port of active-mode data connections "
+                              "(0: any)")
+        ] = 20,
+    ) -> None:
+        """Print the firewall rules (host and/or router port forwards) for an FTP server."""
+        if backend not in BACKENDS:
+            typer.echo(f"natftp firewall: unknown backend {backend!r} "
+                       "(nftables or iptables)", err=True)
+            raise typer.Exit(2)
+        try:
+            params = params_from_options(
+                control_port=control_port, passive_ports=passive_ports, router=router,
+                server=server, lan_if=lan_if, ftp_helper=ftp_helper, no_host=no_host,
+                active=active, active_source_port=active_source_port or None)
+            text = render(params, "iptables" if backend == "iptables" else "nftables")
+        except FirewallError as e:
+            typer.echo(f"natftp firewall: {e}", err=True)
+            raise typer.Exit(2) from None
+        sys.stdout.write(text)
