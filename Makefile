@@ -1,0 +1,38 @@
+# natftp: setup, tests, lint. `make test` is what CI runs (through .ci/run).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+# rebuilt when pyproject.toml changes
+VENV_STAMP := $(VENV)/.natftp-installed
+PYTEST_ARGS ?=
+
+.PHONY: all venv system serve test lint bench
+
+all: test
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -e '.[test]'
+	touch $@
+
+# Debian packages, unpacked ProFTPD/Pure-FTPd, the vsftpd test user (root; fast when done)
+system:
+	bash scripts/setup-system.sh
+
+# natftp serve on its embedded default ([::]:2121, current directory, printed credentials)
+serve: venv
+	$(VENV)/bin/natftp serve
+
+test: system venv
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy --strict src/natftp/proto src/natftp/nat
+
+# benchmarks are never part of `make test`
+bench: venv
+	@if [ -f bench/run.py ]; then $(VENV)/bin/python bench/run.py; \
+	else echo "bench: no bench/run.py yet"; fi
