@@ -1,0 +1,12 @@
+"""Suite-wide fixtures. Real FTP peers live in tests/peers.py (see its docstring)."""
+
+from __future__ import annotations
+
+from peers import (  # noqa: F401  (fixtures are found by name)
+    ftp_peer,
+    proftpd_peer,
+    pureftpd_peer,
+    pyftpdlib_peer,
+    start_peer,
+    vsftpd_peer,
+)
