@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from peers import (  # noqa: F401  (fixtures are found by name)
     ftp_peer,
+    make_peer,
     proftpd_peer,
     pureftpd_peer,
     pyftpdlib_peer,
-    start_peer,
     vsftpd_peer,
 )

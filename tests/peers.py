@@ -580,8 +580,8 @@ def peer_server(kind: str, **options: Any) -> Iterator[Peer]:
 # --- pytest fixtures (imported by tests/conftest.py) -----------------------------------
 
 @pytest.fixture
-def start_peer() -> Iterator[Callable[..., Peer]]:
-    """Factory: ``start_peer("proftpd", masquerade="127.0.0.2")`` starts a server that is
+def make_peer() -> Iterator[Callable[..., Peer]]:
+    """Factory: ``make_peer("proftpd", masquerade="127.0.0.2")`` starts a server that is
     stopped at the end of the test."""
     with contextlib.ExitStack() as stack:
         def factory(kind: str, **options: Any) -> Peer:

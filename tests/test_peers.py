@@ -47,8 +47,8 @@ def test_upload_list_download_round_trip(ftp_peer: Peer) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_masquerade_address_is_in_227(kind: str, start_peer: Callable[..., Peer]) -> None:
-    peer = start_peer(kind, masquerade=MASQUERADE)
+def test_masquerade_address_is_in_227(kind: str, make_peer: Callable[..., Peer]) -> None:
+    peer = make_peer(kind, masquerade=MASQUERADE)
     with _login(peer) as ftp:
         host, port = _pasv_address(ftp)
     assert host == MASQUERADE
@@ -56,8 +56,8 @@ def test_masquerade_address_is_in_227(kind: str, start_peer: Callable[..., Peer]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_passive_range_without_masquerade(kind: str, start_peer: Callable[..., Peer]) -> None:
-    peer = start_peer(kind)
+def test_passive_range_without_masquerade(kind: str, make_peer: Callable[..., Peer]) -> None:
+    peer = make_peer(kind)
     with _login(peer) as ftp:
         host, port = _pasv_address(ftp)
         epsv = ftp.sendcmd("EPSV")
@@ -75,17 +75,17 @@ def _refused(ftp: ftplib.FTP, cmd: str) -> str:
 
 
 @pytest.mark.parametrize("kind", ["pyftpdlib", "proftpd", "pure-ftpd"])
-def test_epsv_off_keeps_pasv(kind: str, start_peer: Callable[..., Peer]) -> None:
-    peer = start_peer(kind, epsv=False)
+def test_epsv_off_keeps_pasv(kind: str, make_peer: Callable[..., Peer]) -> None:
+    peer = make_peer(kind, epsv=False)
     with _login(peer) as ftp:
         assert _refused(ftp, "EPSV")[:1] == "5"
         assert _pasv_address(ftp)[0] == "127.0.0.1"
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_pasv_off(kind: str, start_peer: Callable[..., Peer]) -> None:
+def test_pasv_off(kind: str, make_peer: Callable[..., Peer]) -> None:
     # vsftpd and Pure-FTPd can only turn off both passive commands at once
-    peer = start_peer(kind, pasv=False, epsv=kind not in ("vsftpd", "pure-ftpd"))
+    peer = make_peer(kind, pasv=False, epsv=kind not in ("vsftpd", "pure-ftpd"))
     with _login(peer) as ftp:
         assert _refused(ftp, "PASV")[:1] == "5"
         if kind in ("vsftpd", "pure-ftpd"):
@@ -102,8 +102,8 @@ def test_vsftpd_cannot_refuse_epsv_alone() -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_write_off_refuses_store(kind: str, start_peer: Callable[..., Peer]) -> None:
-    peer = start_peer(kind, write=False)
+def test_write_off_refuses_store(kind: str, make_peer: Callable[..., Peer]) -> None:
+    peer = make_peer(kind, write=False)
     (peer.root / "there.txt").write_text("there\n")
     with _login(peer) as ftp:
         with pytest.raises(ftplib.error_perm):
@@ -114,8 +114,8 @@ def test_write_off_refuses_store(kind: str, start_peer: Callable[..., Peer]) -> 
     assert not (peer.root / "nope.txt").exists()
 
 
-def test_vsftpd_listen_ipv6_takes_ipv4_mapped(start_peer: Callable[..., Peer]) -> None:
-    peer = start_peer("vsftpd", listen_ipv6=True)
+def test_vsftpd_listen_ipv6_takes_ipv4_mapped(make_peer: Callable[..., Peer]) -> None:
+    peer = make_peer("vsftpd", listen_ipv6=True)
     with _login(peer) as ftp:
         assert ftp.nlst() == []
 
