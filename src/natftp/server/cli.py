@@ -1,9 +1,210 @@
-"""CLI commands of this part of natftp (registered by natftp.cli)."""
+"""``natftp serve`` and ``natftp passwd`` (registered by natftp.cli)."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from natftp.server.config import ConfigError, ServerConfig, User, from_dict, load
+
+LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def _cli_overrides(root: Path | None, listen: list[str], anonymous: bool, read_only: bool,
+                   passive_ports: str | None, masquerade: str | None,
+                   log_level: str | None) -> dict[str, Any]:
+    o: dict[str, Any] = {}
+    if root is not None:
+        o["root"] = str(root.resolve())
+    if listen:
+        o["listen"] = list(listen)
+    if anonymous:
+        o["anonymous.enabled"] = True
+    if read_only:
+        o["read_only"] = True
+    if passive_ports is not None:
+        o["passive.ports"] = passive_ports
+    if masquerade is not None:
+        o["nat.masquerade"] = masquerade
+    if log_level is not None:
+        o["log_level"] = log_level
+    return o
+
+
+def _cli_users(cfg: ServerConfig, specs: list[str]) -> ServerConfig:
+    users = list(cfg.users)
+    for spec in specs:
+        name, sep, password = spec.partition(":")
+        if not sep or not name or not password:
+            raise ConfigError("--user", spec, "not NAME:PASSWORD",
+                              "write --user alice:secret")
+        if cfg.user(name) is not None or any(u.name == name for u in users):
+            raise ConfigError("--user", name, "user defined twice",
+                              "give each user once (config file or --user)")
+        users.append(User(name=name, home=cfg.root, password=password))
+    return dataclasses.replace(cfg, users=tuple(users))
+
+
+def _url_host(cfg: ServerConfig) -> tuple[str, int]:
+    la = cfg.listen[0]
+    host = la.host
+    if host in ("::", "0.0.0.0"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return host, la.port
+
+
+def _pick_loop(choice: str) -> Any:
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError("--loop", choice, "uvloop is not installed",
+                              "pip install uvloop, or use --loop asyncio") from None
+        return None
+    if choice == "auto" and not sys.platform.startswith("linux"):
+        return None
+    return uvloop.new_event_loop
+
+
+async def _run(cfg: ServerConfig, generated: str | None) -> int:
+    from natftp.server.app import Server
+
+    server = Server(cfg)
+    try:
+        bound = await server.start()
+    except ConfigError as e:
+        print(f"natftp serve: configuration error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"natftp serve: cannot listen: {e.strerror or e}; fix: stop the other "
+              "server on that address or choose another with --listen HOST:PORT",
+              file=sys.stderr)
+        return 1
+    for la in bound:
+        print(f"natftp: listening on {server.describe(la)}", flush=True)
+    if generated is not None:
+        host, _ = _url_host(cfg)
+        print(f"natftp: user natftp, password {generated} (shown once)\n"
+              f"natftp: ftp://natftp:{generated}@{host}:{bound[0].port}/", flush=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("natftp.server").info("stopping (signal)")
+    await server.stop("server stopping")
+    print("natftp: stopped", flush=True)
+    return 0
 
 
 def register(app: typer.Typer) -> None:
-    """Add this part's commands to the `natftp` app."""
+    """Add ``serve`` and ``passwd`` to the ``natftp`` app."""
+
+    @app.command("serve")
+    def serve(
+        root: Annotated[Path | None, typer.Argument(
+            help="Directory to serve (default: the current directory).")] = None,
+        listen: Annotated[list[str] | None, typer.Option(
+            "--listen", metavar="HOST:PORT",
+            help="Repeatable; default [::]:2121 (dual-stack). With 0.0.0.0 and [::] on "
+                 "one port the IPv6 socket is v6-only.")] = None,
+        user: Annotated[list[str] | None, typer.Option(
+            "--user", metavar="NAME:PASSWORD", help="Repeatable; a user with write "
+            "access to ROOT.")] = None,
+        anonymous: Annotated[bool, typer.Option(
+            "--anonymous", help="Allow anonymous, read-only logins.")] = False,
+        read_only: Annotated[bool, typer.Option(
+            "--read-only", help="No user may write.")] = False,
+        passive_ports: Annotated[str | None, typer.Option(
+            "--passive-ports", metavar="LOW-HIGH",
+            help="Passive data port range (default: any free port).")] = None,
+        config: Annotated[Path | None, typer.Option(
+            "--config", metavar="FILE", help="TOML configuration (docs/server.md).")
+        ] = None,
+        masquerade: Annotated[str | None, typer.Option(
+            "--masquerade", metavar="ADDR_OR_HOSTNAME",
+            help="Public address (or DNS name, re-resolved) told to clients outside.")
+        ] = None,
+        explain: Annotated[bool, typer.Option(
+            "--explain", help="Print what each class of client is told, and exit.")
+        ] = False,
+        loop: Annotated[str, typer.Option(
+            "--loop", help="Event loop: auto (uvloop on Linux), asyncio or uvloop.")
+        ] = "auto",
+        verbose: Annotated[int, typer.Option(
+            "-v", "--verbose", count=True, help="More logging (-v: debug).")] = 0,
+        log_level: Annotated[str | None, typer.Option(
+            "--log-level", help="debug, info, warning or error.")] = None,
+    ) -> None:
+        """Serve ROOT over FTP, telling every client an address it can reach."""
+        if loop not in LOOPS:
+            print(f"natftp serve: --loop {loop}: use one of {', '.join(LOOPS)}",
+                  file=sys.stderr)
+            raise typer.Exit(2)
+        if verbose and log_level is None:
+            log_level = "debug"
+        overrides = _cli_overrides(root, listen or [], anonymous, read_only, passive_ports,
+                                   masquerade, log_level)
+        try:
+            cfg = (load(config, overrides=overrides) if config is not None
+                   else from_dict({}, overrides=overrides))
+            cfg = _cli_users(cfg, user or [])
+            factory = _pick_loop(loop)
+        except ConfigError as e:
+            print(f"natftp serve: configuration error: {e}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        logging.basicConfig(level=cfg.log_level.upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        if explain:
+            _explain(cfg)
+            return
+        generated = None
+        if not cfg.users and not cfg.anonymous.enabled:
+            generated = secrets.token_urlsafe(12)
+            cfg = dataclasses.replace(cfg, users=(User(name="natftp", home=cfg.root,
+                                                       password=generated),))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            rc = runner.run(_run(cfg, generated))
+        if rc:
+            raise typer.Exit(rc)
+
+    @app.command("passwd")
+    def passwd(
+        password: Annotated[str | None, typer.Option(
+            "--password", help="The password (default: prompt twice, not echoed).")
+        ] = None,
+    ) -> None:
+        """Print an argon2 hash of a password, for password_hash in the config file."""
+        from argon2 import PasswordHasher
+
+        if password is None:
+            password = typer.prompt("Password", hide_input=True,
+                                    confirmation_prompt=True)
+        print(PasswordHasher().hash(password))
+
+
+def _explain(cfg: ServerConfig) -> None:
+    from natftp.nat import resolver
+    from natftp.nat.localnets import local_networks
+    from natftp.nat.policy import AdvertisePolicy
+    from natftp.nat.ports import PortPool
+    from natftp.server.explain import explain
+
+    policy = AdvertisePolicy(cfg.nat.masquerade, cfg.nat.overrides, local_networks())
+    if policy.masquerade_is_hostname:
+        asyncio.run(resolver.resolve_once(policy))
+    pool = PortPool(cfg.passive_ports, cfg.nat.advertised_ports)
+    for line in explain(cfg, policy, pool):
+        print(line)

@@ -1,0 +1,88 @@
+"""Virtual path arithmetic: every path a client names becomes an absolute path inside
+its home, or is refused.
+
+A session's paths are *virtual*: ``/`` is the user's home. Clients write paths relative
+to the working directory or absolute (which means "from the home", never from the real
+file system root). ``..`` may move up inside the home but never above it; a NUL byte, an
+overlong name or an overlong path is refused. The result is purely lexical: symlinks are
+the storage layer's job (it resolves the real path and checks it stays inside).
+"""
+
+from __future__ import annotations
+
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
+
+
+class PathError(ValueError):
+    """A client path that cannot be allowed; ``str(e)`` is fit for a 550 reply."""
+
+
+def _nbytes(s: str) -> int:
+    return len(s.encode("utf-8", "surrogateescape"))
+
+
+def resolve(cwd: str, arg: str) -> str:
+    """Join ``arg`` onto the virtual ``cwd`` and normalise; refuse what would escape.
+
+    >>> resolve("/a/b", "../c")
+    '/a/c'
+    >>> resolve("/", "/x//y/./")
+    '/x/y'
+    """
+    if "\0" in arg:
+        raise PathError("path contains a NUL byte")
+    if not cwd.startswith("/"):
+        raise PathError(f"working directory {cwd!r} is not absolute")
+    base = [] if arg.startswith("/") else [p for p in cwd.split("/") if p]
+    for part in arg.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not base:
+                raise PathError(f"path {arg!r} leads above the home directory")
+            base.pop()
+            continue
+        if _nbytes(part) > MAX_NAME_BYTES:
+            raise PathError(f"name longer than {MAX_NAME_BYTES} bytes")
+        base.append(part)
+    out = "/" + "/".join(base)
+    if _nbytes(out) > MAX_PATH_BYTES:
+        raise PathError(f"path longer than {MAX_PATH_BYTES} bytes")
+    return out
+
+
+def to_real(home: str, vpath: str) -> str:
+    """The real path of a normalised virtual path under the real ``home`` (lexical)."""
+    if not vpath.startswith("/") or "\0" in vpath:
+        raise PathError(f"virtual path {vpath!r} is not normalised")
+    if any(p in (".", "..") for p in vpath.split("/")):
+        raise PathError(f"virtual path {vpath!r} is not normalised")
+    home = home.rstrip("/") or "/"
+    if vpath == "/":
+        return home
+    return (home if home != "/" else "") + vpath
+
+
+def within(real_home: str, real_path: str) -> bool:
+    """Whether ``real_path`` (already resolved) is ``real_home`` or below it."""
+    home = real_home.rstrip("/") or "/"
+    if home == "/":
+        return real_path.startswith("/")
+    return real_path == home or real_path.startswith(home + "/")
+
+
+def parent(vpath: str) -> str:
+    """``/a/b`` -> ``/a``; ``/`` -> ``/``."""
+    head = vpath.rstrip("/").rsplit("/", 1)[0]
+    return head or "/"
+
+
+def basename(vpath: str) -> str:
+    """``/a/b`` -> ``b``; ``/`` -> ``""``."""
+    return vpath.rstrip("/").rsplit("/", 1)[-1]
+
+
+def quote_257(vpath: str) -> str:
+    """A path quoted for a 257 reply: enclosed in quotes, embedded quotes doubled."""
+    return '"' + vpath.replace('"', '""') + '"'

@@ -1,0 +1,190 @@
+"""The server: listening sockets, the shared state sessions use, start and stop.
+
+In-process use::
+
+    cfg = natftp.server.config.load("natftp.toml")      # or config.from_dict({...})
+    server = Server(cfg)
+    bound = await server.start()     # [ListenAddress(...)] actually bound (port 0 -> real)
+    ...
+    await server.stop()              # aborts transfers, removes partial uploads
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from natftp.nat import resolver
+from natftp.nat.localnets import local_networks
+from natftp.nat.policy import AdvertisePolicy
+from natftp.nat.ports import PortPool
+from natftp.proto.addr import IPAddress
+from natftp.server import data
+from natftp.server.config import ConfigError, ListenAddress, ServerConfig
+from natftp.server.session import Session
+
+log = logging.getLogger("natftp.server")
+
+
+def _is_any(host: str) -> bool:
+    return ipaddress.ip_address(host.split("%")[0]).is_unspecified
+
+
+class Server:
+    """An FTP server for one :class:`ServerConfig`."""
+
+    def __init__(self, config: ServerConfig, *,
+                 resolve: Callable[[str], Awaitable[list[IPAddress]]] | None = None,
+                 ) -> None:
+        self.config = config
+        self.policy = AdvertisePolicy(config.nat.masquerade, config.nat.overrides,
+                                      local_networks())
+        self.pool = PortPool(config.passive_ports, config.nat.advertised_ports)
+        self.sessions: set[Session] = set()
+        self._per_ip: Counter[IPAddress] = Counter()
+        self._warned: set[str] = set()
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sid = 0
+        self._resolve = resolve or resolver.system_resolver
+        self.bound: list[ListenAddress] = []
+        #: set by start(); sessions exist only after it
+        self.loop: asyncio.AbstractEventLoop
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> list[ListenAddress]:
+        """Bind every listen address and start accepting; returns what was bound.
+
+        Raises :class:`ConfigError` when ``active.source_port`` cannot be bound and
+        ``OSError`` when a listen address cannot.
+        """
+        self.loop = asyncio.get_running_loop()
+        cfg = self.config
+        err = data.check_source_port(cfg.active.source_port)
+        if err is not None:
+            raise ConfigError("active.source_port", cfg.active.source_port,
+                              f"cannot bind it ({err})",
+                              "run with CAP_NET_BIND_SERVICE (e.g. setcap "
+                              "cap_net_bind_service=+ep on the Python binary) or as root, "
+                              "or set active.source_port = 0")
+        if self.policy.masquerade_is_hostname:
+            await resolver.resolve_once(self.policy, self._resolve)
+            task = self.loop.create_task(resolver.refresher(
+                self.policy, cfg.nat.refresh_interval, self._resolve))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        v4_any_ports = {la.port for la in cfg.listen
+                        if ":" not in la.host and _is_any(la.host) and la.port}
+        try:
+            for la in cfg.listen:
+                sock = self._listen_socket(la, v4_any_ports)
+                srv = await self.loop.create_server(lambda: Session(self), sock=sock,
+                                                    backlog=1024)
+                self._servers.append(srv)
+                name = sock.getsockname()
+                self.bound.append(ListenAddress(la.host, int(name[1])))
+        except BaseException:
+            await self.stop()
+            raise
+        return list(self.bound)
+
+    def _listen_socket(self, la: ListenAddress, v4_any_ports: set[int]) -> socket.socket:
+        v6 = ":" in la.host
+        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if v6:
+                # [::] alone is dual-stack; with 0.0.0.0 on the same port it is v6-only
+                dual = _is_any(la.host) and la.port not in v4_any_ports
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual else 1)
+                sock.bind((la.host, la.port, 0, 0))
+            else:
+                sock.bind((la.host, la.port))
+            sock.listen(1024)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def describe(self, la: ListenAddress) -> str:
+        if ":" in la.host and _is_any(la.host):
+            v4 = la.port in {x.port for x in self.bound if ":" not in x.host and
+                             _is_any(x.host)}
+            return f"{la} (IPv6 only)" if v4 else f"{la} (IPv4 and IPv6)"
+        return f"{la} (IPv{6 if ':' in la.host else 4})"
+
+    async def serve_forever(self) -> None:
+        await asyncio.gather(*(s.serve_forever() for s in self._servers))
+
+    async def stop(self, why: str = "stopping") -> None:
+        """Stop listening, abort transfers (partial uploads removed), close sessions."""
+        for srv in self._servers:
+            srv.close()
+        busy = []
+        for s in list(self.sessions):
+            if s.busy is not None:
+                busy.append(s.busy)
+            s.shutdown(why)
+        for t in list(self._tasks):
+            t.cancel()
+        if busy:
+            await asyncio.wait(busy, timeout=5)
+        self._servers.clear()
+        await asyncio.sleep(0)
+
+    # -- shared state for sessions ---------------------------------------------------
+
+    def next_sid(self) -> str:
+        self._sid += 1
+        return f"s{self._sid}"
+
+    def admit(self, s: Session) -> str | None:
+        """None to accept a new session, else the reason for a 421."""
+        lim = self.config.limits
+        if len(self.sessions) >= lim.max_sessions:
+            return (f"Too many sessions ({lim.max_sessions}, limits.max_sessions); try "
+                    "again later.")
+        if lim.max_sessions_per_ip and self._per_ip[s.peer] >= lim.max_sessions_per_ip:
+            return (f"Too many sessions from {s.peer} ({lim.max_sessions_per_ip}, "
+                    "limits.max_sessions_per_ip); close some and retry.")
+        self.sessions.add(s)
+        self._per_ip[s.peer] += 1
+        return None
+
+    def release(self, s: Session) -> None:
+        self.sessions.discard(s)
+        self._per_ip[s.peer] -= 1
+        if self._per_ip[s.peer] <= 0:
+            del self._per_ip[s.peer]
+
+    def warn_unreachable(self, peer: IPAddress, told: IPAddress) -> None:
+        """S2: once per client network, say that a public client got a private address."""
+        net = ipaddress.ip_network(f"{peer}/{24 if peer.version == 4 else 64}",
+                                   strict=False)
+        key = str(net)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        log.warning("PASV: public client %s (network %s) was told this server's private "
+                    "address %s, which it cannot reach from outside; set nat.masquerade "
+                    "(--masquerade) to the server's public address or hostname", peer, net,
+                    told)
+
+    async def verify_hash(self, hashed: str, password: str) -> bool:
+        """argon2 verification in a worker thread (it takes tens of milliseconds)."""
+        from argon2 import PasswordHasher
+        from argon2.exceptions import InvalidHashError, VerificationError
+
+        def check() -> bool:
+            try:
+                return PasswordHasher().verify(hashed, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await self.loop.run_in_executor(None, check)

@@ -1,0 +1,485 @@
+"""Server configuration: one TOML file, validated at start, every option with a default.
+
+:func:`load` reads a file, :func:`from_dict` validates a dict of the same shape (the CLI
+turns its flags into that dict, so a bad flag and a bad key get the same kind of error).
+A problem raises :class:`ConfigError` naming the key, the value and the fix; the server
+does not start. ``docs/server.md`` documents every key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from natftp.nat.policy import Override
+from natftp.nat.ports import PortRangeError, format_range, parse_range
+from natftp.proto import paths
+
+DEFAULT_LISTEN = "[::]:2121"
+DEFAULT_BANNER = "natftp ready."
+PERMISSIONS = ("list", "read", "write", "delete", "rename", "mkdir")
+
+#: CLI flags that set a key (named in errors so the user knows which to change)
+FLAGS = {
+    "root": "ROOT", "listen": "--listen", "read_only": "--read-only",
+    "anonymous.enabled": "--anonymous", "passive.ports": "--passive-ports",
+    "nat.masquerade": "--masquerade", "log_level": "--log-level",
+}
+
+
+class ConfigError(Exception):
+    """One configuration problem: the key, the value, what is wrong and the fix."""
+
+    def __init__(self, key: str, value: object, problem: str, fix: str) -> None:
+        self.key, self.value, self.problem, self.fix = key, value, problem, fix
+        flag = f" ({FLAGS[key]})" if key in FLAGS else ""
+        shown = _show(value)
+        super().__init__(f"{key}{flag} = {shown}: {problem}; fix: {fix}")
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is _MISSING:
+        return "(missing)"
+    return repr(value)
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    list: bool = True
+    read: bool = True
+    write: bool = True
+    delete: bool = True
+    rename: bool = True
+    mkdir: bool = True
+
+    @classmethod
+    def read_only(cls) -> Permissions:
+        return cls(write=False, delete=False, rename=False, mkdir=False)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A login. ``password_hash`` (argon2, from a config file) or ``password`` (plain,
+    from ``--user`` on the command line; never written anywhere)."""
+
+    name: str
+    home: Path
+    permissions: Permissions = field(default_factory=Permissions)
+    password_hash: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    idle: float = 300.0
+    data: float = 30.0
+    login_failure_delay: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_sessions: int = 10000
+    max_sessions_per_ip: int = 64
+    max_line: int = 4096
+    max_login_attempts: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class NatConfig:
+    masquerade: str | None = None
+    overrides: tuple[Override, ...] = ()
+    advertised_ports: tuple[int, int] | None = None
+    refresh_interval: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveConfig:
+    source_port: int = 0
+    allow_foreign_address: bool = False
+    allow_low_ports: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Anonymous:
+    enabled: bool = False
+    home: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The validated, effective configuration (see ``docs/server.md``)."""
+
+    root: Path
+    listen: tuple[ListenAddress, ...] = ()
+    users: tuple[User, ...] = ()
+    anonymous: Anonymous = field(default_factory=Anonymous)
+    read_only: bool = False
+    passive_ports: tuple[int, int] | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: Limits = field(default_factory=Limits)
+    banner: str = DEFAULT_BANNER
+    nat: NatConfig = field(default_factory=NatConfig)
+    active: ActiveConfig = field(default_factory=ActiveConfig)
+    log_level: str = "info"
+
+    def user(self, name: str) -> User | None:
+        for u in self.users:
+            if u.name == name:
+                return u
+        return None
+
+
+# -- parsing helpers -----------------------------------------------------------------
+
+def parse_listen(text: str, key: str = "listen") -> ListenAddress:
+    """``HOST:PORT``, ``[v6]:PORT`` or a bare ``v6:PORT`` (``:::2121``)."""
+    s = text.strip()
+    if s.startswith("["):
+        host, sep, port = s[1:].partition("]:")
+        if not sep:
+            raise ConfigError(key, text, "not HOST:PORT", 'write "[::]:2121" or '
+                              '"0.0.0.0:2121"')
+    else:
+        host, sep, port = s.rpartition(":")
+        if not sep:
+            raise ConfigError(key, text, "no port given", f'write "{s}:2121"')
+    host = host or "::"
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        raise ConfigError(key, text, f"{host!r} is not an IP address",
+                          'listen on an address of this host, e.g. "0.0.0.0:2121" or '
+                          '"[::]:2121"') from None
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(key, text, f"port {port!r} is not 0-65535", 'e.g. "[::]:2121"')
+    return ListenAddress(host, int(port))
+
+
+def _range(key: str, value: object) -> tuple[int, int]:
+    if not isinstance(value, str):
+        raise ConfigError(key, value, "expected a string LOW-HIGH", 'e.g. "30000-30099"')
+    try:
+        return parse_range(value)
+    except PortRangeError as e:
+        raise ConfigError(key, value, str(e), 'write LOW-HIGH with 1 <= LOW <= HIGH <= '
+                          '65535, e.g. "30000-30099"') from None
+
+
+_TYPE_NAMES = {bool: "a boolean (true/false)", int: "an integer", str: "a string",
+               float: "a number", list: "a list", dict: "a table"}
+
+
+def _typed(key: str, value: object, typ: type, fix: str = "") -> Any:
+    ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        raise ConfigError(key, value, f"expected {_TYPE_NAMES[typ]}, got "
+                          f"{type(value).__name__}", fix or f"give {key} {_TYPE_NAMES[typ]}")
+    return value
+
+
+def _check_keys(prefix: str, table: Mapping[str, object], known: tuple[str, ...]) -> None:
+    for k, v in table.items():
+        if k not in known:
+            full = f"{prefix}{k}"
+            near = difflib.get_close_matches(k, known, 1)
+            fix = (f"did you mean {prefix}{near[0]}?" if near else
+                   f"remove it (known keys here: {', '.join(known)})")
+            raise ConfigError(full, v, "unknown key", fix)
+
+
+def _positive(key: str, value: float, *, zero_ok: bool = False) -> float:
+    if value < 0 or (value == 0 and not zero_ok):
+        raise ConfigError(key, value, "must be positive" + (" or 0" if zero_ok else ""),
+                          f"set {key} to a value above 0")
+    return value
+
+
+def _home(key: str, value: object, root: Path) -> Path:
+    text = _typed(key, value, str)
+    if "\0" in text:
+        raise ConfigError(key, value, "contains a NUL byte", "use a plain directory name")
+    p = Path(text)
+    candidate = p if p.is_absolute() else root / p
+    real = Path(os.path.realpath(candidate))
+    if not paths.within(str(root), str(real)):
+        raise ConfigError(key, value, f"the home {real} is outside ROOT {root}",
+                          "give a directory inside ROOT (relative to it, e.g. \"alice\")")
+    if not real.is_dir():
+        raise ConfigError(key, value, f"{real} is not an existing directory",
+                          f"create it (mkdir -p {real}) or point {key} elsewhere")
+    return real
+
+
+# -- the whole file ------------------------------------------------------------------
+
+_TOP = ("root", "listen", "read_only", "banner", "log_level", "passive", "anonymous",
+        "timeouts", "limits", "users", "nat", "active")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def load(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | None = None,
+         ) -> ServerConfig:
+    """Read and validate a TOML file; ``overrides`` are dotted keys set on top (CLI)."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError("--config", str(path), f"cannot read it ({e.strerror})",
+                          "give the path of a readable TOML file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("--config", str(path), f"not valid TOML ({e})",
+                          "fix the syntax at the position shown") from None
+    return from_dict(data, overrides=overrides, base_dir=Path(path).resolve().parent)
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *heads, last = key.split(".")
+    d = data
+    for h in heads:
+        d = d.setdefault(h, {})
+    d[last] = value
+
+
+def from_dict(data: Mapping[str, Any], *, overrides: Mapping[str, Any] | None = None,
+              base_dir: Path | None = None) -> ServerConfig:
+    """Validate a configuration dict (the TOML file's shape)."""
+    raw: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v)
+                           for k, v in data.items()}
+    for k, v in (overrides or {}).items():
+        set_dotted(raw, k, v)
+    _check_keys("", raw, _TOP)
+
+    root_v = raw.get("root", ".")
+    root_s = _typed("root", root_v, str)
+    root_p = Path(root_s)
+    if not root_p.is_absolute():
+        root_p = (base_dir or Path.cwd()) / root_p
+    root = Path(os.path.realpath(root_p))
+    if not root.is_dir():
+        raise ConfigError("root", root_v, f"{root} is not an existing directory",
+                          f"create it (mkdir -p {root}) or serve another directory")
+
+    listen_v = raw.get("listen", [DEFAULT_LISTEN])
+    if isinstance(listen_v, str):
+        listen_v = [listen_v]
+    _typed("listen", listen_v, list)
+    if not listen_v:
+        raise ConfigError("listen", listen_v, "no address to listen on",
+                          f'give at least one, e.g. ["{DEFAULT_LISTEN}"]')
+    listen = tuple(parse_listen(_typed("listen", x, str)) for x in listen_v)
+    seen: set[tuple[str, int]] = set()
+    for la in listen:
+        k = (str(ipaddress.ip_address(la.host.split("%")[0])), la.port)
+        if k in seen and la.port != 0:
+            raise ConfigError("listen", str(la), "given twice", "remove the duplicate")
+        seen.add(k)
+
+    read_only = _typed("read_only", raw.get("read_only", False), bool)
+    banner = _typed("banner", raw.get("banner", DEFAULT_BANNER), str)
+    if not banner.strip():
+        raise ConfigError("banner", banner, "empty", "write a line of text")
+    log_level = _typed("log_level", raw.get("log_level", "info"), str).lower()
+    if log_level not in _LOG_LEVELS:
+        raise ConfigError("log_level", log_level, "unknown level",
+                          f"use one of {', '.join(_LOG_LEVELS)}")
+
+    passive = _typed("passive", raw.get("passive", {}), dict)
+    _check_keys("passive.", passive, ("ports",))
+    pasv_range = _range("passive.ports", passive["ports"]) if "ports" in passive else None
+    if pasv_range is not None:
+        for la in listen:
+            if pasv_range[0] <= la.port <= pasv_range[1]:
+                raise ConfigError("passive.ports", format_range(pasv_range),
+                                  f"overlaps the control port {la.port} of listen {la}",
+                                  "choose a passive range that excludes the listen ports")
+        if pasv_range[0] < 1024:
+            raise ConfigError("passive.ports", format_range(pasv_range),
+                              "includes privileged ports below 1024",
+                              'use high ports, e.g. "30000-30099"')
+
+    timeouts_t = _typed("timeouts", raw.get("timeouts", {}), dict)
+    _check_keys("timeouts.", timeouts_t, ("idle", "data", "login_failure_delay"))
+    d = Timeouts()
+    timeouts = Timeouts(
+        idle=_positive("timeouts.idle", _typed("timeouts.idle",
+                                               timeouts_t.get("idle", d.idle), float)),
+        data=_positive("timeouts.data", _typed("timeouts.data",
+                                               timeouts_t.get("data", d.data), float)),
+        login_failure_delay=_positive(
+            "timeouts.login_failure_delay",
+            _typed("timeouts.login_failure_delay",
+                   timeouts_t.get("login_failure_delay", d.login_failure_delay), float),
+            zero_ok=True))
+
+    limits_t = _typed("limits", raw.get("limits", {}), dict)
+    lim_keys = ("max_sessions", "max_sessions_per_ip", "max_line", "max_login_attempts")
+    _check_keys("limits.", limits_t, lim_keys)
+    dl = Limits()
+    lim_vals: dict[str, int] = {}
+    for k in lim_keys:
+        v = _typed(f"limits.{k}", limits_t.get(k, getattr(dl, k)), int)
+        _positive(f"limits.{k}", v, zero_ok=(k == "max_sessions_per_ip"))
+        lim_vals[k] = v
+    if lim_vals["max_line"] < 512:
+        raise ConfigError("limits.max_line", lim_vals["max_line"], "below 512 bytes",
+                          "RFC 959 lines can be long paths; use at least 512")
+    limits = Limits(**lim_vals)
+
+    anon_v = raw.get("anonymous", {})
+    if isinstance(anon_v, bool):
+        anon_v = {"enabled": anon_v}
+    anon_t = _typed("anonymous", anon_v, dict)
+    _check_keys("anonymous.", anon_t, ("enabled", "home"))
+    anonymous = Anonymous(
+        enabled=_typed("anonymous.enabled", anon_t.get("enabled", False), bool),
+        home=_home("anonymous.home", anon_t["home"], root) if "home" in anon_t else None)
+
+    users_v = _typed("users", raw.get("users", []), list)
+    users: list[User] = []
+    for i, u in enumerate(users_v):
+        users.append(_user(f"users[{i}]", u, root))
+    names = [u.name for u in users]
+    for n in names:
+        if names.count(n) > 1:
+            raise ConfigError("users", n, "user defined twice", "keep one [[users]] entry "
+                              "per name")
+
+    nat = _nat(_typed("nat", raw.get("nat", {}), dict), pasv_range)
+    active = _active(_typed("active", raw.get("active", {}), dict))
+
+    return ServerConfig(root=root, listen=listen, users=tuple(users), anonymous=anonymous,
+                        read_only=read_only, passive_ports=pasv_range, timeouts=timeouts,
+                        limits=limits, banner=banner, nat=nat, active=active,
+                        log_level=log_level)
+
+
+def _user(key: str, u: object, root: Path) -> User:
+    t = _typed(key, u, dict)
+    _check_keys(f"{key}.", t, ("name", "password_hash", "home", "permissions"))
+    if "name" not in t:
+        raise ConfigError(f"{key}.name", _MISSING, "every user needs a name",
+                          'add name = "alice"')
+    name = _typed(f"{key}.name", t["name"], str)
+    if not name or any(c in name for c in ":\r\n\0 ") or name in ("anonymous", "ftp"):
+        raise ConfigError(f"{key}.name", name, "not a usable login name",
+                          "use letters, digits, dots, dashes (anonymous/ftp are reserved "
+                          "for [anonymous])")
+    if "password_hash" not in t:
+        raise ConfigError(f"{key}.password_hash", _MISSING, f"user {name!r} has no password",
+                          "run `natftp passwd` and paste its output as password_hash")
+    h = _typed(f"{key}.password_hash", t["password_hash"], str)
+    if not h.startswith("$argon2"):
+        raise ConfigError(f"{key}.password_hash", h[:12] + "...", "not an argon2 hash",
+                          "run `natftp passwd` and paste its output (plain passwords are "
+                          "not accepted in the file)")
+    home = _home(f"{key}.home", t.get("home", "."), root)
+    perms_t = _typed(f"{key}.permissions", t.get("permissions", {}), dict)
+    _check_keys(f"{key}.permissions.", perms_t, PERMISSIONS)
+    perms = Permissions(**{p: _typed(f"{key}.permissions.{p}", perms_t.get(p, True), bool)
+                           for p in PERMISSIONS})
+    return User(name=name, home=home, permissions=perms, password_hash=h)
+
+
+def _nat(t: dict[str, Any], pasv_range: tuple[int, int] | None) -> NatConfig:
+    _check_keys("nat.", t, ("masquerade", "overrides", "advertised_ports",
+                            "refresh_interval"))
+    masq = t.get("masquerade")
+    if masq is not None:
+        masq = _typed("nat.masquerade", masq, str).strip()
+        try:
+            a = ipaddress.ip_address(masq)
+            if a.is_unspecified:
+                raise ConfigError("nat.masquerade", masq, "an unspecified address tells "
+                                  "clients to connect to themselves",
+                                  "give the public address or hostname of this server")
+        except ValueError:
+            if not masq or any(c in masq for c in " /:@") or len(masq) > 253:
+                raise ConfigError("nat.masquerade", masq, "neither an IP address nor a "
+                                  "hostname", 'e.g. "203.0.113.7" or "ftp.example.org"'
+                                  ) from None
+    overrides: list[Override] = []
+    for i, o in enumerate(_typed("nat.overrides", t.get("overrides", []), list)):
+        k = f"nat.overrides[{i}]"
+        ot = _typed(k, o, dict)
+        _check_keys(f"{k}.", ot, ("networks", "address"))
+        nets = _typed(f"{k}.networks", ot.get("networks", _MISSING) if "networks" in ot
+                      else [], list)
+        if not nets:
+            raise ConfigError(f"{k}.networks", nets, "no networks given",
+                              'e.g. networks = ["10.8.0.0/16"]')
+        if "address" not in ot:
+            raise ConfigError(f"{k}.address", _MISSING, "no address given",
+                              'e.g. address = "10.8.0.1"')
+        addr = _typed(f"{k}.address", ot["address"], str)
+        for n in nets:
+            try:
+                ipaddress.ip_network(_typed(f"{k}.networks", n, str), strict=False)
+            except ValueError:
+                raise ConfigError(f"{k}.networks", n, "not a network",
+                                  'write CIDR, e.g. "10.8.0.0/16"') from None
+        try:
+            ov = Override.parse(nets, addr)
+        except ValueError:
+            raise ConfigError(f"{k}.address", addr, "not an IP address",
+                              'e.g. "10.8.0.1"') from None
+        if ov.address.is_unspecified:
+            raise ConfigError(f"{k}.address", addr, "an unspecified address is never "
+                              "advertised", "give the address these clients can reach")
+        overrides.append(ov)
+    adv = None
+    if "advertised_ports" in t:
+        adv = _range("nat.advertised_ports", t["advertised_ports"])
+        if pasv_range is None:
+            raise ConfigError("nat.advertised_ports", format_range(adv),
+                              "maps the passive range, but no passive range is set",
+                              "set passive.ports (--passive-ports) to a range of the same "
+                              "size")
+        if adv[1] - adv[0] != pasv_range[1] - pasv_range[0]:
+            raise ConfigError("nat.advertised_ports", format_range(adv),
+                              f"has {adv[1] - adv[0] + 1} ports but passive.ports "
+                              f"{format_range(pasv_range)} has "
+                              f"{pasv_range[1] - pasv_range[0] + 1}",
+                              "give both ranges the same size (they map one to one)")
+    ri = _positive("nat.refresh_interval",
+                   _typed("nat.refresh_interval", t.get("refresh_interval", 300.0), float))
+    return NatConfig(masquerade=masq, overrides=tuple(overrides), advertised_ports=adv,
+                     refresh_interval=ri)
+
+
+def _active(t: dict[str, Any]) -> ActiveConfig:
+    _check_keys("active.", t, ("source_port", "allow_foreign_address", "allow_low_ports"))
+    sp = _typed("active.source_port", t.get("source_port", 0), int)
+    if not 0 <= sp <= 65535:
+        raise ConfigError("active.source_port", sp, "not a port",
+                          "use 20 (classic, needs CAP_NET_BIND_SERVICE) or 0 (any)")
+    return ActiveConfig(
+        source_port=sp,
+        allow_foreign_address=_typed("active.allow_foreign_address",
+                                     t.get("allow_foreign_address", False), bool),
+        allow_low_ports=_typed("active.allow_low_ports", t.get("allow_low_ports", False),
+                               bool))
+

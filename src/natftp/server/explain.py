@@ -1,0 +1,84 @@
+"""``natftp serve --explain``: what each class of client is told in a PASV reply.
+
+Runs the real :class:`AdvertisePolicy` of the effective configuration against one
+representative client per class (loopback, each LAN the host is on, the public internet,
+each override), with the local address the kernel would use to answer that client.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from natftp.nat.policy import AdvertisePolicy, NoUsableAddress
+from natftp.nat.ports import PortPool
+from natftp.proto.addr import AddrClass, IPAddress, classify, ip
+from natftp.server.config import ServerConfig
+
+PUBLIC_V4 = ip("198.51.100.77")
+PUBLIC_V6 = ip("2001:db8::77")
+
+
+def source_for(peer: IPAddress) -> IPAddress | None:
+    """The local address the kernel would use to reach ``peer`` (no packet is sent)."""
+    fam = socket.AF_INET if peer.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(fam, socket.SOCK_DGRAM) as s:
+            s.connect((str(peer), 9))
+            return ip(s.getsockname()[0])
+    except OSError:
+        return None
+
+
+def _local_for(cfg: ServerConfig, peer: IPAddress) -> IPAddress | None:
+    for la in cfg.listen:
+        a = ip(la.host)
+        if not a.is_unspecified and a.version == peer.version:
+            return a
+    return source_for(peer)
+
+
+def explain(cfg: ServerConfig, policy: AdvertisePolicy, pool: PortPool) -> list[str]:
+    out = [f"natftp serve --explain: ROOT {cfg.root}; listen "
+           + ", ".join(str(la) for la in cfg.listen)]
+    masq = policy.masquerade or "(none: nat.masquerade / --masquerade not set)"
+    if policy.masquerade_is_hostname:
+        masq += " -> " + (", ".join(map(str, policy.masquerade_addresses)) or "unresolved")
+    out.append(f"masquerade: {masq}")
+    out.append(f"passive ports: {pool.describe()}")
+    out.append("What a client is told in a 227 reply (EPSV replies carry only the port):")
+    cases: list[tuple[str, IPAddress]] = [("loopback client", ip("127.0.0.1")),
+                                          ("loopback client", ip("::1"))]
+    for net in policy.local_networks or ():
+        if classify(net.network_address) in (AddrClass.LOOPBACK, AddrClass.LINK_LOCAL):
+            continue
+        if net.num_addresses < 4:
+            continue
+        cases.append((f"LAN client on {net}", net.network_address + 2))
+    cases.append(("public client", PUBLIC_V4))
+    cases.append(("public client", PUBLIC_V6))
+    for ov in policy.overrides:
+        n = ov.networks[0]
+        peer = n.network_address + (1 if n.num_addresses > 1 else 0)
+        cases.append((f"client in override {', '.join(map(str, ov.networks))}", peer))
+    for label, peer in cases:
+        local = _local_for(cfg, peer)
+        if local is None:
+            out.append(f"  {label} {peer}: no route from this host (skipped)")
+            continue
+        if peer.version == 6:
+            out.append(f"  {label} {peer}: IPv6, uses EPSV (PASV refused); data to "
+                       f"[{local}] on the EPSV port")
+            continue
+        try:
+            d = policy.advertise(local, peer)
+        except NoUsableAddress as e:
+            out.append(f"  {label} {peer}: PASV refused ({e})")
+            continue
+        warn = ("  WARNING: it cannot reach that; set nat.masquerade (--masquerade)"
+                if d.warn_unreachable else "")
+        out.append(f"  {label} {peer} (reaches us at {local}): told {d.address} -- "
+                   f"{d.reason}{warn}")
+    return out
+
+
+__all__ = ["explain"]

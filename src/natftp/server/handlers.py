@@ -1,0 +1,739 @@
+"""What each command does. Preconditions (logged in, argument given, permission) are
+checked by the session from the table in :mod:`natftp.server.commands` before a handler
+runs, so handlers hold only the command's own logic.
+
+A handler replies itself and returns None, or returns a coroutine that the session runs
+as its busy task (transfers, the password check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import socket
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from natftp.nat.policy import NoUsableAddress
+from natftp.proto import addr, listing, paths
+from natftp.proto.paths import PathError
+from natftp.proto.replies import Reply, feat_reply
+from natftp.server import data
+from natftp.server.config import Permissions
+from natftp.server.session import Session
+from natftp.storage.local import LocalStorage, StorageError
+
+log = logging.getLogger("natftp.server")
+
+Result = Coroutine[Any, Any, None] | None
+ANONYMOUS_NAMES = ("anonymous", "ftp")
+
+
+def vpath(s: Session, verb: str, arg: str) -> str | None:
+    """The virtual path for ``arg``, or None after a 550 (an escape attempt is logged)."""
+    try:
+        return paths.resolve(s.cwd, arg)
+    except PathError as e:
+        s.refuse(550, f"{verb} refused: {e}.", level=logging.WARNING)
+        return None
+
+
+# -- login -------------------------------------------------------------------------
+
+def user(s: Session, arg: str) -> Result:
+    if s.user is not None:
+        s.refuse(503, f"Already logged in as {s.login_name}; reconnect to change user.")
+        return None
+    name = arg.strip()
+    s.pending_user = name
+    if name.lower() in ANONYMOUS_NAMES:
+        if not s.server.config.anonymous.enabled:
+            s.refuse(530, "Anonymous login is disabled on this server "
+                          "(anonymous.enabled = false / --anonymous).")
+            s.pending_user = None
+            return None
+        s.reply(331, "Anonymous login ok; send your e-mail address as the password.")
+        return None
+    s.reply(331, f"Password required for {name}.")
+    return None
+
+
+def pass_(s: Session, arg: str) -> Result:
+    if s.user is not None:
+        s.reply(230, f"Already logged in as {s.login_name}.")
+        return None
+    if s.pending_user is None:
+        s.refuse(503, "Send USER before PASS.")
+        return None
+    name, s.pending_user = s.pending_user, None
+    return _login(s, name, arg)
+
+
+async def _login(s: Session, name: str, password: str) -> None:
+    cfg = s.server.config
+    if name.lower() in ANONYMOUS_NAMES and cfg.anonymous.enabled:
+        home = cfg.anonymous.home or cfg.root
+        _enter(s, "anonymous", str(home), Permissions.read_only(), anonymous=True)
+        s.reply(230, "Anonymous access granted; read-only.")
+        return
+    u = cfg.user(name)
+    ok = False
+    if u is not None:
+        if u.password is not None:
+            ok = hmac.compare_digest(u.password.encode("utf-8", "surrogateescape"),
+                                     password.encode("utf-8", "surrogateescape"))
+        elif u.password_hash is not None:
+            ok = await s.server.verify_hash(u.password_hash, password)
+    if not ok or u is None:
+        s.failures += 1
+        await asyncio.sleep(cfg.timeouts.login_failure_delay)
+        why = "unknown user" if u is None else "wrong password"
+        s.event("login failed for %r from %s (%s; attempt %d of %d)", name, s.peer, why,
+                s.failures, cfg.limits.max_login_attempts, level=logging.WARNING)
+        if s.failures >= cfg.limits.max_login_attempts:
+            s.reply(421, f"Login incorrect; {s.failures} failed attempts "
+                         "(limits.max_login_attempts); closing the connection.")
+            s.close()
+            return
+        s.reply(530, "Login incorrect: unknown user or wrong password.")
+        return
+    _enter(s, u.name, str(u.home), u.permissions)
+    s.reply(230, f"User {u.name} logged in.")
+
+
+def _enter(s: Session, name: str, home: str, perms: Permissions, *,
+           anonymous: bool = False) -> None:
+    cfg = s.server.config
+    source = {p: f"permissions.{p} = false" for p in ("list", "read", "write", "delete",
+                                                      "rename", "mkdir")}
+    if anonymous:
+        source.update({p: "anonymous users are read-only"
+                       for p in ("write", "delete", "rename", "mkdir")})
+    elif cfg.read_only:
+        perms = Permissions(list=perms.list, read=perms.read, write=False, delete=False,
+                            rename=False, mkdir=False)
+        source.update({p: "read_only = true / --read-only"
+                       for p in ("write", "delete", "rename", "mkdir")})
+    s.user = cfg.user(name) if not anonymous else None
+    s.login_name = name
+    s.perms, s.perm_source = perms, source
+    s.storage = LocalStorage(home)
+    s.cwd = "/"
+    if s.user is None:  # anonymous: a stand-in so "logged in" checks pass
+        from natftp.server.config import User
+
+        s.user = User(name=name, home=s.server.config.root, permissions=perms)
+    s.event("%s logged in from %s (home %s)", name, s.peer, home)
+
+
+def quit_(s: Session, arg: str) -> Result:
+    s.reply(221, "Goodbye.")
+    s.close()
+    return None
+
+
+# -- information -------------------------------------------------------------------
+
+def noop(s: Session, arg: str) -> Result:
+    s.reply(200, "NOOP ok.")
+    return None
+
+
+def syst(s: Session, arg: str) -> Result:
+    s.reply(215, "UNIX Type: L8")
+    return None
+
+
+def feat(s: Session, arg: str) -> Result:
+    from natftp.server.commands import features
+
+    s.send_reply(feat_reply(features(s.mlst_facts)))
+    return None
+
+
+def opts(s: Session, arg: str) -> Result:
+    name, _, rest = arg.strip().partition(" ")
+    name = name.upper()
+    if name == "UTF8":
+        if rest.strip().upper() in ("ON", ""):
+            s.reply(200, "UTF8 mode is always on.")
+        else:
+            s.refuse(504, "UTF8 cannot be turned off: paths are always UTF-8.")
+        return None
+    if name == "MLST":
+        s.mlst_facts = listing.select_facts(rest)
+        s.reply(200, "MLST OPTS " + "".join(f + ";" for f in s.mlst_facts))
+        return None
+    s.refuse(501, f"OPTS {name}: unknown option (known: UTF8, MLST).")
+    return None
+
+
+def help_(s: Session, arg: str) -> Result:
+    from natftp.server.commands import TABLE
+
+    if arg.strip():
+        spec = TABLE.get(arg.strip().upper())
+        if spec is None:
+            s.refuse(501, f"HELP: unknown command {arg.strip()!r}.")
+        else:
+            s.reply(214, f"Syntax: {spec.name} {spec.syntax}".rstrip() + f" -- {spec.help}")
+        return None
+    names = sorted(TABLE)
+    rows = [" ".join(f"{n:<5}" for n in names[i:i + 10]) for i in range(0, len(names), 10)]
+    s.send_reply(Reply(214, ("The following commands are recognized:", *rows,
+                             "HELP command gives details.")))
+    return None
+
+
+def stat(s: Session, arg: str) -> Result:
+    if arg.strip():
+        if s.user is None:
+            s.refuse(530, "Please log in with USER and PASS before STAT.")
+            return None
+        if not s.perms.list:
+            s.deny("list")
+            return None
+        opts_, target = listing.split_list_arg(arg)
+        lines = _list_lines(s, "STAT", target or ".", long=True)
+        if lines is None:
+            return None
+        s.send_reply(Reply(213, ("Status of " + (target or "."), *lines, "End of status.")))
+        return None
+    mode = "passive" if s.pasv else ("active" if s.port_target else "none set")
+    s.send_reply(Reply(211, (
+        "natftp status:",
+        f"Connected from {s.peer}",
+        f"Logged in as {s.login_name}" if s.user else "Not logged in",
+        f"TYPE: {'BINARY' if s.binary else 'ASCII'}; STRUcture: File; transfer MODE: "
+        "Stream",
+        f"Data connection: {mode}",
+        "End of status.")))
+    return None
+
+
+def host(s: Session, arg: str) -> Result:
+    if s.user is not None:
+        s.refuse(503, "HOST must come before USER (RFC 7151).")
+        return None
+    s.reply(220, f"Host {arg.strip()} accepted (one site is served on this address).")
+    return None
+
+
+# -- directories ---------------------------------------------------------------------
+
+def pwd(s: Session, arg: str) -> Result:
+    s.reply(257, f"{paths.quote_257(s.cwd)} is the current directory.")
+    return None
+
+
+def cwd(s: Session, arg: str) -> Result:
+    p = vpath(s, "CWD", arg)
+    if p is None:
+        return None
+    try:
+        real = s.store().real(p)
+    except StorageError as e:
+        s.storage_error("CWD", e)
+        return None
+    if not os.path.isdir(real):
+        s.refuse(550, f"CWD refused: {p} is not a directory.")
+        return None
+    s.cwd = p
+    s.reply(250, f"Directory changed to {p}.")
+    return None
+
+
+def cdup(s: Session, arg: str) -> Result:
+    if s.cwd == "/":
+        s.refuse(550, "CDUP refused: already at the top of the home directory.")
+        return None
+    return cwd(s, "..")
+
+
+def mkd(s: Session, arg: str) -> Result:
+    p = vpath(s, "MKD", arg)
+    if p is None:
+        return None
+    try:
+        s.store().mkdir(p)
+    except StorageError as e:
+        s.storage_error("MKD", e)
+        return None
+    s.event("created directory %s", p)
+    s.reply(257, f"{paths.quote_257(p)} created.")
+    return None
+
+
+def rmd(s: Session, arg: str) -> Result:
+    p = vpath(s, "RMD", arg)
+    if p is None:
+        return None
+    try:
+        s.store().rmdir(p)
+    except StorageError as e:
+        s.storage_error("RMD", e)
+        return None
+    s.event("removed directory %s", p)
+    s.reply(250, f"Directory {p} removed.")
+    return None
+
+
+def dele(s: Session, arg: str) -> Result:
+    p = vpath(s, "DELE", arg)
+    if p is None:
+        return None
+    try:
+        s.store().remove(p)
+    except StorageError as e:
+        s.storage_error("DELE", e)
+        return None
+    s.event("deleted %s", p)
+    s.reply(250, f"File {p} deleted.")
+    return None
+
+
+def rnfr(s: Session, arg: str) -> Result:
+    p = vpath(s, "RNFR", arg)
+    if p is None:
+        return None
+    try:
+        s.store().real(p)
+    except StorageError as e:
+        s.storage_error("RNFR", e)
+        return None
+    s.rnfr = p
+    s.reply(350, f"{p} exists; send RNTO with the new name.")
+    return None
+
+
+def rnto(s: Session, arg: str) -> Result:
+    src, s.rnfr = s.rnfr, None
+    if src is None:
+        s.refuse(503, "RNTO must follow RNFR.")
+        return None
+    p = vpath(s, "RNTO", arg)
+    if p is None:
+        return None
+    try:
+        s.store().rename(src, p)
+    except StorageError as e:
+        s.storage_error("RNTO", e)
+        return None
+    s.event("renamed %s to %s", src, p)
+    s.reply(250, f"Renamed {src} to {p}.")
+    return None
+
+
+def size(s: Session, arg: str) -> Result:
+    p = vpath(s, "SIZE", arg)
+    if p is None:
+        return None
+    try:
+        st = s.store().stat(p)
+    except StorageError as e:
+        s.storage_error("SIZE", e)
+        return None
+    if not listing.FileFacts.from_stat(p, st).is_file:
+        s.refuse(550, f"SIZE refused: {p} is not a regular file.")
+        return None
+    s.reply(213, str(st.st_size))
+    return None
+
+
+def mdtm(s: Session, arg: str) -> Result:
+    p = vpath(s, "MDTM", arg)
+    if p is None:
+        return None
+    try:
+        st = s.store().stat(p)
+    except StorageError as e:
+        s.storage_error("MDTM", e)
+        return None
+    s.reply(213, listing.mlst_time(st.st_mtime).split(".")[0])
+    return None
+
+
+def mfmt(s: Session, arg: str) -> Result:
+    when, _, name = arg.strip().partition(" ")
+    try:
+        mtime = listing.parse_mlst_time(when)
+    except ValueError as e:
+        s.refuse(501, f"MFMT needs YYYYMMDDHHMMSS and a path: {e}.")
+        return None
+    if not name:
+        s.refuse(501, "MFMT needs YYYYMMDDHHMMSS and a path.")
+        return None
+    p = vpath(s, "MFMT", name)
+    if p is None:
+        return None
+    try:
+        s.store().set_mtime(p, mtime)
+    except StorageError as e:
+        s.storage_error("MFMT", e)
+        return None
+    s.reply(213, f"Modify={when}; {p}")
+    return None
+
+
+# -- transfer parameters ----------------------------------------------------------------
+
+def type_(s: Session, arg: str) -> Result:
+    t = arg.strip().upper().split()
+    if t and t[0] == "I" or t == ["L", "8"]:
+        s.binary = True
+        s.reply(200, "Type set to I (binary).")
+    elif t and t[0] == "A" and (len(t) == 1 or t[1] == "N"):
+        s.binary = False
+        s.reply(200, "Type set to A (ASCII; line ends converted).")
+    else:
+        s.refuse(504, f"TYPE {arg.strip()}: only A (ASCII) and I (binary) are supported.")
+    return None
+
+
+def mode(s: Session, arg: str) -> Result:
+    if arg.strip().upper() == "S":
+        s.reply(200, "Mode set to S (stream).")
+    else:
+        s.refuse(504, f"MODE {arg.strip()}: only S (stream) is supported.")
+    return None
+
+
+def stru(s: Session, arg: str) -> Result:
+    if arg.strip().upper() == "F":
+        s.reply(200, "Structure set to F (file).")
+    else:
+        s.refuse(504, f"STRU {arg.strip()}: only F (file) is supported.")
+    return None
+
+
+def allo(s: Session, arg: str) -> Result:
+    s.reply(202, "ALLO not needed: space is allocated as data arrives.")
+    return None
+
+
+def rest(s: Session, arg: str) -> Result:
+    a = arg.strip()
+    if not a.isdigit():
+        s.refuse(501, f"REST needs a byte offset (a non-negative integer), got {a!r}.")
+        return None
+    s.rest = int(a)
+    s.reply(350, f"Restarting at {s.rest}; send RETR, STOR or APPE.")
+    return None
+
+
+# -- data connection setup ------------------------------------------------------------
+
+def _open_passive(s: Session, verb: str) -> int | None:
+    s.close_data()
+    pool = s.server.pool
+    try:
+        bound = data.bind_passive(s.family, s.local, pool)
+    except OSError as e:
+        s.refuse(425, f"{verb}: cannot open a passive port ({e.strerror or e}).",
+                 level=logging.ERROR)
+        return None
+    if bound is None:
+        s.refuse(425, f"{verb}: no free passive port: all {pool.size} ports of "
+                      f"{pool.describe()} (passive.ports) are in use; try again later, or "
+                      "widen passive.ports.", level=logging.WARNING)
+        return None
+    sock, port = bound
+    s.pasv = data.PassiveListener(s.loop, sock, port, pool, s.peer,
+                                  s.server.config.timeouts.data, s.sid)
+    return port
+
+
+def pasv(s: Session, arg: str) -> Result:
+    if s.epsv_all:
+        s.refuse(503, "PASV refused after EPSV ALL (RFC 2428); use EPSV.")
+        return None
+    if s.peer.version != 4:
+        s.refuse(425, f"PASV carries only IPv4 addresses and this control connection is "
+                      f"IPv6 ({s.peer}); use EPSV.")
+        return None
+    local = addr.ip(str(s.local[0]))
+    try:
+        decision = s.server.policy.advertise(local, s.peer)
+    except NoUsableAddress as e:
+        s.refuse(425, f"PASV: no address to advertise ({e}); set nat.masquerade.",
+                 level=logging.ERROR)
+        return None
+    if decision.warn_unreachable:
+        s.server.warn_unreachable(s.peer, decision.address)
+    port = _open_passive(s, "PASV")
+    if port is None:
+        return None
+    adv = s.server.pool.advertise(port)
+    log.debug("[%s] PASV %s:%d (listening on %d): %s", s.sid, decision.address, adv, port,
+              decision.reason)
+    s.reply(227, addr.format_227(decision.address, adv))
+    return None
+
+
+def epsv(s: Session, arg: str) -> Result:
+    a = arg.strip().upper()
+    if a == "ALL":
+        s.epsv_all = True
+        s.reply(200, "EPSV ALL accepted: only EPSV will set up data connections.")
+        return None
+    want = {4: "1", 6: "2"}[s.peer.version]
+    if a and a != want:
+        if a in ("1", "2"):
+            s.refuse(522, f"Network protocol {a} not supported on this connection, use "
+                          f"({want}).")
+        else:
+            s.refuse(501, f"EPSV {a}: expected 1, 2 or ALL.")
+        return None
+    port = _open_passive(s, "EPSV")
+    if port is None:
+        return None
+    s.reply(229, addr.format_229(s.server.pool.advertise(port)))
+    return None
+
+
+def _active_target(s: Session, verb: str, host: addr.IPAddress, port: int) -> Result:
+    if s.epsv_all:
+        s.refuse(503, f"{verb} refused after EPSV ALL (RFC 2428); use EPSV.")
+        return None
+    cfg = s.server.config.active
+    target = addr.unmap(host)
+    if target.version != s.peer.version:
+        want = "1" if s.peer.version == 4 else "2"
+        s.refuse(522, f"{verb} to an IPv{target.version} address on an IPv{s.peer.version} "
+                      f"connection; network protocol not supported, use ({want}).")
+        return None
+    if target != s.peer and not cfg.allow_foreign_address:
+        s.refuse(501, f"{verb} refused: address {target} is not your address {s.peer} "
+                      "(FTP bounce protection; active.allow_foreign_address = false).",
+                 level=logging.WARNING)
+        return None
+    if port < 1024 and not cfg.allow_low_ports:
+        s.refuse(501, f"{verb} refused: port {port} is below 1024 (FTP bounce protection; "
+                      "active.allow_low_ports = false).", level=logging.WARNING)
+        return None
+    s.close_data()
+    host_s = str(target)
+    if s.family == socket.AF_INET6 and target.version == 4:
+        host_s = f"::ffff:{target}"
+    s.port_target = (host_s, port)
+    s.reply(200, f"{verb} command successful; will connect to {target} port {port}.")
+    return None
+
+
+def port(s: Session, arg: str) -> Result:
+    try:
+        host_, p = addr.parse_port_arg(arg)
+    except addr.AddressError as e:
+        s.refuse(501, f"PORT: {e}.")
+        return None
+    return _active_target(s, "PORT", host_, p)
+
+
+def eprt(s: Session, arg: str) -> Result:
+    try:
+        host_, p = addr.parse_eprt_arg(arg)
+    except addr.AddressError as e:
+        msg = str(e)
+        if "unsupported" in msg:
+            want = "1" if s.peer.version == 4 else "2"
+            s.refuse(522, f"EPRT: {msg}; network protocol not supported, use ({want}).")
+        else:
+            s.refuse(501, f"EPRT: {msg}.")
+        return None
+    return _active_target(s, "EPRT", host_, p)
+
+
+def abor(s: Session, arg: str) -> Result:
+    # reached only when no transfer runs (a running one is aborted by the session)
+    had = s.has_data_setup()
+    s.close_data()
+    s.reply(225, "No transfer to abort" + ("; data connection closed." if had else "."))
+    return None
+
+
+# -- transfers ----------------------------------------------------------------------------
+
+def _take_rest(s: Session) -> int:
+    r, s.rest = s.rest, 0
+    return r
+
+
+def _need_data(s: Session, verb: str) -> bool:
+    if not s.has_data_setup():
+        s.refuse(425, f"{verb}: no data connection set up; send PASV, EPSV, PORT or EPRT "
+                      "first.")
+        return False
+    return True
+
+
+def retr(s: Session, arg: str) -> Result:
+    offset = _take_rest(s)
+    p = vpath(s, "RETR", arg)
+    if p is None or not _need_data(s, "RETR"):
+        return None
+    try:
+        fd, fsize = s.store().open_read(p)
+    except StorageError as e:
+        s.storage_error("RETR", e)
+        return None
+    if offset > fsize:
+        os.close(fd)
+        s.refuse(554, f"RETR refused: restart offset {offset} is beyond the end of {p} "
+                      f"({fsize} bytes).")
+        return None
+    loop = s.loop
+    if s.binary:
+        async def body(sock: socket.socket, prog: data.Progress) -> int:
+            return await data.send_file(loop, sock, fd, offset, prog)
+        mark = f"Opening BINARY mode data connection for {p} ({fsize - offset} bytes)."
+    else:
+        async def body(sock: socket.socket, prog: data.Progress) -> int:
+            return await data.send_ascii(loop, sock, fd, offset, prog)
+        mark = f"Opening ASCII mode data connection for {p} ({fsize - offset} bytes)."
+    return s.transfer("RETR", p, mark, body, fd=fd)
+
+
+def _store(s: Session, verb: str, arg: str, *, append: bool = False,
+           unique: bool = False) -> Result:
+    offset = _take_rest(s)
+    if unique:
+        try:
+            p = s.store().unique_name(s.cwd, paths.basename(arg.strip()) or "file")
+        except (StorageError, PathError) as e:
+            s.refuse(550, f"STOU refused: {e}.")
+            return None
+    else:
+        q = vpath(s, verb, arg)
+        if q is None:
+            return None
+        p = q
+    if not _need_data(s, verb):
+        return None
+    try:
+        up = s.store().open_write(p, offset=offset, append=append)
+    except StorageError as e:
+        s.storage_error(verb, e)
+        return None
+    loop = s.loop
+    fd = up.fd
+    if s.binary:
+        async def body(sock: socket.socket, prog: data.Progress) -> int:
+            return await data.recv_to_file(loop, sock, fd, prog)
+    else:
+        async def body(sock: socket.socket, prog: data.Progress) -> int:
+            return await data.recv_ascii_to_file(loop, sock, fd, prog)
+    mark = (f"FILE: {paths.basename(p)}" if unique else
+            f"Opening {'BINARY' if s.binary else 'ASCII'} mode data connection for {p}"
+            + (f" at offset {offset}" if offset else "") + ".")
+    return s.transfer(verb, p, mark, body, upload=up)
+
+
+def stor(s: Session, arg: str) -> Result:
+    return _store(s, "STOR", arg)
+
+
+def appe(s: Session, arg: str) -> Result:
+    if s.rest:
+        s.rest = 0  # REST+APPE: the offset is where the file ends anyway
+    return _store(s, "APPE", arg, append=True)
+
+
+def stou(s: Session, arg: str) -> Result:
+    return _store(s, "STOU", arg, unique=True)
+
+
+def _list_lines(s: Session, verb: str, target: str, *, long: bool) -> list[str] | None:
+    p = vpath(s, verb, target)
+    if p is None:
+        return None
+    st = s.store()
+    try:
+        if st.is_dir(p):
+            entries = list(st.listdir(p))
+        else:
+            f = st.facts(p)
+            entries = [f]
+    except StorageError as e:
+        s.storage_error(verb, e)
+        return None
+    if long:
+        now = time.time()
+        return [listing.ls_line(f, now) for f in entries]
+    if not st.is_dir(p):
+        return [target]
+    prefix = "" if target in ("", ".") else target.rstrip("/") + "/"
+    return [prefix + f.name for f in entries]
+
+
+def _send_lines(s: Session, verb: str, what: str, lines: list[str]) -> Result:
+    if not _need_data(s, verb):
+        return None
+    payload = "".join(line + "\r\n" for line in lines).encode("utf-8", "surrogateescape")
+    loop = s.loop
+
+    async def body(sock: socket.socket, prog: data.Progress) -> int:
+        return await data.send_bytes(loop, sock, payload, prog)
+
+    return s.transfer(verb, what, f"Here comes the listing of {what}.", body)
+
+
+def list_(s: Session, arg: str) -> Result:
+    _opts, target = listing.split_list_arg(arg)
+    lines = _list_lines(s, "LIST", target or ".", long=True)
+    if lines is None:
+        return None
+    return _send_lines(s, "LIST", paths.resolve(s.cwd, target or "."), lines)
+
+
+def nlst(s: Session, arg: str) -> Result:
+    _opts, target = listing.split_list_arg(arg)
+    lines = _list_lines(s, "NLST", target or ".", long=False)
+    if lines is None:
+        return None
+    return _send_lines(s, "NLST", paths.resolve(s.cwd, target or "."), lines)
+
+
+def _perm_fact(s: Session, f: listing.FileFacts) -> str:
+    p = s.perms
+    return listing.mlst_perm(f, read=p.read, write=p.write, delete=p.delete,
+                             rename=p.rename, mkdir=p.mkdir, list_=p.list)
+
+
+def mlsd(s: Session, arg: str) -> Result:
+    p = vpath(s, "MLSD", arg.strip() or ".")
+    if p is None:
+        return None
+    st = s.store()
+    if not st.is_dir(p):
+        try:
+            st.real(p)
+        except StorageError as e:
+            s.storage_error("MLSD", e)
+            return None
+        s.refuse(501, f"MLSD refused: {p} is not a directory (use MLST for a file).")
+        return None
+    try:
+        entries = list(st.listdir(p))
+    except StorageError as e:
+        s.storage_error("MLSD", e)
+        return None
+    lines = [listing.mlst_line(f, _perm_fact(s, f), s.mlst_facts) for f in entries]
+    return _send_lines(s, "MLSD", p, lines)
+
+
+def mlst(s: Session, arg: str) -> Result:
+    p = vpath(s, "MLST", arg.strip() or ".")
+    if p is None:
+        return None
+    try:
+        f = s.store().facts(p)
+    except StorageError as e:
+        s.storage_error("MLST", e)
+        return None
+    line = listing.mlst_line(f, _perm_fact(s, f), s.mlst_facts, name=p)
+    s.send_reply(Reply(250, (f"Listing {p}", line, "End.")))
+    return None
+
