@@ -188,3 +188,24 @@ def test_iptables_restore_accepts_it_and_remove_cleans_up(netns: str,
     saved = subprocess.run([*ex, f"{exe}-save"], capture_output=True, text=True,
                            timeout=10).stdout
     assert "NATFTP" not in saved
+
+
+def test_firewall_reads_ports_from_the_server_configuration(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "natftp.toml"
+    cfg.write_text('listen = ["0.0.0.0:2121"]\n[passive]\nports = "40000-40099"\n'
+                   '[active]\nsource_port = 20\n')
+    natftp = [sys.executable, "-m", "natftp", "firewall"]
+    from_cfg = subprocess.run([*natftp, "--config", str(cfg)], capture_output=True,
+                              text=True, check=True).stdout
+    explicit = subprocess.run([*natftp, "--control-port", "2121", "--passive-ports",
+                               "40000-40099", "--active-source-port", "20"],
+                              capture_output=True, text=True, check=True).stdout
+    assert from_cfg == explicit
+    assert "2121, 40000-40099" in from_cfg
+    bad = tmp_path / "bad.toml"
+    bad.write_text('passive_ports = "1-2"\n')
+    r = subprocess.run([*natftp, "--config", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and "passive_ports" in r.stderr and "did you mean" in r.stderr

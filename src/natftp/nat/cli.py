@@ -61,7 +61,16 @@ def register(app: typer.Typer) -> None:
     @app.command("firewall")
     def firewall(
         backend: Annotated[str, typer.Option(help="nftables or iptables")] = "nftables",
-        control_port: Annotated[int, typer.Option(help="public FTP control port")] = 21,
+        control_port: Annotated[
+            Optional[int],  # noqa: UP045
+            typer.Option(help="public FTP control port [default: from --config, else 21]")
+        ] = None,
+        config: Annotated[
+            Optional[str],  # noqa: UP045
+            typer.Option("--config", metavar="FILE",
+                         help="take the control port, passive range and active source "
+                         "port from this natftp server configuration")
+        ] = None,
         passive_ports: Annotated[
             Optional[str], typer.Option(help="passive range LOW-HIGH")  # noqa: UP045
         ] = None,
@@ -101,9 +110,23 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"natftp firewall: unknown backend {backend!r} "
                        "(nftables or iptables)", err=True)
             raise typer.Exit(2)
+        if config is not None:
+            from natftp.server.config import ConfigError, load
+
+            try:
+                cfg = load(config)
+            except ConfigError as e:
+                typer.echo(f"natftp firewall: {e}", err=True)
+                raise typer.Exit(2) from None
+            if control_port is None and cfg.listen:
+                control_port = cfg.listen[0].port
+            if passive_ports is None and cfg.passive_ports is not None:
+                passive_ports = f"{cfg.passive_ports[0]}-{cfg.passive_ports[1]}"
+            active_source_port = cfg.active.source_port
         try:
             params = params_from_options(
-                control_port=control_port, passive_ports=passive_ports, router=router,
+                control_port=21 if control_port is None else control_port,
+                passive_ports=passive_ports, router=router,
                 server=server, lan_if=lan_if, ftp_helper=ftp_helper, no_host=no_host,
                 active=active, active_source_port=active_source_port or None)
             text = render(params, "iptables" if backend == "iptables" else "nftables")
