@@ -500,6 +500,10 @@ def _active_target(s: Session, verb: str, host: addr.IPAddress, port: int) -> Re
         return None
     cfg = s.server.config.active
     target = addr.unmap(host)
+    if target.is_unspecified and target.version == s.peer.version:
+        # lftp sends EPRT |2|::|port| from a socket listening on any address: it means
+        # "connect back to me", which is the control peer (no bounce possible)
+        target = s.peer
     if target.version != s.peer.version:
         want = "1" if s.peer.version == 4 else "2"
         s.refuse(522, f"{verb} to an IPv{target.version} address on an IPv{s.peer.version} "
