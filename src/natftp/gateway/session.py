@@ -406,7 +406,9 @@ class Session:
             await self._drain_replies()
             # Stop reading before the 234 leaves: the ClientHello that answers it must go
             # to the TLS layer, not into the plain-text StreamReader.
-            self.cw.transport.pause_reading()
+            pause = getattr(self.cw.transport, "pause_reading", None)
+            if pause is not None:
+                pause()
             self.cw.write(Reply.of(234, "Gateway: proceed with TLS negotiation.").format())
             await self.cw.start_tls(ctx, ssl_handshake_timeout=self.cfg.connect_timeout)
             self.client_tls = True
