@@ -94,6 +94,9 @@ async def _run(cfg: ServerConfig, generated: str | None) -> int:
         return 1
     for la in bound:
         print(f"natftp: listening on {server.describe(la)}", flush=True)
+    loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    print(f"natftp: event loop {loop_name}; passive ports {server.pool.describe()}",
+          flush=True)
     if generated is not None:
         host, _ = _url_host(cfg)
         print(f"natftp: user natftp, password {generated} (shown once)\n"
