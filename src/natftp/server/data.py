@@ -268,8 +268,9 @@ async def connect_active(loop: asyncio.AbstractEventLoop, family: int, local_hos
                         "blocking inbound connections? Use passive mode") from None
     except OSError as e:
         s.close()
+        why = os.strerror(e.errno) if e.errno else str(e)
         raise DataError(f"could not connect to {target[0]} port {target[1]}: "
-                        f"{e.strerror or e}; use passive mode if your side refuses "
+                        f"{why}; use passive mode if your side refuses "
                         "inbound connections") from None
     except BaseException:
         s.close()
