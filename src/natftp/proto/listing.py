@@ -55,12 +55,18 @@ class FileFacts:
 class _StatLike(Protocol):
     """The fields of ``os.stat_result`` a listing uses."""
 
-    st_mode: int
-    st_size: int
-    st_mtime: float
-    st_nlink: int
-    st_dev: int
-    st_ino: int
+    @property
+    def st_mode(self) -> int: ...
+    @property
+    def st_size(self) -> int: ...
+    @property
+    def st_mtime(self) -> float: ...
+    @property
+    def st_nlink(self) -> int: ...
+    @property
+    def st_dev(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
 
 
 def ls_date(mtime: float, now: float) -> str:

@@ -293,10 +293,10 @@ def from_dict(data: Mapping[str, Any], *, overrides: Mapping[str, Any] | None = 
     listen = tuple(parse_listen(_typed("listen", x, str)) for x in listen_v)
     seen: set[tuple[str, int]] = set()
     for la in listen:
-        k = (str(ipaddress.ip_address(la.host.split("%")[0])), la.port)
-        if k in seen and la.port != 0:
+        where = (str(ipaddress.ip_address(la.host.split("%")[0])), la.port)
+        if where in seen and la.port != 0:
             raise ConfigError("listen", str(la), "given twice", "remove the duplicate")
-        seen.add(k)
+        seen.add(where)
 
     read_only = _typed("read_only", raw.get("read_only", False), bool)
     banner = _typed("banner", raw.get("banner", DEFAULT_BANNER), str)
