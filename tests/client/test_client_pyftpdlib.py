@@ -7,6 +7,7 @@ import hashlib
 import io
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -299,7 +300,14 @@ def test_upload_resumes_after_the_server_is_killed_mid_transfer(
     slow = ftpd("--rate", "1000000", root=root)
 
     def killer(done: int, total: int | None) -> None:
-        if done >= 1_000_000:
+        # Bytes sent are not bytes stored: under load the server may not have written
+        # any yet, so kill only once the server's file holds something (bounded wait).
+        if done >= 1_000_000 and slow.proc.poll() is None:
+            target = root / "up.bin"
+            for _ in range(100):
+                if target.exists() and target.stat().st_size > 0:
+                    break
+                time.sleep(0.05)
             slow.kill()
 
     with pytest.raises((ConnectionLost, DataConnectionError)):
