@@ -104,19 +104,23 @@ async def _login(s: Session, name: str, password: str) -> None:
     s.reply(230, f"User {u.name} logged in.")
 
 
+_WRITES = ("write", "delete", "rename", "mkdir")
+#: why a permission is off, for the refusal text (shared: sessions hold a reference)
+_SOURCE_USER = {p: f"permissions.{p} = false" for p in ("list", "read", *_WRITES)}
+_SOURCE_ANONYMOUS = {**_SOURCE_USER, **{p: "anonymous users are read-only" for p in _WRITES}}
+_SOURCE_READ_ONLY = {**_SOURCE_USER, **{p: "read_only = true / --read-only" for p in _WRITES}}
+
+
 def _enter(s: Session, name: str, home: str, perms: Permissions, *,
            anonymous: bool = False) -> None:
     cfg = s.server.config
-    source = {p: f"permissions.{p} = false" for p in ("list", "read", "write", "delete",
-                                                      "rename", "mkdir")}
+    source = _SOURCE_USER
     if anonymous:
-        source.update({p: "anonymous users are read-only"
-                       for p in ("write", "delete", "rename", "mkdir")})
+        source = _SOURCE_ANONYMOUS
     elif cfg.read_only:
         perms = Permissions(list=perms.list, read=perms.read, write=False, delete=False,
                             rename=False, mkdir=False)
-        source.update({p: "read_only = true / --read-only"
-                       for p in ("write", "delete", "rename", "mkdir")})
+        source = _SOURCE_READ_ONLY
     s.user = cfg.user(name) if not anonymous else None
     s.login_name = name
     s.perms, s.perm_source = perms, source
