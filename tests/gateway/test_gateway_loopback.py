@@ -431,3 +431,29 @@ def test_line_too_long_is_refused_and_session_continues(
         assert c.reply()[0].startswith("200")
     finally:
         c.close()
+
+
+def test_ftps_upstream_with_session_reuse(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """--upstream-tls in front of vsftpd forcing TLS on logins and data (and, by default,
+    requiring the data connections to resume the control connection's TLS session): a
+    plain client and an FTPS client both work, in both modes."""
+    from natftp.gateway.tls import self_signed
+
+    certdir = tmp_path_factory.mktemp("vsftpd-cert")
+    cert, key = self_signed(certdir)
+    extra = ["ssl_enable=YES", f"rsa_cert_file={cert}", f"rsa_private_key_file={key}",
+             "ssl_ciphers=HIGH", "force_local_logins_ssl=YES", "force_local_data_ssl=YES",
+             "require_ssl_reuse=YES"]
+    with vsftpd(extra=extra) as peer:
+        put_download(peer.root)
+        f = ftplib.FTP()  # the premise: vsftpd refuses a plain login
+        f.connect(peer.host, peer.port, timeout=5)
+        with pytest.raises(ftplib.error_perm, match="530"):
+            f.login(peer.user, peer.password)
+        f.close()
+        with gateway((peer.host, peer.port), args=["--upstream-tls"]) as gw:
+            _ftplib_roundtrip(gw.host, gw.port, peer, passive=True, tag="uptls-p")
+            _ftplib_roundtrip(gw.host, gw.port, peer, passive=False, tag="uptls-a")
+            _ftplib_roundtrip(gw.host, gw.port, peer, passive=True, tag="uptls-tls",
+                              tls=True)
+            assert "FTPS upstream" in gw.log_text()
