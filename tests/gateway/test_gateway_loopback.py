@@ -457,3 +457,27 @@ def test_ftps_upstream_with_session_reuse(tmp_path_factory: pytest.TempPathFacto
             _ftplib_roundtrip(gw.host, gw.port, peer, passive=True, tag="uptls-tls",
                               tls=True)
             assert "FTPS upstream" in gw.log_text()
+
+
+def test_abort_during_download_keeps_session_usable(wrong_pasv: tuple[Peer, GW, str]) -> None:
+    """ftplib's abort() sends ABOR as urgent data mid-transfer; the gateway stops the relay,
+    passes the server's replies on in order, and the session goes on."""
+    peer, gw, _ = wrong_pasv
+    (peer.root / "big.bin").write_bytes(b"\0" * (64 << 20))
+    f = ftplib.FTP()
+    f.connect(gw.host, gw.port, timeout=8)
+    try:
+        f.login(peer.user, peer.password)
+        conn = f.transfercmd("RETR big.bin")
+        assert conn.recv(65536)
+        r = f.abort()
+        if r.startswith("426"):  # the RETR's reply; the ABOR's own follows
+            r = f.getresp()
+        assert r[:3] in ("225", "226"), r
+        conn.close()
+        assert f.sendcmd("NOOP").startswith("200")
+        assert "down.bin" in f.nlst()
+        f.quit()
+    finally:
+        f.close()
+        (peer.root / "big.bin").unlink()

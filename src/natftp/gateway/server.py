@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -135,6 +136,10 @@ class Gateway:
             log.warning("refused a session from %s: session limit %d reached",
                         w.get_extra_info("peername"), self.cfg.max_sessions)
             return
+        sock = w.get_extra_info("socket")
+        if sock is not None:  # ABOR arrives as urgent data (ftplib): keep it in the stream
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
         self.sessions.add(task)
         try:
             await Session(self, r, w, implicit).run()
