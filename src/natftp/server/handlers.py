@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from natftp.nat.policy import NoUsableAddress
@@ -257,56 +257,47 @@ def cdup(s: Session, arg: str) -> Result:
     return cwd(s, "..")
 
 
-def mkd(s: Session, arg: str) -> Result:
-    p = vpath(s, "MKD", arg)
+def _path_op(s: Session, verb: str, arg: str, op: Callable[[Any, str], object]) -> str | None:
+    """Resolve ``arg`` and run a storage operation on it; the path on success, else None
+    (the refusal has already been sent and logged)."""
+    p = vpath(s, verb, arg)
     if p is None:
         return None
     try:
-        s.store().mkdir(p)
+        op(s.store(), p)
     except StorageError as e:
-        s.storage_error("MKD", e)
+        s.storage_error(verb, e)
         return None
-    s.event("created directory %s", p)
-    s.reply(257, f"{paths.quote_257(p)} created.")
+    return p
+
+
+def mkd(s: Session, arg: str) -> Result:
+    p = _path_op(s, "MKD", arg, lambda st, path: st.mkdir(path))
+    if p is not None:
+        s.event("created directory %s", p)
+        s.reply(257, f"{paths.quote_257(p)} created.")
     return None
 
 
 def rmd(s: Session, arg: str) -> Result:
-    p = vpath(s, "RMD", arg)
-    if p is None:
-        return None
-    try:
-        s.store().rmdir(p)
-    except StorageError as e:
-        s.storage_error("RMD", e)
-        return None
-    s.event("removed directory %s", p)
-    s.reply(250, f"Directory {p} removed.")
+    p = _path_op(s, "RMD", arg, lambda st, path: st.rmdir(path))
+    if p is not None:
+        s.event("removed directory %s", p)
+        s.reply(250, f"Directory {p} removed.")
     return None
 
 
 def dele(s: Session, arg: str) -> Result:
-    p = vpath(s, "DELE", arg)
-    if p is None:
-        return None
-    try:
-        s.store().remove(p)
-    except StorageError as e:
-        s.storage_error("DELE", e)
-        return None
-    s.event("deleted %s", p)
-    s.reply(250, f"File {p} deleted.")
+    p = _path_op(s, "DELE", arg, lambda st, path: st.remove(path))
+    if p is not None:
+        s.event("deleted %s", p)
+        s.reply(250, f"File {p} deleted.")
     return None
 
 
 def rnfr(s: Session, arg: str) -> Result:
-    p = vpath(s, "RNFR", arg)
+    p = _path_op(s, "RNFR", arg, lambda st, path: st.real(path))
     if p is None:
-        return None
-    try:
-        s.store().real(p)
-    except StorageError as e:
-        s.storage_error("RNFR", e)
         return None
     s.rnfr = p
     s.reply(350, f"{p} exists; send RNTO with the new name.")
