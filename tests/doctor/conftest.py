@@ -1,15 +1,4 @@
-from __future__ import annotations
+"""The doctor tests' helpers live in doctortools.py (a unique module name, so test
+directories running in one pytest session never shadow each other)."""
 
-import asyncio
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from natftp.doctor.checks import diagnose  # noqa: E402
-from natftp.doctor.result import Report  # noqa: E402
-
-
-def run_doctor(url: str, **kw: object) -> Report:
-    kw.setdefault("timeout", 1.5)
-    return asyncio.run(diagnose(url, **kw))  # type: ignore[arg-type]
+import doctortools  # noqa: F401  (puts this directory on sys.path for the helpers)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import run_doctor
+from doctortools import run_doctor
 from servers import proftpd, pyftpd, vsftpd
 
 NATFTP = [sys.executable, "-m", "natftp"]

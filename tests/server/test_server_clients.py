@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aioftp
 import pytest
-from conftest import Running
+from servertools import Running
 
 JAPANESE = "進捗どうですか.jpg"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
-from conftest import Running
+from servertools import Running
 
 from natftp.server.config import ConfigError, from_dict, load
 

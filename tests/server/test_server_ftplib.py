@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 import pytest
-from conftest import Running
+from servertools import Running
 
 JAPANESE = "進捗どうですか.jpg"
 

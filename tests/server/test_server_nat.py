@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Running, free_port_range
 from ftpraw import Ctl, recv_all
+from servertools import Running, free_port_range
 
 from natftp.proto.addr import ip, parse_227, parse_229
 from natftp.server import config as cfgmod

@@ -7,8 +7,8 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from conftest import Running
 from ftpraw import Ctl, recv_all
+from servertools import Running
 
 
 def still_serves(r: Running) -> None:

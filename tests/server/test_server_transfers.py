@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Running
 from ftpraw import Ctl, recv_all
+from servertools import Running
 
 from natftp.proto.addr import format_port_arg
 

@@ -1,0 +1,174 @@
+"""``natftp serve`` as a real subprocess on loopback, for the server tests.
+
+``natftp_server`` is a factory: ``natftp_server(host="::1", args=[...], config=...)``
+starts ``python -m natftp serve`` on port 0 (the server prints the port it got), waits
+for the listening line and the 220 banner, and returns a :class:`Running` with host,
+port, user, password, root and the log. Every server started is killed by PID at the end.
+``server`` is one default instance on 127.0.0.1 with user ``alice``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+PYTHON = sys.executable
+USER, PASSWORD = "alice", "s3cret pass"
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    host: str
+    port: int
+    user: str
+    password: str
+    root: Path
+    logfile: Path
+    ports: list[int] = field(default_factory=list)
+
+    @property
+    def log(self) -> str:
+        return self.logfile.read_text(errors="replace")
+
+    @property
+    def url_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def url(self, path: str = "", *, auth: bool = True) -> str:
+        cred = f"{self.user}:{self.password.replace(' ', '%20')}@" if auth else ""
+        return f"ftp://{cred}{self.url_host}:{self.port}/{path}"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def wait_banner(host: str, port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2) as s:
+                data = s.recv(1024)
+                assert data.startswith(b"220"), data
+                s.sendall(b"QUIT\r\n")
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def start_server(tmp: Path, *, host: str = "127.0.0.1", args: list[str] | None = None,
+                 config: str | None = None, users: bool = True, listen: list[str] | None = None,
+                 root: Path | None = None, expect_fail: bool = False,
+                 env: dict[str, str] | None = None) -> Running:
+    root = root or tmp / "root"
+    root.mkdir(exist_ok=True)
+    logfile = tmp / f"server-{time.monotonic_ns()}.log"
+    cmd = [PYTHON, "-m", "natftp", "serve", str(root)]
+    for la in listen or [f"[{host}]:0" if ":" in host else f"{host}:0"]:
+        cmd += ["--listen", la]
+    if users:
+        cmd += ["--user", f"{USER}:{PASSWORD}"]
+    if config is not None:
+        cfg = tmp / f"natftp-{time.monotonic_ns()}.toml"
+        cfg.write_text(config)
+        cmd += ["--config", str(cfg)]
+    cmd += args or []
+    with open(logfile, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    r = Running(proc, host, 0, USER, PASSWORD, root, logfile)
+    if expect_fail:
+        proc.wait(20)
+        return r
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        text = logfile.read_text(errors="replace")
+        ports = [int(p) for p in re.findall(r"listening on \S*?:(\d+) ", text)]
+        if len(ports) >= len(listen or [1]):
+            r.ports = ports
+            r.port = ports[0]
+            break
+        if proc.poll() is not None:
+            raise AssertionError(f"natftp serve exited {proc.returncode}:\n{text}")
+        time.sleep(0.05)
+    else:
+        r.stop(signal.SIGKILL)
+        raise AssertionError(f"natftp serve did not start:\n{logfile.read_text()}")
+    wait_banner("127.0.0.1" if host in ("0.0.0.0", "::") else host, r.port)
+    return r
+
+
+@pytest.fixture
+def natftp_server(tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    started: list[Running] = []
+
+    def make(**kw: object) -> Running:
+        r = start_server(tmp_path, **kw)  # type: ignore[arg-type]
+        started.append(r)
+        return r
+
+    yield make
+    for r in started:
+        r.stop(signal.SIGKILL, timeout=5)
+
+
+@pytest.fixture
+def server(natftp_server: Callable[..., Running]) -> Running:
+    return natftp_server()
+
+
+@pytest.fixture(params=["127.0.0.1", "::1"])
+def any_server(request: pytest.FixtureRequest,
+               natftp_server: Callable[..., Running]) -> Running:
+    """The same test over IPv4 and IPv6 loopback."""
+    return natftp_server(host=request.param)
+
+
+@pytest.fixture(scope="session")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 MiB of random bytes."""
+    p = tmp_path_factory.mktemp("big") / "random16.bin"
+    p.write_bytes(os.urandom(16 << 20))
+    return p
+
+
+def free_port_range(n: int, host: str = "127.0.0.1") -> tuple[int, int]:
+    """n consecutive ports that are free right now (for --passive-ports)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            base = s.getsockname()[1]
+        if base + n > 65000 or base < 20000:
+            continue
+        socks = []
+        try:
+            for p in range(base, base + n):
+                t = socket.socket()
+                t.bind((host, p))
+                socks.append(t)
+            return base, base + n - 1
+        except OSError:
+            continue
+        finally:
+            for t in socks:
+                t.close()
+    raise AssertionError("no free port range")
