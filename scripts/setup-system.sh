@@ -59,7 +59,9 @@ ensure_policy_rc_d() {
 missing_packages() {
     # one dpkg-query for all: prints the names that are not installed
     local installed
-    installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null \
+    # dpkg-query exits 1 when a name was never installed (it has no record of it); that is
+    # the normal case on a new machine, and under pipefail it must not empty the answer
+    installed=$( { dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null || true; } \
         | awk '$2 == "installed" {print $1}')
     local p
     for p in "$@"; do
@@ -94,7 +96,10 @@ unpack_peer() {
     apt_update_once
     version=$(apt-cache policy "$pkg" | awk '/Candidate:/ {print $2}')
     [[ -n $version && $version != "(none)" ]] || die "no candidate for $pkg in apt"
-    if [[ -f $dest/.version && $(cat "$dest/.version") == "$version" ]]; then
+    if [[ -f $dest/.version && $(cat "$dest/.version") == "$version" && -f $dest/.deps ]]; then
+        # unpacked already; its libraries may still be missing (an interrupted earlier run)
+        # shellcheck disable=SC2046
+        apt_install $(cat "$dest/.deps")
         return 0
     fi
     log "unpacking $pkg $version into $dest"
@@ -110,6 +115,7 @@ unpack_peer() {
     rm -rf "$tmp"
     # shellcheck disable=SC2086
     apt_install $deps
+    echo "$deps" >"$dest/.deps"
     echo "$version" >"$dest/.version"
 }
 
