@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from gwcells import ROW_NAMES, ROWS_BY_NAME, make_ctx, put_download, run_rows
 
-from natftp.lab.core import Lab, LabError, list_namespaces, require_root_and_tools
+from natftp.lab.core import Lab, LabError, list_namespaces, own_prefix, require_root_and_tools
 
 USER, PASSWORD = "natftptest", "natftptest-pw"  # the vsftpd system user (setup-system.sh)
 UPSTREAM_PORT = 2120
@@ -39,9 +39,9 @@ def _root_tools_and_cleanup() -> Iterator[None]:
     except (LabError, KeyError) as e:
         pytest.fail(f"{e} (scripts/setup-system.sh installs it; run `make test` as root)",
                     pytrace=False)
-    before = set(list_namespaces())
+    before = set(list_namespaces(own_prefix()))
     yield
-    left = set(list_namespaces()) - before
+    left = set(list_namespaces(own_prefix())) - before
     assert not left, f"namespaces left behind: {sorted(left)}"
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from natftp.lab.core import LabError, list_namespaces, require_root_and_tools
+from natftp.lab.core import LabError, list_namespaces, own_prefix, require_root_and_tools
 
 TOOLS = ("curl", "lftp", "iptables", "iptables-restore", "timeout")
 
@@ -27,7 +27,7 @@ def _no_leftover_namespaces() -> Iterator[None]:
     if shutil.which("ip") is None:
         yield
         return
-    before = set(list_namespaces())
+    before = set(list_namespaces(own_prefix()))
     yield
-    left = set(list_namespaces()) - before
+    left = set(list_namespaces(own_prefix())) - before
     assert not left, f"namespaces left behind: {sorted(left)}"

@@ -69,6 +69,12 @@ def _run(cmd: Sequence[str], *, input: str | None = None, timeout: float = 20) -
     return r.stdout
 
 
+def own_prefix() -> str:
+    """The prefix of every namespace this process creates (per-run labs add a suffix), so a
+    leftover check in one test run is not confused by another run's labs on the machine."""
+    return f"{NS_PREFIX}{os.getpid()}-"
+
+
 def list_namespaces(prefix: str = NS_PREFIX) -> list[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                          timeout=10).stdout
@@ -183,7 +189,7 @@ class Lab:
                                else ())
         topo = TOPOLOGIES[topology] if isinstance(topology, str) else topology
         if prefix is None:
-            prefix = f"{NS_PREFIX}{os.getpid()}-{secrets.token_hex(2)}-"
+            prefix = f"{own_prefix()}{secrets.token_hex(2)}-"
         lab = cls(topo, prefix, helper=helper, backend=backend, control_port=control_port,
                   passive_ports=passive_ports)
         lab.persistent = persistent
