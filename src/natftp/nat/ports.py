@@ -11,7 +11,7 @@ range, which a firewall opened for that range would drop (pyftpdlib and ProFTPD 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -47,6 +47,9 @@ class PortPool:
 
     range: tuple[int, int] | None = None
     advertised: tuple[int, int] | None = None
+    #: ports for which this says True are tried first (``nat.port_mapping``: the ports
+    #: whose mapping on the router has landed); None = plain round-robin
+    prefer: Callable[[int], bool] | None = field(default=None, repr=False)
     _in_use: set[int] = field(default_factory=set, repr=False)
     _next: int = field(default=0, repr=False)
 
@@ -78,8 +81,13 @@ class PortPool:
             return
         low, n = self.range[0], self.size
         start = self._next
-        for i in range(n):
-            port = low + (start + i) % n
+        order: Iterator[int] = (low + (start + i) % n for i in range(n))
+        prefer = self.prefer
+        if prefer is not None:
+            ports = list(order)
+            first = [p for p in ports if prefer(p)]
+            order = iter(first + [p for p in ports if not prefer(p)])
+        for port in order:
             if port not in self._in_use:
                 yield port
 
