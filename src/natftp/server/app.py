@@ -26,6 +26,7 @@ from natftp.proto.addr import IPAddress
 from natftp.server import data
 from natftp.server.config import ConfigError, ListenAddress, ServerConfig
 from natftp.server.session import Session
+from natftp.server.zeroconf import ZeroConf
 
 log = logging.getLogger("natftp.server")
 
@@ -52,6 +53,8 @@ class Server:
         self._sid = 0
         self._resolve = resolve or resolver.system_resolver
         self.bound: list[ListenAddress] = []
+        #: nat.masquerade = "auto" / nat.port_mapping = "auto" (issue 8)
+        self.zeroconf = ZeroConf(self)
         #: set by start(); sessions exist only after it
         self.loop: asyncio.AbstractEventLoop
 
@@ -91,6 +94,7 @@ class Server:
         except BaseException:
             await self.stop()
             raise
+        self.zeroconf.start([la.port for la in self.bound])
         return list(self.bound)
 
     def _listen_socket(self, la: ListenAddress, v4_any_ports: set[int]) -> socket.socket:
@@ -135,6 +139,7 @@ class Server:
             t.cancel()
         if busy:
             await asyncio.wait(busy, timeout=5)
+        await self.zeroconf.stop()
         self._servers.clear()
         await asyncio.sleep(0)
 
@@ -171,10 +176,12 @@ class Server:
         if key in self._warned:
             return
         self._warned.add(key)
+        pending = (" (public-address discovery, nat.masquerade = auto, has not answered "
+                   "yet)" if self.zeroconf.pending else "")
         log.warning("PASV: public client %s (network %s) was told this server's private "
-                    "address %s, which it cannot reach from outside; set nat.masquerade "
+                    "address %s, which it cannot reach from outside%s; set nat.masquerade "
                     "(--masquerade) to the server's public address or hostname", peer, net,
-                    told)
+                    told, pending)
 
     async def verify_hash(self, hashed: str, password: str) -> bool:
         """argon2 verification in a worker thread (it takes tens of milliseconds)."""

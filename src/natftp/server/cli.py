@@ -137,9 +137,18 @@ def register(app: typer.Typer) -> None:
             "--config", metavar="FILE", help="TOML configuration (docs/server.md).")
         ] = None,
         masquerade: Annotated[str | None, typer.Option(
-            "--masquerade", metavar="ADDR_OR_HOSTNAME",
-            help="Public address (or DNS name, re-resolved) told to clients outside.")
-        ] = None,
+            "--masquerade", metavar="auto|off|ADDR",
+            help="Public address (or DNS name, re-resolved) told to clients outside; "
+                 "auto (the default beyond loopback) asks the router (UPnP, NAT-PMP, "
+                 "PCP), cloud metadata and --stun servers, in the background; off: "
+                 "neither.")] = None,
+        open_router: Annotated[bool, typer.Option(
+            "--open-router", help="nat.port_mapping = auto: map the control port and "
+            "--passive-ports on the router (UPnP/PCP/NAT-PMP), removed at stop.")
+        ] = False,
+        stun: Annotated[list[str] | None, typer.Option(
+            "--stun", metavar="HOST[:PORT]", help="Repeatable; STUN server for "
+            "--masquerade auto (nat.stun_servers; none by default).")] = None,
         explain: Annotated[bool, typer.Option(
             "--explain", help="Print what each class of client is told, and exit.")
         ] = False,
@@ -160,6 +169,10 @@ def register(app: typer.Typer) -> None:
             log_level = "debug"
         overrides = _cli_overrides(root, listen or [], anonymous, read_only, passive_ports,
                                    masquerade, log_level)
+        if open_router:
+            overrides["nat.port_mapping"] = "auto"
+        if stun:
+            overrides["nat.stun_servers"] = list(stun)
         try:
             cfg = (load(config, overrides=overrides) if config is not None
                    else from_dict({}, overrides=overrides))

@@ -31,6 +31,7 @@ FLAGS = {
     "anonymous.enabled": "--anonymous", "passive.ports": "--passive-ports",
     "nat.masquerade": "--masquerade", "log_level": "--log-level",
 }
+FLAGS.update({"nat.port_mapping": "--open-router", "nat.stun_servers": "--stun"})
 
 
 class ConfigError(Exception):
@@ -107,11 +108,31 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class ZeroconfConfig:
+    """Zero-config NAT (issue 8; ``docs/zeroconf.md``): discovery and port mapping."""
+
+    #: nat.masquerade = "auto" (explicit, or the default when serving beyond loopback)
+    discover: bool = False
+    #: why discovery is on or off, for the start-up log
+    reason: str = "nat.masquerade is not auto"
+    sources: tuple[str, ...] = ("upnp", "natpmp", "pcp", "metadata", "stun")
+    stun_servers: tuple[str, ...] = ()
+    discovery_timeout: float = 3.0
+    recheck_interval: float = 300.0
+    #: nat.port_mapping = "auto" (--open-router)
+    port_mapping: bool = False
+    mapping_protocols: tuple[str, ...] = ("upnp", "pcp", "natpmp")
+    mapping_lease: int = 3600
+    mapping_stop_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class NatConfig:
     masquerade: str | None = None
     overrides: tuple[Override, ...] = ()
     advertised_ports: tuple[int, int] | None = None
     refresh_interval: float = 300.0
+    zeroconf: ZeroconfConfig = field(default_factory=ZeroconfConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +389,7 @@ def from_dict(data: Mapping[str, Any], *, overrides: Mapping[str, Any] | None = 
             raise ConfigError("users", n, "user defined twice", "keep one [[users]] entry "
                               "per name")
 
-    nat = _nat(_typed("nat", raw.get("nat", {}), dict), pasv_range)
+    nat = _nat(_typed("nat", raw.get("nat", {}), dict), pasv_range, listen)
     active = _active(_typed("active", raw.get("active", {}), dict))
 
     return ServerConfig(root=root, listen=listen, users=tuple(users), anonymous=anonymous,
@@ -404,12 +425,16 @@ def _user(key: str, u: object, root: Path) -> User:
     return User(name=name, home=home, permissions=perms, password_hash=h)
 
 
-def _nat(t: dict[str, Any], pasv_range: tuple[int, int] | None) -> NatConfig:
+def _nat(t: dict[str, Any], pasv_range: tuple[int, int] | None,
+         listen: tuple[ListenAddress, ...] = ()) -> NatConfig:
     _check_keys("nat.", t, ("masquerade", "overrides", "advertised_ports",
-                            "refresh_interval"))
+                            "refresh_interval", *_ZEROCONF_KEYS))
     masq = t.get("masquerade")
     if masq is not None:
         masq = _typed("nat.masquerade", masq, str).strip()
+    if masq is not None and masq.lower() in ("auto", "off"):
+        masq = None  # discovery on or off: see _zeroconf
+    if masq is not None:
         try:
             a = ipaddress.ip_address(masq)
             if a.is_unspecified:
@@ -467,7 +492,109 @@ def _nat(t: dict[str, Any], pasv_range: tuple[int, int] | None) -> NatConfig:
     ri = _positive("nat.refresh_interval",
                    _typed("nat.refresh_interval", t.get("refresh_interval", 300.0), float))
     return NatConfig(masquerade=masq, overrides=tuple(overrides), advertised_ports=adv,
-                     refresh_interval=ri)
+                     refresh_interval=ri, zeroconf=_zeroconf(t, pasv_range, listen, adv))
+
+
+# -- zero-config NAT (issue 8): nat.masquerade = "auto", nat.port_mapping = "auto" ------
+
+_ZEROCONF_KEYS = ("stun_servers", "discovery_sources", "discovery_timeout",
+                  "recheck_interval", "port_mapping", "mapping_protocols", "mapping_lease",
+                  "mapping_stop_timeout")
+
+
+def _is_loopback(la: ListenAddress) -> bool:
+    return ipaddress.ip_address(la.host.split("%")[0]).is_loopback
+
+
+def _names(key: str, value: object, known: tuple[str, ...]) -> tuple[str, ...]:
+    items = _typed(key, value, list)
+    out: list[str] = []
+    for x in items:
+        name = _typed(key, x, str).strip().lower()
+        if name not in known:
+            raise ConfigError(key, x, "unknown name", f"use some of {', '.join(known)}")
+        out.append(name)
+    if not out:
+        raise ConfigError(key, items, "empty list", f"name at least one of {', '.join(known)}"
+                          " (or turn the feature off)")
+    return tuple(dict.fromkeys(out))
+
+
+def _stun_server(key: str, value: object) -> str:
+    text = _typed(key, value, str).strip()
+    host, port = text, "3478"
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(key, value, "not HOST[:PORT]", 'write "[2001:db8::1]:3478"')
+        port = rest[1:] or port
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if not host or any(c in host for c in " /@") or not port.isdigit() or not (
+            0 < int(port) < 65536):
+        raise ConfigError(key, value, "not HOST[:PORT]",
+                          'e.g. "stun.example.org" or "198.51.100.2:3478"')
+    return text
+
+
+def _zeroconf(t: dict[str, Any], pasv_range: tuple[int, int] | None,
+              listen: tuple[ListenAddress, ...], adv: tuple[int, int] | None
+              ) -> ZeroconfConfig:
+    d = ZeroconfConfig()
+    masq = t.get("masquerade")
+    setting = masq.strip().lower() if isinstance(masq, str) else None
+    if setting == "auto":
+        discover, reason = True, "nat.masquerade = auto"
+    elif setting == "off":
+        discover, reason = False, "nat.masquerade = off"
+    elif setting is not None:
+        discover, reason = False, "nat.masquerade is set"
+    elif listen and all(_is_loopback(la) for la in listen):
+        discover, reason = False, "serving on loopback only"
+    else:
+        discover, reason = True, "the default when serving beyond loopback"
+    sources = (_names("nat.discovery_sources", t["discovery_sources"], d.sources)
+               if "discovery_sources" in t else d.sources)
+    stun = tuple(_stun_server("nat.stun_servers", s)
+                 for s in _typed("nat.stun_servers", t.get("stun_servers", []), list))
+    timeout = _positive("nat.discovery_timeout", _typed(
+        "nat.discovery_timeout", t.get("discovery_timeout", d.discovery_timeout), float))
+    if timeout > 30:
+        raise ConfigError("nat.discovery_timeout", timeout, "above 30 s",
+                          "a router that has not answered in a few seconds will not; "
+                          "use 1-10")
+    recheck = _positive("nat.recheck_interval", _typed(
+        "nat.recheck_interval", t.get("recheck_interval", d.recheck_interval), float))
+    pm = _typed("nat.port_mapping", t.get("port_mapping", "off"), str).strip().lower()
+    if pm not in ("auto", "off"):
+        raise ConfigError("nat.port_mapping", pm, "unknown setting",
+                          'use "auto" (map the control port and passive.ports on the '
+                          'router) or "off"')
+    mapping = pm == "auto"
+    if mapping and pasv_range is None:
+        raise ConfigError("nat.port_mapping", pm, "needs a passive port range to map",
+                          'set passive.ports (--passive-ports), e.g. "30000-30099"')
+    if mapping and adv is not None:
+        raise ConfigError("nat.port_mapping", pm, "maps each port to itself, but "
+                          "nat.advertised_ports says another NAT translates them",
+                          "remove nat.advertised_ports or forward the ports by hand "
+                          "(natftp firewall)")
+    protocols = (_names("nat.mapping_protocols", t["mapping_protocols"],
+                        d.mapping_protocols)
+                 if "mapping_protocols" in t else d.mapping_protocols)
+    lease = _typed("nat.mapping_lease", t.get("mapping_lease", d.mapping_lease), int)
+    if not 0 <= lease <= 604800:
+        raise ConfigError("nat.mapping_lease", lease, "not 0-604800 seconds",
+                          "use e.g. 3600 (renewed at half-life); 0 asks for a permanent "
+                          "mapping")
+    stop_t = _positive("nat.mapping_stop_timeout", _typed(
+        "nat.mapping_stop_timeout", t.get("mapping_stop_timeout", d.mapping_stop_timeout),
+        float), zero_ok=True)
+    return ZeroconfConfig(discover=discover, reason=reason, sources=sources,
+                          stun_servers=stun, discovery_timeout=timeout,
+                          recheck_interval=recheck, port_mapping=mapping,
+                          mapping_protocols=protocols, mapping_lease=lease,
+                          mapping_stop_timeout=stop_t)
 
 
 def _active(t: dict[str, Any]) -> ActiveConfig:

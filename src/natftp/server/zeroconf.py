@@ -1,0 +1,127 @@
+"""Zero-config NAT in ``natftp serve`` (issue 8): what :class:`~natftp.server.app.Server`
+calls at start and stop. The machinery lives in ``natftp.nat.discovery``; this module
+only decides what runs and says so in the log.
+
+- ``nat.masquerade = "auto"`` (the default when serving beyond loopback): the server
+  serves at once and discovers its public address **in the background**. A PASV before
+  the first round ends (at most ``nat.discovery_timeout`` + 0.5 s) is told the local
+  address, as without a masquerade. The result is re-checked every
+  ``nat.recheck_interval`` seconds; every change is logged and the next PASV carries it.
+- ``nat.port_mapping = "auto"`` (``--open-router``): the control port(s) and the whole
+  passive range are mapped on the router in the background, renewed before their leases
+  end, and removed on a clean stop (bounded by ``nat.mapping_stop_timeout``). Passive
+  ports whose mapping has landed are handed out first.
+
+Loopback-only serving starts nothing here: no packet leaves the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from natftp.nat.discovery import (
+    DiscoveryConfig,
+    PortMapper,
+    PortResult,
+    State,
+    auto_masquerade,
+    rechecker,
+)
+from natftp.nat.discovery.mapping import ranges
+
+if TYPE_CHECKING:
+    from natftp.server.app import Server
+
+log = logging.getLogger("natftp.nat")
+
+
+class ZeroConf:
+    """Background discovery and port mapping for one server."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.config = server.config.nat.zeroconf
+        #: the first discovery round is still running (PASV tells the local address)
+        self.pending = False
+        self.mapper: PortMapper | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def active(self) -> bool:
+        return self.config.discover or self.config.port_mapping
+
+    def discovery_config(self) -> DiscoveryConfig:
+        c = self.config
+        return DiscoveryConfig(sources=c.sources, stun_servers=c.stun_servers,
+                               timeout=c.discovery_timeout)
+
+    def start(self, control_ports: list[int]) -> None:
+        """Start discovery and mapping in the background; returns at once."""
+        c = self.config
+        if c.discover:
+            stun = (", ".join(c.stun_servers) if c.stun_servers
+                    else "none configured (nat.stun_servers)")
+            log.info("nat.masquerade auto (%s): discovering the public address in the "
+                     "background (sources %s; STUN servers: %s; at most %g s); until "
+                     "then PASV tells the local address", c.reason, ", ".join(c.sources),
+                     stun, c.discovery_timeout)
+            self.pending = True
+            self._spawn(self._discover(), "natftp-discovery")
+        else:
+            log.debug("nat: no public-address discovery (%s)", c.reason)
+        if c.port_mapping:
+            pasv = self.server.config.passive_ports
+            assert pasv is not None  # the config refuses port_mapping without a range
+            ports = [*dict.fromkeys(p for p in control_ports if p),
+                     *range(pasv[0], pasv[1] + 1)]
+            self.mapper = PortMapper(ports, protocols=c.mapping_protocols,
+                                     lease=c.mapping_lease,
+                                     timeout=min(c.discovery_timeout, 5.0),
+                                     on_change=self._on_port)
+            self.server.pool.prefer = self.mapper.is_mapped
+            log.info("nat.port_mapping auto: mapping %d port(s) (%s) on the router in the "
+                     "background (protocols %s, lease %d s); serving already",
+                     len(ports), ranges(ports), ", ".join(c.mapping_protocols),
+                     c.mapping_lease)
+            self.mapper.start()
+            self._spawn(self._report_first_pass(self.mapper), "natftp-mapping-report")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.append(task)
+
+    async def _discover(self) -> None:
+        dc = self.discovery_config()
+        try:
+            await auto_masquerade(self.server.policy, dc, initial=True)
+        finally:
+            self.pending = False
+        await rechecker(self.server.policy, dc, self.config.recheck_interval)
+
+    def _on_port(self, r: PortResult) -> None:
+        if r.state is State.MAPPED:
+            log.debug("port mapping: port %d mapped (%s)", r.port, r.message)
+
+    async def _report_first_pass(self, mapper: PortMapper) -> None:
+        await mapper.wait_first_pass()
+        for line in mapper.report():
+            if "refused" in line or "failed" in line or line.startswith("no port"):
+                log.warning("port mapping: %s", line)
+            else:
+                log.info("port mapping: %s", line)
+
+    async def stop(self) -> None:
+        """Stop the background tasks; remove the mappings (bounded wait)."""
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        mapper, self.mapper = self.mapper, None
+        if mapper is not None:
+            self.server.pool.prefer = None
+            await mapper.stop(self.config.mapping_stop_timeout)
+            for line in mapper.report():
+                log.info("port mapping at stop: %s", line)
