@@ -75,6 +75,19 @@ def wait_banner(host: str, port: int, timeout: float = 10) -> None:
             time.sleep(0.05)
 
 
+def _no_discovery_from_the_root_namespace(cmd: list[str], config: str | None) -> None:
+    """Serving beyond loopback turns on nat.masquerade = auto (issue 8), which would ask
+    the host's real gateway (SSDP multicast, NAT-PMP, 169.254.169.254). These servers run
+    in the root namespace: such a test must say --masquerade off (or set it)."""
+    hosts = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--listen"]
+    beyond = [h for h in hosts if not h.startswith(("127.", "[::1]", "localhost"))]
+    said = "--masquerade" in cmd or (config is not None and "masquerade" in config)
+    if beyond and not said:
+        raise AssertionError(f"natftp serve --listen {beyond[0]} in the root namespace "
+                             "would run zero-config discovery on the host's network; "
+                             "pass args=['--masquerade', 'off']")
+
+
 def start_server(tmp: Path, *, host: str = "127.0.0.1", args: list[str] | None = None,
                  config: str | None = None, users: bool = True, listen: list[str] | None = None,
                  root: Path | None = None, expect_fail: bool = False,
@@ -92,6 +105,7 @@ def start_server(tmp: Path, *, host: str = "127.0.0.1", args: list[str] | None =
         cfg.write_text(config)
         cmd += ["--config", str(cfg)]
     cmd += args or []
+    _no_discovery_from_the_root_namespace(cmd, config)
     with open(logfile, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})

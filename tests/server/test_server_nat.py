@@ -29,7 +29,8 @@ def nlst_over(c: Ctl, host: str, port: int) -> bytes:
 
 def test_dual_stack_pasv_over_ipv4_says_127_0_0_1_never_0_0_0_0(
         natftp_server: Callable[..., Running]) -> None:
-    r = natftp_server(host="::")
+    # beyond loopback in the root namespace: no zero-config discovery onto the host's LAN
+    r = natftp_server(host="::", args=["--masquerade", "off"])
     assert "(IPv4 and IPv6)" in r.log
     (r.root / "f").write_text("x")
     with Ctl("127.0.0.1", r.port) as c:
@@ -54,7 +55,8 @@ def test_dual_stack_pasv_over_ipv4_says_127_0_0_1_never_0_0_0_0(
 def test_v4_and_v6_any_on_one_port_makes_the_v6_socket_v6_only(
         natftp_server: Callable[..., Running]) -> None:
     port = free_port_range(1)[0]
-    r = natftp_server(listen=[f"0.0.0.0:{port}", f"[::]:{port}"])
+    r = natftp_server(listen=[f"0.0.0.0:{port}", f"[::]:{port}"],
+                      args=["--masquerade", "off"])
     assert f"0.0.0.0:{port} (IPv4)" in r.log
     assert f"[::]:{port} (IPv6 only)" in r.log
     for host in ("127.0.0.1", "::1"):
