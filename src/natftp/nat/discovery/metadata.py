@@ -80,7 +80,7 @@ async def query(timeout: float, endpoint: str = DEFAULT_ENDPOINT,
                 ) -> tuple[IPAddress, str]:
     """Ask every provider's endpoint at once; (address, provider) of the first good answer."""
     base = f"http://{endpoint}"
-    errors: list[str] = []
+    errors: dict[str, str] = {}
     t = aiohttp.ClientTimeout(total=timeout)
     async with aiohttp.ClientSession(timeout=t, trust_env=False) as session:
         tasks = {asyncio.ensure_future(PROVIDERS[p](session, base)): p for p in providers}
@@ -93,13 +93,14 @@ async def query(timeout: float, endpoint: str = DEFAULT_ENDPOINT,
                     exc = task.exception()
                     if exc is None:
                         return task.result(), tasks[task]
-                    errors.append(str(exc) if isinstance(exc, MetadataError)
-                                  else f"{tasks[task]}: {_describe(exc)}")
+                    errors[tasks[task]] = (str(exc) if isinstance(exc, MetadataError)
+                                           else f"{tasks[task]}: {_describe(exc)}")
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-    raise MetadataError("; ".join(errors))
+    # in the providers' order, not the order they gave up (a log line to compare)
+    raise MetadataError("; ".join(errors[p] for p in providers if p in errors))
 
 
 def _describe(exc: BaseException) -> str:
