@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,7 @@ ROUTER_WAN = "198.51.100.1"
 ROUTER_LAN = "172.16.0.1"
 SERVER_IP = "172.16.0.2"
 IMDS_IP = "169.254.169.254"
+USER, PASSWORD = "lab", "labpass"
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
@@ -152,6 +154,11 @@ class Lab:
     def ruleset(self) -> str:
         return sh("nft", "list", "table", "inet", "miniupnpd", ns=self.router).stdout
 
+    def dnat_ports(self) -> set[int]:
+        """The ports miniupnpd forwards to the server right now (its nft table)."""
+        return {int(m) for m in re.findall(rf"th dport (\d+) dnat ip to {SERVER_IP}:\1",
+                                           self.ruleset())}
+
     def log(self, name: str) -> str:
         p = self.tmp / name
         return p.read_text() if p.exists() else ""
@@ -188,12 +195,62 @@ class Lab:
         wait_tcp(self.router, 80)
         return answer
 
+    def forward(self, port: int) -> None:
+        """A manual port forward WAN:port -> server:port (for tests that only need the
+        control connection from outside; the zero-config ones use no such thing)."""
+        sh("nft", f"add table ip fwdtest; add chain ip fwdtest pre {{ type nat hook "
+           f"prerouting priority -110; }}; add rule ip fwdtest pre iifname r-wan tcp dport "
+           f"{port} dnat to {SERVER_IP}:{port}", ns=self.router)
+
+    def serve(self, root: Path, *args: str, port: int = 2121, wait: bool = True
+              ) -> subprocess.Popen[str]:
+        """``natftp serve ROOT --user lab:labpass ARGS`` in the server namespace, with no
+        address configuration unless ARGS give one; returns once it listens on ``port``
+        (its log: ``self.log("natftp.N.log")``, see :meth:`serve_log`)."""
+        p = self.popen(self.server, sys.executable, "-m", "natftp", "serve", str(root),
+                       "--user", f"{USER}:{PASSWORD}", *args,
+                       log=f"natftp.{len(self.procs)}.log")
+        if wait:
+            deadline = time.monotonic() + 20
+            while not _listening(self.server, "t", port):
+                if p.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"natftp serve did not listen on {port}: "
+                                       f"{self.serve_log(p)[-3000:]}")
+                time.sleep(0.02)
+        return p
+
+    def serve_log(self, p: subprocess.Popen[str]) -> str:
+        return self.log(f"natftp.{self.procs.index(p)}.log")
+
+    def pasv(self, ns: str, host: str, port: int = 2121, n: int = 1) -> list[str]:
+        """Log in from ``ns`` and send PASV ``n`` times; the 227 replies."""
+        r = sh(sys.executable, "-c", PASV_PROBE, host, str(port), str(n), ns=ns)
+        return r.stdout.splitlines()
+
+    def run(self, node: str, cmd: list[str], *, timeout: float = 10
+            ) -> subprocess.CompletedProcess[str]:
+        """For natftp.lab.matrix rows (they call ``ctx.lab.run(node, cmd)``)."""
+        ns = {"inet": self.inet, "router": self.router, "server": self.server}[node]
+        return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True,
+                              text=True, timeout=timeout)
+
     def set_wan(self, address: str) -> None:
         """Renumber the router's WAN side (an ISP handing out a new address)."""
         sh("ip", "addr", "flush", "dev", "r-wan", ns=self.router)
         sh("ip", "addr", "add", f"{address}/24", "dev", "r-wan", ns=self.router)
         sh("ip", "route", "replace", "default", "via", INET_IP, ns=self.router)
         sh("conntrack", "-F", ns=self.router, check=False)
+
+
+PASV_PROBE = f"""
+import ftplib, sys
+f = ftplib.FTP()
+f.connect(sys.argv[1], int(sys.argv[2]), timeout=5)
+f.login("{USER}", "{PASSWORD}")
+for _ in range(int(sys.argv[3])):
+    print(f.sendcmd("PASV"), flush=True)
+f.quit()
+"""
 
 
 def _listening(ns: str, flag: str, port: int) -> bool:
