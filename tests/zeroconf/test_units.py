@@ -39,3 +39,106 @@ def test_config_checks() -> None:
         PortMapper([0, 21])
     with pytest.raises(ValueError, match="unknown mapping protocol"):
         PortMapper([21], protocols=("upnp", "smoke-signals"))
+
+
+# -- natftp serve's keys and flags (issue 8) ---------------------------------------------
+
+def _cfg(tmp_path, **nat):  # type: ignore[no-untyped-def]
+    from natftp.server.config import from_dict
+
+    listen = nat.pop("listen", ["[::]:2121"])
+    extra = {"passive": {"ports": nat.pop("passive")}} if "passive" in nat else {}
+    return from_dict({"root": str(tmp_path), "listen": listen, "nat": nat, **extra})
+
+
+@pytest.mark.parametrize(("listen", "masq", "discover"), [
+    (["[::]:2121"], None, True), (["0.0.0.0:21"], None, True),
+    (["172.16.0.2:21"], None, True), (["127.0.0.1:0"], None, False),
+    (["127.0.0.1:0", "[::1]:0"], None, False), (["[::]:2121"], "off", False),
+    (["[::]:2121"], "203.0.113.7", False), (["127.0.0.1:0"], "auto", True),
+])
+def test_masquerade_auto_is_the_default_beyond_loopback(tmp_path, listen, masq,  # type: ignore[no-untyped-def]
+                                                        discover) -> None:
+    nat = {"listen": listen, **({"masquerade": masq} if masq else {})}
+    cfg = _cfg(tmp_path, **nat)
+    assert cfg.nat.zeroconf.discover is discover
+    assert cfg.nat.masquerade == (masq if masq not in (None, "off", "auto") else None)
+
+
+@pytest.mark.parametrize(("nat", "expect"), [
+    ({"port_mapping": "auto"}, ["nat.port_mapping (--open-router)", "passive.ports"]),
+    ({"port_mapping": "yes"}, ["nat.port_mapping", '"yes"', 'use "auto"']),
+    ({"port_mapping": "auto", "passive": "30000-30001", "advertised_ports": "31000-31001"},
+     ["nat.port_mapping", "nat.advertised_ports"]),
+    ({"stun_servers": "stun.example.org"}, ["nat.stun_servers (--stun)", "a list"]),
+    ({"stun_servers": ["host:port"]}, ["nat.stun_servers", "HOST[:PORT]"]),
+    ({"discovery_sources": ["upnp", "bonjour"]}, ["nat.discovery_sources", '"bonjour"',
+                                                  "upnp, natpmp, pcp, metadata, stun"]),
+    ({"discovery_sources": []}, ["nat.discovery_sources", "empty"]),
+    ({"discovery_timeout": 0}, ["nat.discovery_timeout", "positive"]),
+    ({"discovery_timeout": 60}, ["nat.discovery_timeout", "above 30 s"]),
+    ({"recheck_interval": -1}, ["nat.recheck_interval", "positive"]),
+    ({"mapping_protocols": ["igd"]}, ["nat.mapping_protocols", "upnp, pcp, natpmp"]),
+    ({"mapping_lease": -5}, ["nat.mapping_lease", "0-604800"]),
+    ({"recheck_intervall": 5}, ["nat.recheck_intervall", "did you mean nat.recheck_interval"]),
+])
+def test_zeroconf_keys_are_validated(tmp_path, nat, expect) -> None:  # type: ignore[no-untyped-def]
+    from natftp.server.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        _cfg(tmp_path, **dict(nat))
+    for text in expect:
+        assert text in str(e.value), str(e.value)
+    assert "fix:" in str(e.value)
+
+
+def test_zeroconf_keys_reach_the_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    z = _cfg(tmp_path, masquerade="auto", stun_servers=["198.51.100.2", "[2001:db8::1]:3479"],
+             discovery_sources=["metadata", "stun"], discovery_timeout=1.5,
+             recheck_interval=30, port_mapping="auto", passive="30000-30009",
+             mapping_protocols=["natpmp"], mapping_lease=600,
+             mapping_stop_timeout=2).nat.zeroconf
+    assert (z.discover, z.port_mapping) == (True, True)
+    assert z.stun_servers == ("198.51.100.2", "[2001:db8::1]:3479")
+    assert z.sources == ("metadata", "stun") and z.mapping_protocols == ("natpmp",)
+    assert (z.discovery_timeout, z.recheck_interval, z.mapping_lease,
+            z.mapping_stop_timeout) == (1.5, 30.0, 600, 2.0)
+
+
+def test_serve_help_shows_the_flags() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "natftp", "serve", "--help"],
+                         capture_output=True, text=True, timeout=30,
+                         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"}).stdout
+    for flag in ("--masquerade", "auto|off|ADDR", "--open-router", "--stun"):
+        assert flag in out, out
+
+
+def test_loopback_server_starts_no_discovery(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from natftp.server.app import Server
+
+    async def main() -> None:
+        srv = Server(_cfg(tmp_path, listen=["127.0.0.1:0"]))
+        await srv.start()
+        try:
+            assert not srv.zeroconf.active and srv.zeroconf.mapper is None
+            assert not srv.zeroconf._tasks and srv.pool.prefer is None
+        finally:
+            await srv.stop()
+
+    asyncio.run(main())
+
+
+def test_pool_prefers_mapped_ports() -> None:
+    from natftp.nat.ports import PortPool
+
+    pool = PortPool((30000, 30004))
+    assert list(pool.candidates()) == [30000, 30001, 30002, 30003, 30004]
+    pool.prefer = {30003, 30004}.__contains__
+    assert list(pool.candidates()) == [30003, 30004, 30000, 30001, 30002]
+    pool.take(30003)
+    assert list(pool.candidates()) == [30004, 30000, 30001, 30002]
