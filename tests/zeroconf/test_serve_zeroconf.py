@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from zlab import INET_IP, PASSWORD, ROUTER_WAN, SERVER_IP, USER, Lab, sh, zlab
+from zlab import INET_IP, PASSWORD, ROUTER_WAN, SERVER_IP, USER, Lab, sh, wait_tcp, zlab
 
 from natftp.lab.matrix import DOWN_NAME, ROWS, CellCtx
 from natftp.nat.discovery.mapping import ranges
@@ -263,3 +264,48 @@ def test_no_router_protocol_for_open_router(bare: Lab) -> None:
     assert "natftp firewall" in log
     assert "nat.masquerade auto" not in log
     assert _stop(p) == 0
+
+
+# -- the client: active mode from behind the router (opt-in) ----------------------------
+
+ACTIVE_CLIENT = r"""
+import io, logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                    format="%(name)s %(levelname)s %(message)s")
+from natftp.client import BlockingClient
+url, discover = sys.argv[1], sys.argv[2] == "1"
+with BlockingClient(url, mode="active", active_discover=discover, data_timeout=3,
+                    timeout=10) as ftp:
+    print(ftp.read_bytes("hello.txt").decode(), flush=True)
+    ftp.upload(io.BytesIO(b"up from the LAN"), "up.txt")
+    print(ftp.last_data_address, ftp.data_strategy, flush=True)
+"""
+
+
+def test_client_active_discover_maps_its_port_and_removes_it(igd: Lab) -> None:
+    # an FTP server on the internet (in the lab's internet namespace, no discovery)
+    root = _root(igd, "inet-srv")
+    (root / "hello.txt").write_text("hello from the internet")
+    srv = igd.popen(igd.inet, sys.executable, "-m",
+                    "natftp", "serve", str(root), "--user", f"{USER}:{PASSWORD}",
+                    "--listen", f"{INET_IP}:2121", "--masquerade", "off",
+                    log="inet-natftp.log")
+    wait_tcp(igd.inet, 2121, limit=20)
+    url = f"ftp://{USER}:{PASSWORD}@{INET_IP}:2121/"
+    # without discovery: the client tells its private address, which the server refuses
+    plain = igd.run("server", [sys.executable, "-c", ACTIVE_CLIENT, url, "0"], timeout=30)
+    assert plain.returncode != 0
+    assert "172.16.0.2" in plain.stderr, plain.stderr[-2000:]
+    # with it: public address from the router, the listening port mapped, then removed
+    r = igd.run("server", [sys.executable, "-c", ACTIVE_CLIENT, url, "1"], timeout=60)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout.splitlines()
+    assert out[0] == "hello from the internet"
+    assert out[1].startswith(f"('{ROUTER_WAN}', ") and out[1].endswith(" active"), out
+    port = int(out[1].split(",")[1].strip(" )'").split(")")[0])
+    assert (f"active mode: public address {ROUTER_WAN} (from upnp); router maps port "
+            f"{port} to us") in r.stderr, r.stderr[-2000:]
+    assert (root / "up.txt").read_text() == "up from the LAN"
+    assert "removed 1 mapping(s)" in r.stderr
+    assert igd.dnat_ports() == set()
+    _stop(srv)

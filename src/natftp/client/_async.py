@@ -11,7 +11,9 @@ Data connections, the part that breaks across NAT, are tried in order:
    CGNAT address behind the server's NAT, or a third host, CVE-2020-8284) is replaced by
    the control peer.
 3. active (``EPRT``, then ``PORT`` if EPRT is refused): the server connects back to us,
-   at ``active_address`` if we are behind NAT ourselves.
+   at ``active_address`` if we are behind NAT ourselves, or (``active_discover=True``)
+   at the public address discovered from the router/STUN, on a port the router maps to
+   us (``natftp.client.zeroconf``).
 
 A strategy is abandoned when its command is refused *or* when its data connection fails
 (refused, or no connection within the short ``data_timeout``), and the next one is tried.
@@ -30,10 +32,10 @@ import posixpath
 import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from natftp.client.errors import (
     Attempt,
@@ -64,6 +66,9 @@ from natftp.proto.listparse import (
 )
 from natftp.proto.replies import Reply, ReplyParser
 from natftp.proto.replies import ReplyError as ReplySyntaxError
+
+if TYPE_CHECKING:
+    from natftp.client.zeroconf import ActiveDiscovery
 
 log = logging.getLogger("natftp.client")
 
@@ -123,6 +128,8 @@ class Client:
         epsv: bool = True,
         trust_pasv_address: bool = False,
         active_address: str | None = None,
+        active_discover: bool = False,
+        active_stun: Sequence[str] = (),
         tls: Literal["explicit", "implicit"] | None = None,
         verify: bool | str = True,
         fingerprint: str | None = None,
@@ -154,6 +161,11 @@ class Client:
         self.epsv = epsv
         self.trust_pasv_address = trust_pasv_address
         self.active_address = active_address
+        #: issue 8: learn our public address and map our listening port for active mode
+        self._discovery: ActiveDiscovery | None = None
+        if active_discover:  # imported here: it brings aiohttp and async-upnp-client
+            from natftp.client.zeroconf import ActiveDiscovery
+            self._discovery = ActiveDiscovery(active_stun)
         self.fingerprint = fingerprint
         self.protect_data = protect_data
         self._ssl: ssl.SSLContext | None = None
@@ -284,6 +296,8 @@ class Client:
             await self._send(Command("QUIT"))
             await self._read_reply(min(self.timeout, 2.0))
         self._drop()
+        if self._discovery is not None:
+            await self._discovery.close()
 
     def _drop(self) -> None:
         if self._writer is not None:
@@ -486,13 +500,20 @@ class Client:
         assert self.local is not None
         bind_ip = str(addr.ip(self.local[0]))
         family = socket.AF_INET6 if ":" in bind_ip else socket.AF_INET
+        advertised, want_port = self.active_address or bind_ip, 0
+        if (self._discovery is not None and self.active_address is None
+                and self.peer is not None
+                and self._discovery.needed(bind_ip, str(addr.ip(self.peer[0])))):
+            plan = await self._discovery.prepare(bind_ip)
+            self._note(f"active mode: {plan.note}")
+            advertised, want_port = plan.address, plan.port
         listener = socket.socket(family, socket.SOCK_STREAM)
         try:
-            listener.bind((bind_ip, 0))
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((bind_ip, want_port))
             listener.listen(1)
             listener.setblocking(False)
             port = listener.getsockname()[1]
-            advertised = self.active_address or bind_ip
             ok = False
             if "eprt" not in self._refused:
                 r = await self._cmd("EPRT", addr.format_eprt_arg(advertised, port))

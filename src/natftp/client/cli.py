@@ -66,6 +66,7 @@ class Conn:
     no_epsv: bool
     trust_pasv_address: bool
     active_address: str | None
+    active_discover: bool
     timeout: float
     data_timeout: float
     tls: bool
@@ -93,7 +94,8 @@ class Conn:
         return Client(host=u.host, port=u.port, user=user, password=password,
                       timeout=self.timeout, data_timeout=self.data_timeout, mode=mode,
                       epsv=not self.no_epsv, trust_pasv_address=self.trust_pasv_address,
-                      active_address=self.active_address, tls=tls,  # type: ignore[arg-type]
+                      active_address=self.active_address,
+                      active_discover=self.active_discover, tls=tls,  # type: ignore[arg-type]
                       verify=verify, fingerprint=self.fingerprint,
                       trace=_trace if self.verbose else None)
 
@@ -130,6 +132,11 @@ _COMMON: list[inspect.Parameter] = [
         ("active_address", str | None, typer.Option(
             None, "--active-address", metavar="IP",
             help="Address to tell the server in active mode (our public IP behind NAT).")),
+        ("active_discover", bool, typer.Option(
+            False, "--active-discover",
+            help="Active mode behind a home router: learn our public address (UPnP, "
+                 "NAT-PMP, PCP, cloud metadata) and map our listening port on the "
+                 "router; removed when done.")),
         ("timeout", float, typer.Option(30.0, "--timeout", min=0.1,
                                         help="Seconds to wait for any reply or data.")),
         ("data_timeout", float, typer.Option(
