@@ -21,9 +21,12 @@ $(VENV_STAMP): pyproject.toml
 system:
 	bash scripts/setup-system.sh
 
-# natftp serve on its embedded default ([::]:2121, current directory, printed credentials)
+# natftp serve on its embedded default ([::]:2121, current directory, printed credentials).
+# A first try sends nothing to the router: public-address discovery (the default of a bare
+# `natftp serve` beyond loopback) is opt-in here with SERVE_ARGS='--masquerade auto'.
+SERVE_ARGS ?= --masquerade off
 serve: venv
-	$(VENV)/bin/natftp serve
+	$(VENV)/bin/natftp serve $(SERVE_ARGS)
 
 test: system venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
