@@ -449,7 +449,7 @@ class Session(asyncio.Protocol):
             handshake.cancel()
             raise
         if cfg.tls.require_session_reuse and not chan.reused:
-            chan.abort()
+            await chan.close()  # close_notify: the client reads an empty file, then 522
             raise data.DataError(
                 "not a resumption", 522, "Data connection refused: its TLS session does not "
                 "resume this control connection's session (tls.require_session_reuse = "
