@@ -114,14 +114,19 @@ def test_lftp_ssl_force(natftp_server: Callable[..., Running], tmp_path: Path, b
                         loop_name: str) -> None:
     r = tls_srv(natftp_server, tmp_path, loop=loop_name)
     down = tmp_path / "lftp-down.bin"
+    # several uploads: with TLS 1.3 tickets sent on data connections lftp dropped about
+    # one upload in three (RST mid-file); the server issues none there now
+    puts = "; ".join(f"put {blob} -o lf{i}.bin" for i in range(6))
     script = (LFTP_BASE + f"set ssl:ca-file {cafile(r, tmp_path)}; "
-              f"put {blob} -o lf.bin; ls; get lf.bin -o {down}; bye")
+              f"{puts}; put {blob} -o lf.bin; ls; get lf.bin -o {down}; bye")
     p = subprocess.run(["lftp", "-u", f"{USER},{PASSWORD}", "-e", script,
                         f"127.0.0.1:{r.port}"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert "lf.bin" in p.stdout
     assert sha(down.read_bytes()) == sha(blob.read_bytes()) == \
         sha((r.root / "lf.bin").read_bytes())
+    assert all(sha((r.root / f"lf{i}.bin").read_bytes()) == sha(blob.read_bytes())
+               for i in range(6))
     assert "over TLS" in r.log and "not resumed" not in r.log, r.log
 
 

@@ -327,7 +327,7 @@ def ccc(s: Session, arg: str) -> Result:
     s.reply(200, "CCC ok: the control connection continues in the clear (data connections "
                  f"stay PROT {'P' if s.prot_p else 'C'}).")
     s.event("CCC: clearing TLS on the control connection (tls.ccc = true)")
-    s._write(s.tls.clear())
+    s.clear_tls()
     return None
 
 

@@ -202,11 +202,21 @@ class Session(asyncio.Protocol):
                 self.hs_handle.cancel()
                 self.hs_handle = None
             self.tls_note = tls.describe()
+            if self.tls_ctx is not None:
+                # data connections resume the tickets issued here; new tickets on them
+                # are of no use, and lftp (GnuTLS) sometimes dropped an upload on them
+                self.tls_ctx.num_tickets = 0
             self.event("TLS established with %s (%s%s)", self.peer, self.tls_note,
                        ", implicit" if self.implicit else "")
             if self.implicit:
                 self.reply(220, self.server.config.banner)
         return plain or None
+
+    def clear_tls(self) -> None:
+        """CCC (after its 200): send close_notify; the clear text that follows, after the
+        client's close_notify or without one, is read by ``_tls_received``."""
+        if self.tls is not None and self.tls.state == OPEN:
+            self._write(self.tls.clear())
 
     def abort_connection(self) -> None:
         self.closing = True
@@ -261,8 +271,7 @@ class Session(asyncio.Protocol):
         """Close after the replies already written have gone out."""
         self.closing = True
         if self.transport is not None:
-            if self.tls is not None and self.tls.state == OPEN:
-                self._write(self.tls.clear())  # close_notify before FIN
+            self.clear_tls()  # close_notify before FIN
             self.transport.close()
 
     def shutdown(self, why: str) -> None:
