@@ -4,7 +4,7 @@ Servers such as vsftpd (``require_ssl_reuse=YES``, its default) and ProFTPD
 (``TLSOptions`` without ``NoSessionReuseRequired``) refuse a data connection whose TLS
 session is not the control connection's. asyncio has no ``session=`` argument, so the
 context used for data connections hands the control connection's session to every new
-TLS object it makes (``wrap_bio`` is what asyncio calls).
+TLS object it makes (:class:`natftp.tls.ReuseContext`).
 """
 
 from __future__ import annotations
@@ -14,19 +14,10 @@ import ssl
 from typing import Any
 
 from natftp.client.errors import TLSError
+from natftp.tls import ReuseContext
 
-
-class SessionReuseContext(ssl.SSLContext):
-    """An SSLContext whose new client connections resume ``self.reuse_session``."""
-
-    reuse_session: ssl.SSLSession | None = None
-
-    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,  # type: ignore[override]
-                 server_side: bool = False, server_hostname: str | bytes | None = None,
-                 session: ssl.SSLSession | None = None) -> ssl.SSLObject:
-        return super().wrap_bio(incoming, outgoing, server_side=server_side,
-                                server_hostname=server_hostname,
-                                session=session or self.reuse_session)
+#: the client's name for the shared session-resuming context
+SessionReuseContext = ReuseContext
 
 
 def normalise_fingerprint(fp: str) -> str:

@@ -15,6 +15,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
@@ -26,6 +27,7 @@ from natftp.proto.addr import IPAddress
 from natftp.server import data
 from natftp.server.config import ConfigError, ListenAddress, ServerConfig
 from natftp.server.session import Session
+from natftp.server.tls import CertInfo, CertStore
 from natftp.server.zeroconf import ZeroConf
 
 log = logging.getLogger("natftp.server")
@@ -55,6 +57,13 @@ class Server:
         self.bound: list[ListenAddress] = []
         #: nat.masquerade = "auto" / nat.port_mapping = "auto" (issue 8)
         self.zeroconf = ZeroConf(self)
+        #: implicit-TLS listeners actually bound
+        self.bound_implicit: list[ListenAddress] = []
+        #: what the command table may offer: "tls" (AUTH/PBSZ/PROT), "ccc"
+        self.caps: frozenset[str] = frozenset(
+            (("tls",) if config.tls.enabled else ()) +
+            (("ccc",) if config.tls.enabled and config.tls.ccc else ()))
+        self.certs: CertStore | None = CertStore(config.tls) if config.tls.enabled else None
         #: set by start(); sessions exist only after it
         self.loop: asyncio.AbstractEventLoop
 
@@ -68,6 +77,8 @@ class Server:
         """
         self.loop = asyncio.get_running_loop()
         cfg = self.config
+        if self.certs is not None:
+            self.certs.load()  # ConfigError: missing, expired, mismatched...
         err = data.check_source_port(cfg.active.source_port)
         if err is not None:
             raise ConfigError("active.source_port", cfg.active.source_port,
@@ -91,10 +102,19 @@ class Server:
                 self._servers.append(srv)
                 name = sock.getsockname()
                 self.bound.append(ListenAddress(la.host, int(name[1])))
+            v4_any_implicit = {la.port for la in cfg.tls.listen_implicit
+                               if ":" not in la.host and _is_any(la.host) and la.port}
+            for la in cfg.tls.listen_implicit:
+                sock = self._listen_socket(la, v4_any_implicit)
+                srv = await self.loop.create_server(lambda: Session(self, implicit=True),
+                                                    sock=sock, backlog=1024)
+                self._servers.append(srv)
+                self.bound_implicit.append(ListenAddress(la.host, int(sock.getsockname()[1])))
         except BaseException:
             await self.stop()
             raise
-        self.zeroconf.start([la.port for la in self.bound])
+        # --open-router maps the implicit-TLS ports too: they are control ports as well
+        self.zeroconf.start([la.port for la in self.bound + self.bound_implicit])
         return list(self.bound)
 
     def _listen_socket(self, la: ListenAddress, v4_any_ports: set[int]) -> socket.socket:
@@ -118,7 +138,8 @@ class Server:
 
     def describe(self, la: ListenAddress) -> str:
         if ":" in la.host and _is_any(la.host):
-            v4 = la.port in {x.port for x in self.bound if ":" not in x.host and
+            group = self.bound_implicit if la in self.bound_implicit else self.bound
+            v4 = la.port in {x.port for x in group if ":" not in x.host and
                              _is_any(x.host)}
             return f"{la} (IPv6 only)" if v4 else f"{la} (IPv4 and IPv6)"
         return f"{la} (IPv{6 if ':' in la.host else 4})"
@@ -142,8 +163,28 @@ class Server:
         await self.zeroconf.stop()
         self._servers.clear()
         await asyncio.sleep(0)
+        if self.certs is not None:
+            self.certs.close()
+
+    def reload_tls(self) -> CertInfo | None:
+        """SIGHUP: read the certificate again; new TLS sessions get it, running ones keep
+        theirs. On a problem the current certificate stays and the error is logged."""
+        if self.certs is None:
+            log.info("SIGHUP: TLS is off; nothing to reload")
+            return None
+        try:
+            info = self.certs.reload()
+        except ConfigError as e:
+            log.error("SIGHUP: certificate not reloaded, the current one stays: %s", e)
+            return None
+        log.info("SIGHUP: certificate reloaded: %s, SHA-256 %s", info.source, info.fingerprint)
+        return info
 
     # -- shared state for sessions ---------------------------------------------------
+
+    def certs_context(self) -> ssl.SSLContext:
+        assert self.certs is not None
+        return self.certs.session_context()
 
     def next_sid(self) -> str:
         self._sid += 1

@@ -18,6 +18,29 @@ from natftp.server.config import ConfigError, ServerConfig, User, from_dict, loa
 LOOPS = ("auto", "asyncio", "uvloop")
 
 
+def _tls_overrides(tls: bool, cert: Path | None, key: Path | None,
+                   implicit: list[str], required: str | None, reuse: bool, ccc: bool,
+                   state_dir: Path | None) -> dict[str, Any]:
+    o: dict[str, Any] = {}
+    if tls:
+        o["tls.enabled"] = True
+    if cert is not None:
+        o["tls.cert"] = str(cert.resolve())
+    if key is not None:
+        o["tls.key"] = str(key.resolve())
+    if implicit:
+        o["tls.listen_implicit"] = list(implicit)
+    if required is not None:
+        o["tls.required"] = {"true": True, "false": False}.get(required.lower(), required)
+    if reuse:
+        o["tls.require_session_reuse"] = True
+    if ccc:
+        o["tls.ccc"] = True
+    if state_dir is not None:
+        o["tls.state_dir"] = str(state_dir.resolve())
+    return o
+
+
 def _cli_overrides(root: Path | None, listen: list[str], anonymous: bool, read_only: bool,
                    passive_ports: str | None, masquerade: str | None,
                    log_level: str | None) -> dict[str, Any]:
@@ -94,6 +117,12 @@ async def _run(cfg: ServerConfig, generated: str | None) -> int:
         return 1
     for la in bound:
         print(f"natftp: listening on {server.describe(la)}", flush=True)
+    for la in server.bound_implicit:
+        print(f"natftp: listening on {server.describe(la)} implicit TLS", flush=True)
+    if server.certs is not None and server.certs.info is not None:
+        info = server.certs.info
+        print(f"natftp: TLS {info.source}, valid until {info.not_after:%Y-%m-%d}\n"
+              f"natftp: TLS certificate SHA-256 fingerprint {info.fingerprint}", flush=True)
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(f"natftp: event loop {loop_name}; passive ports {server.pool.describe()}",
           flush=True)
@@ -105,6 +134,14 @@ async def _run(cfg: ServerConfig, generated: str | None) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+    def reload() -> None:
+        info = server.reload_tls()
+        if info is not None:
+            print(f"natftp: TLS certificate reloaded, SHA-256 fingerprint {info.fingerprint}",
+                  flush=True)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
     logging.getLogger("natftp.server").info("stopping (signal)")
     await server.stop("server stopping")
@@ -159,6 +196,31 @@ def register(app: typer.Typer) -> None:
             "-v", "--verbose", count=True, help="More logging (-v: debug).")] = 0,
         log_level: Annotated[str | None, typer.Option(
             "--log-level", help="debug, info, warning or error.")] = None,
+        tls: Annotated[bool, typer.Option(
+            "--tls", help="Offer FTPS (AUTH TLS); without --tls-cert a self-signed "
+            "certificate is generated once into the state directory.")] = False,
+        tls_cert: Annotated[Path | None, typer.Option(
+            "--tls-cert", metavar="PEM", help="Certificate, then its chain (implies --tls).")
+        ] = None,
+        tls_key: Annotated[Path | None, typer.Option(
+            "--tls-key", metavar="PEM", help="Private key (default: in --tls-cert).")
+        ] = None,
+        listen_implicit: Annotated[list[str] | None, typer.Option(
+            "--listen-implicit", metavar="HOST:PORT",
+            help="Repeatable; implicit-TLS listener (conventionally port 990).")] = None,
+        tls_required: Annotated[str | None, typer.Option(
+            "--tls-required", metavar="off|control|data",
+            help="control: AUTH TLS before USER; data: that and PROT P.")] = None,
+        tls_require_session_reuse: Annotated[bool, typer.Option(
+            "--tls-require-session-reuse",
+            help="Refuse PROT P data connections that do not resume the control "
+                 "connection's TLS session.")] = False,
+        tls_ccc: Annotated[bool, typer.Option(
+            "--tls-ccc", help="Allow CCC: end TLS on the control connection after login "
+            "(so a router's FTP helper can read PASV again).")] = False,
+        state_dir: Annotated[Path | None, typer.Option(
+            "--state-dir", metavar="DIR", help="Where the generated certificate is kept "
+            "(tls.state_dir).")] = None,
     ) -> None:
         """Serve ROOT over FTP, telling every client an address it can reach."""
         if loop not in LOOPS:
@@ -173,6 +235,9 @@ def register(app: typer.Typer) -> None:
             overrides["nat.port_mapping"] = "auto"
         if stun:
             overrides["nat.stun_servers"] = list(stun)
+        overrides.update(_tls_overrides(tls, tls_cert, tls_key, listen_implicit or [],
+                                        tls_required, tls_require_session_reuse, tls_ccc,
+                                        state_dir))
         try:
             cfg = (load(config, overrides=overrides) if config is not None
                    else from_dict({}, overrides=overrides))

@@ -1,14 +1,16 @@
 """The command table: one row per command, and everything derived from it.
 
 Each row says whether the command needs a login, what argument it needs (None: none
-required), which permission it checks, its help text and its handler. The session checks
-the preconditions from the row; FEAT, HELP and the 500/502 replies come from this table,
-never from a second list.
+required), which permission it checks, which server capability it needs (``tls``,
+``ccc``), its help text and its handler. The session checks the preconditions from the
+row; FEAT, HELP and the 500/502 replies come from this table, never from a second list: a
+row whose capability is off is left out of FEAT and HELP and answered with 502 and the
+setting that turns it on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from natftp.proto.listing import mlst_feat
@@ -29,6 +31,16 @@ class CommandSpec:
     syntax: str = ""
     #: the line this command adds to FEAT, if any
     feat: str | None = None
+    #: the server capability this command needs (a key of OFF_REASON), None: always on
+    needs: str | None = None
+
+
+#: why a capability is off, for the 502 reply (and what turns it on)
+OFF_REASON = {
+    "tls": "TLS is off on this server (tls.enabled = false; turn on with --tls or "
+           "--tls-cert)",
+    "ccc": "clearing the control channel is off (tls.ccc = false; turn on with --tls-ccc)",
+}
 
 
 _ROWS = [
@@ -47,6 +59,15 @@ _ROWS = [
                 "connection.", login=False, syntax="[<path>]"),
     CommandSpec("HOST", h.host, "Name the virtual host (RFC 7151).", login=False,
                 arg="a host name", syntax="<hostname>", feat="HOST"),
+    CommandSpec("AUTH", h.auth, "Start TLS on the control connection (RFC 4217).",
+                login=False, arg="TLS", syntax="TLS", feat="AUTH TLS", needs="tls"),
+    CommandSpec("PBSZ", h.pbsz, "Protection buffer size (0 with TLS).", login=False,
+                arg="0", syntax="0", feat="PBSZ", needs="tls"),
+    CommandSpec("PROT", h.prot, "Data protection: P (TLS) or C (clear).", login=False,
+                arg="P or C", syntax="P | C", feat="PROT", needs="tls"),
+    CommandSpec("CCC", h.ccc, "Clear the command channel: end TLS on the control "
+                "connection after login (data stays as PROT says).", feat="CCC",
+                needs="ccc"),
     CommandSpec("CWD", h.cwd, "Change the working directory.", arg="a directory",
                 syntax="<path>"),
     CommandSpec("XCWD", h.cwd, "Change the working directory (RFC 775).",
@@ -112,8 +133,6 @@ TABLE: dict[str, CommandSpec] = {row.name: row for row in _ROWS}
 
 #: commands real clients send that this server knowingly does not implement (-> 502)
 NOT_IMPLEMENTED = {
-    "AUTH": "no TLS on this server yet", "PBSZ": "no TLS on this server yet",
-    "PROT": "no TLS on this server yet", "CCC": "no TLS on this server yet",
     "ACCT": "accounts are not used", "SMNT": "structure mount is obsolete",
     "REIN": "reconnect instead", "SITE": "no SITE commands",
     "LPRT": "use EPRT", "LPSV": "use EPSV", "CLNT": "not needed", "LANG": "English only",
@@ -121,9 +140,11 @@ NOT_IMPLEMENTED = {
 }
 
 
-def features(mlst_facts: Iterable[str]) -> list[str]:
-    """FEAT lines, derived from the table."""
-    out = sorted({row.feat for row in _ROWS if row.feat})
+def features(mlst_facts: Iterable[str], caps: Collection[str] = ()) -> list[str]:
+    """FEAT lines, derived from the table; rows needing a capability not in ``caps`` are
+    left out."""
+    out = sorted({row.feat for row in _ROWS if row.feat and
+                  (row.needs is None or row.needs in caps)})
     out.append(mlst_feat(mlst_facts))
     out.append("TVFS")
     return sorted(out)

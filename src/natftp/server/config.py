@@ -30,8 +30,12 @@ FLAGS = {
     "root": "ROOT", "listen": "--listen", "read_only": "--read-only",
     "anonymous.enabled": "--anonymous", "passive.ports": "--passive-ports",
     "nat.masquerade": "--masquerade", "log_level": "--log-level",
+    "tls.enabled": "--tls", "tls.cert": "--tls-cert", "tls.key": "--tls-key",
+    "tls.listen_implicit": "--listen-implicit", "tls.ccc": "--tls-ccc",
+    "tls.required": "--tls-required", "tls.state_dir": "--state-dir",
+    "tls.require_session_reuse": "--tls-require-session-reuse",
+    "nat.port_mapping": "--open-router", "nat.stun_servers": "--stun",
 }
-FLAGS.update({"nat.port_mapping": "--open-router", "nat.stun_servers": "--stun"})
 
 
 class ConfigError(Exception):
@@ -81,6 +85,8 @@ class User:
     permissions: Permissions = field(default_factory=Permissions)
     password_hash: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
+    #: this user's ``tls.required`` (None: the server's applies)
+    tls_required: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +154,26 @@ class Anonymous:
     home: Path | None = None
 
 
+#: tls.required values: what must be protected before what is allowed
+TLS_REQUIRED = ("off", "control", "data")
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """``[tls]``: FTPS (see docs/server.md). ``required`` is "off", "control" (AUTH TLS
+    before USER) or "data" (that, and PROT P before any transfer)."""
+
+    enabled: bool = False
+    cert: Path | None = None
+    key: Path | None = None
+    state_dir: Path | None = None
+    listen_implicit: tuple[ListenAddress, ...] = ()
+    required: str = "off"
+    require_session_reuse: bool = False
+    ccc: bool = False
+    min_version: str = "1.2"
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """The validated, effective configuration (see ``docs/server.md``)."""
@@ -164,6 +190,7 @@ class ServerConfig:
     nat: NatConfig = field(default_factory=NatConfig)
     active: ActiveConfig = field(default_factory=ActiveConfig)
     log_level: str = "info"
+    tls: TLSConfig = field(default_factory=TLSConfig)
 
     def user(self, name: str) -> User | None:
         for u in self.users:
@@ -258,7 +285,7 @@ def _home(key: str, value: object, root: Path) -> Path:
 # -- the whole file ------------------------------------------------------------------
 
 _TOP = ("root", "listen", "read_only", "banner", "log_level", "passive", "anonymous",
-        "timeouts", "limits", "users", "nat", "active")
+        "timeouts", "limits", "users", "nat", "active", "tls")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -328,11 +355,19 @@ def from_dict(data: Mapping[str, Any], *, overrides: Mapping[str, Any] | None = 
         raise ConfigError("log_level", log_level, "unknown level",
                           f"use one of {', '.join(_LOG_LEVELS)}")
 
+    tls = _tls(_typed("tls", raw.get("tls", {}), dict), base_dir or Path.cwd())
+    for la in tls.listen_implicit:
+        where = (str(ipaddress.ip_address(la.host.split("%")[0])), la.port)
+        if where in seen and la.port != 0:
+            raise ConfigError("tls.listen_implicit", str(la), "also a plain listen address",
+                              "give implicit TLS its own port (conventionally 990)")
+        seen.add(where)
+
     passive = _typed("passive", raw.get("passive", {}), dict)
     _check_keys("passive.", passive, ("ports",))
     pasv_range = _range("passive.ports", passive["ports"]) if "ports" in passive else None
     if pasv_range is not None:
-        for la in listen:
+        for la in listen + tls.listen_implicit:
             if pasv_range[0] <= la.port <= pasv_range[1]:
                 raise ConfigError("passive.ports", format_range(pasv_range),
                                   f"overlaps the control port {la.port} of listen {la}",
@@ -389,18 +424,23 @@ def from_dict(data: Mapping[str, Any], *, overrides: Mapping[str, Any] | None = 
             raise ConfigError("users", n, "user defined twice", "keep one [[users]] entry "
                               "per name")
 
+    for i, u in enumerate(users):
+        if u.tls_required not in (None, "off") and not tls.enabled:
+            raise ConfigError(f"users[{i}].tls.required", u.tls_required, "TLS is off",
+                              "turn TLS on: tls.enabled = true (--tls) or tls.cert")
+
     nat = _nat(_typed("nat", raw.get("nat", {}), dict), pasv_range, listen)
     active = _active(_typed("active", raw.get("active", {}), dict))
 
     return ServerConfig(root=root, listen=listen, users=tuple(users), anonymous=anonymous,
                         read_only=read_only, passive_ports=pasv_range, timeouts=timeouts,
                         limits=limits, banner=banner, nat=nat, active=active,
-                        log_level=log_level)
+                        log_level=log_level, tls=tls)
 
 
 def _user(key: str, u: object, root: Path) -> User:
     t = _typed(key, u, dict)
-    _check_keys(f"{key}.", t, ("name", "password_hash", "home", "permissions"))
+    _check_keys(f"{key}.", t, ("name", "password_hash", "home", "permissions", "tls"))
     if "name" not in t:
         raise ConfigError(f"{key}.name", _MISSING, "every user needs a name",
                           'add name = "alice"')
@@ -422,7 +462,66 @@ def _user(key: str, u: object, root: Path) -> User:
     _check_keys(f"{key}.permissions.", perms_t, PERMISSIONS)
     perms = Permissions(**{p: _typed(f"{key}.permissions.{p}", perms_t.get(p, True), bool)
                            for p in PERMISSIONS})
-    return User(name=name, home=home, permissions=perms, password_hash=h)
+    user_tls = _typed(f"{key}.tls", t.get("tls", {}), dict)
+    _check_keys(f"{key}.tls.", user_tls, ("required",))
+    required = (_tls_required(f"{key}.tls.required", user_tls["required"])
+                if "required" in user_tls else None)
+    return User(name=name, home=home, permissions=perms, password_hash=h,
+                tls_required=required)
+
+
+def _tls_required(key: str, v: object) -> str:
+    """false/"off", "control", "data"/true."""
+    if v is True:
+        return "data"
+    if v is False:
+        return "off"
+    if isinstance(v, str) and v.lower() in TLS_REQUIRED:
+        return v.lower()
+    raise ConfigError(key, v, "not a TLS requirement",
+                      'use false, "control" (AUTH TLS before USER) or "data" / true '
+                      "(that, and PROT P before every transfer)")
+
+
+def _tls(t: dict[str, Any], base_dir: Path) -> TLSConfig:
+    _check_keys("tls.", t, ("enabled", "cert", "key", "state_dir", "listen_implicit",
+                            "required", "require_session_reuse", "ccc", "min_version"))
+
+    def path(k: str) -> Path | None:
+        if k not in t:
+            return None
+        p = Path(_typed(f"tls.{k}", t[k], str)).expanduser()
+        return p if p.is_absolute() else base_dir / p
+
+    cert, key, state = path("cert"), path("key"), path("state_dir")
+    if key is not None and cert is None:
+        raise ConfigError("tls.key", str(key), "a key without a certificate",
+                          "give tls.cert (--tls-cert) too")
+    impl_v = t.get("listen_implicit", [])
+    if isinstance(impl_v, str):
+        impl_v = [impl_v]
+    impl = tuple(parse_listen(_typed("tls.listen_implicit", x, str), "tls.listen_implicit")
+                 for x in _typed("tls.listen_implicit", impl_v, list))
+    required = _tls_required("tls.required", t.get("required", False))
+    reuse = _typed("tls.require_session_reuse", t.get("require_session_reuse", False), bool)
+    ccc = _typed("tls.ccc", t.get("ccc", False), bool)
+    minv = _typed("tls.min_version", t.get("min_version", "1.2"), str)
+    if minv not in ("1.2", "1.3"):
+        raise ConfigError("tls.min_version", minv, "not a TLS version this server offers",
+                          'use "1.2" (default) or "1.3"')
+    enabled = _typed("tls.enabled", t.get("enabled", False), bool)
+    enabled = enabled or cert is not None or bool(impl)
+    if not enabled:
+        for k, on in (("tls.required", required != "off"),
+                      ("tls.require_session_reuse", reuse), ("tls.ccc", ccc)):
+            if on:
+                raise ConfigError(k, t.get(k.split(".")[1]), "TLS is off",
+                                  "turn TLS on: tls.enabled = true (--tls), or give "
+                                  "tls.cert (--tls-cert) or tls.listen_implicit "
+                                  "(--listen-implicit)")
+    return TLSConfig(enabled=enabled, cert=cert, key=key, state_dir=state,
+                     listen_implicit=impl, required=required, require_session_reuse=reuse,
+                     ccc=ccc, min_version=minv)
 
 
 def _nat(t: dict[str, Any], pasv_range: tuple[int, int] | None,

@@ -6,6 +6,12 @@ that is what both asyncio and uvloop support fully: uvloop 0.23 raises
 ``os.sendfile`` itself and waits for writability with ``loop.add_writer`` when the socket
 buffer is full. STOR receives with ``sock_recv_into`` into one large reused buffer.
 
+In ``PROT P`` a data connection is TLS (:class:`TLSChannel`), with the control session's
+own context (so a client can resume that session), over memory BIOs on the socket: RETR
+encrypts 1 MiB file chunks (no sendfile: this kernel has no kTLS, ``TCP_ULP "tls"`` gives
+ENOENT), STOR decrypts into the same 1 MiB buffer as in the clear. Transfer bodies see a channel
+(:class:`PlainChannel` or :class:`TLSChannel`) and do not care which.
+
 A passive listener is callback-driven (``add_reader`` plus one timer), not a task: a
 session holding a PASV port costs a socket and a timer handle, nothing more.
 """
@@ -17,6 +23,8 @@ import errno
 import logging
 import os
 import socket
+import ssl
+from typing import cast
 
 from natftp.nat.ports import PortPool
 from natftp.proto.addr import IPAddress, ip
@@ -28,10 +36,20 @@ SENDFILE_CHUNK = 1 << 30
 ASCII_CHUNK = 1 << 18
 #: yield to other sessions at least this often while one transfer keeps succeeding
 YIELD_EVERY = 64 << 20
+#: RETR over TLS: bytes read from the file and handed to the TLS transport at once
+TLS_CHUNK = 1 << 20
+#: how long a closing TLS data connection waits for the client's close_notify or FIN
+TLS_CLOSE_WAIT = 5.0
 
 
 class DataError(Exception):
-    """A data connection that could not be made; ``str(e)`` is fit for a 425 reply."""
+    """A data connection that could not be made; ``str(e)`` is fit for a 425 reply, or
+    for ``code`` with ``reply_text`` when the refusal has its own wording."""
+
+    def __init__(self, text: str, code: int = 425, reply_text: str | None = None) -> None:
+        super().__init__(text)
+        self.code = code
+        self.reply_text = reply_text
 
 
 class Progress:
@@ -57,32 +75,181 @@ async def wait_writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
         loop.remove_writer(fd)
 
 
-async def send_file(loop: asyncio.AbstractEventLoop, sock: socket.socket, fd: int,
-                    offset: int, progress: Progress) -> int:
-    """Zero-copy ``fd`` from ``offset`` to its end over ``sock`` (kernel sendfile)."""
-    out = sock.fileno()
-    sent = 0
-    since_yield = 0
-    while True:
+class PlainChannel:
+    """A data connection in the clear: a non-blocking socket; RETR uses sendfile."""
+
+    __slots__ = ("loop", "sock")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self.loop, self.sock = loop, sock
+
+    async def send(self, data: bytes) -> None:
+        await self.loop.sock_sendall(self.sock, data)
+
+    async def recv_into(self, buf: bytearray) -> int:
+        return await self.loop.sock_recv_into(self.sock, buf)
+
+    async def send_file(self, fd: int, offset: int, progress: Progress) -> int:
+        """Zero-copy ``fd`` from ``offset`` to its end (kernel sendfile)."""
+        out = self.sock.fileno()
+        sent = 0
+        since_yield = 0
+        while True:
+            try:
+                n = os.sendfile(out, fd, offset, SENDFILE_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                since_yield = 0
+                await wait_writable(self.loop, out)
+                continue
+            if n == 0:
+                return sent
+            offset += n
+            sent += n
+            progress.bytes += n
+            since_yield += n
+            if since_yield >= YIELD_EVERY:
+                since_yield = 0
+                await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        self.sock.close()
+
+    def abort(self) -> None:
+        self.sock.close()
+
+
+class TLSChannel:
+    """A ``PROT P`` data connection: TLS (server side, the control session's context) over
+    memory BIOs on the raw non-blocking socket.
+
+    Not asyncio's SSL transport: under uvloop 0.23 it dropped the last ~64 KiB of an
+    upload when the client sent close_notify and FIN right after the data (lftp), and
+    with BIOs the end of a transfer (close_notify or a bare FIN) is explicit here.
+    """
+
+    __slots__ = ("loop", "sock", "obj", "inc", "out", "reused", "version", "_eof")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                 ctx: ssl.SSLContext) -> None:
+        self.loop, self.sock = loop, sock
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_side=True)
+        self.reused = False
+        self.version = "?"
+        self._eof = False
+
+    @classmethod
+    async def accept(cls, loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                     ctx: ssl.SSLContext, timeout: float) -> TLSChannel:
+        chan = cls(loop, sock, ctx)
         try:
-            n = os.sendfile(out, fd, offset, SENDFILE_CHUNK)
-        except (BlockingIOError, InterruptedError):
-            since_yield = 0
-            await wait_writable(loop, out)
-            continue
-        if n == 0:
-            return sent
-        offset += n
-        sent += n
-        progress.bytes += n
-        since_yield += n
-        if since_yield >= YIELD_EVERY:
-            since_yield = 0
-            await asyncio.sleep(0)
+            await asyncio.wait_for(chan._handshake(), timeout)
+        except TimeoutError:
+            sock.close()
+            raise DataError(f"the TLS handshake on the data connection did not finish "
+                            f"within {timeout:g} s (timeouts.data); this connection is "
+                            "PROT P: the client must start TLS on it") from None
+        except BaseException as e:
+            sock.close()
+            if not isinstance(e, (ssl.SSLError, OSError, EOFError)):
+                raise
+            why = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
+            raise DataError(f"the TLS handshake on the data connection failed ({why}); "
+                            "this connection is PROT P (send PROT C for clear data, if the "
+                            "server allows it)") from None
+        chan.reused = chan.obj.session_reused
+        chan.version = chan.obj.version() or "?"
+        return chan
+
+    async def _handshake(self) -> None:
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self._flush()
+                got = await self.loop.sock_recv(self.sock, 1 << 16)
+                if not got:
+                    raise EOFError("the client closed the data connection during the "
+                                   "TLS handshake") from None
+                self.inc.write(got)
+        await self._flush()
+
+    async def _flush(self) -> None:
+        out = self.out.read()
+        if out:
+            await self.loop.sock_sendall(self.sock, out)
+
+    async def send(self, data: bytes) -> None:
+        self.obj.write(data)
+        await self._flush()
+
+    async def recv_into(self, buf: bytearray) -> int:
+        """Up to len(buf) plaintext bytes; 0 at the end (close_notify, or FIN)."""
+        view = memoryview(buf)
+        n = 0
+        while n < len(buf) and not self._eof:
+            try:
+                # with a buffer, read() returns the count (typeshed says bytes)
+                got = cast(int, self.obj.read(len(buf) - n, view[n:]))
+            except ssl.SSLWantReadError:
+                if n:
+                    break
+                raw = await self.loop.sock_recv(self.sock, RECV_BUFFER)
+                if not raw:
+                    self._eof = True  # FIN without close_notify: take it as the end
+                    break
+                self.inc.write(raw)
+                continue
+            except ssl.SSLZeroReturnError:
+                self._eof = True
+                break
+            if not got:
+                self._eof = True
+                break
+            n += got
+        return n
+
+    async def send_file(self, fd: int, offset: int, progress: Progress) -> int:
+        sent = 0
+        while True:
+            chunk = os.pread(fd, TLS_CHUNK, offset)
+            if not chunk:
+                return sent
+            offset += len(chunk)
+            await self.send(chunk)
+            sent += len(chunk)
+            progress.bytes += len(chunk)
+
+    async def close(self) -> None:
+        """close_notify and FIN, then a bounded wait for the client's side (ftplib waits
+        for ours before it sends its own), then close."""
+        try:
+            try:
+                self.obj.unwrap()
+            except (ssl.SSLWantReadError, ssl.SSLError):
+                pass
+            await self._flush()
+            self.sock.shutdown(socket.SHUT_WR)
+            await asyncio.wait_for(self._drain_peer(), TLS_CLOSE_WAIT)
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            self.sock.close()
+
+    async def _drain_peer(self) -> None:
+        for _ in range(64):
+            if not await self.loop.sock_recv(self.sock, 1 << 16):
+                return
+
+    def abort(self) -> None:
+        self.sock.close()
 
 
-async def send_ascii(loop: asyncio.AbstractEventLoop, sock: socket.socket, fd: int,
-                     offset: int, progress: Progress) -> int:
+Channel = PlainChannel | TLSChannel
+
+
+async def send_ascii(chan: Channel, fd: int, offset: int, progress: Progress) -> int:
     """TYPE A download: LF -> CRLF (the file is Unix text), streamed in chunks."""
     sent = 0
     while True:
@@ -91,14 +258,13 @@ async def send_ascii(loop: asyncio.AbstractEventLoop, sock: socket.socket, fd: i
             return sent
         offset += len(chunk)
         data = chunk.replace(b"\n", b"\r\n")
-        await loop.sock_sendall(sock, data)
+        await chan.send(data)
         sent += len(data)
         progress.bytes += len(data)
 
 
-async def send_bytes(loop: asyncio.AbstractEventLoop, sock: socket.socket, data: bytes,
-                     progress: Progress) -> int:
-    await loop.sock_sendall(sock, data)
+async def send_bytes(chan: Channel, data: bytes, progress: Progress) -> int:
+    await chan.send(data)
     progress.bytes += len(data)
     return len(data)
 
@@ -109,14 +275,13 @@ def _write_all(fd: int, view: memoryview) -> None:
         view = view[n:]
 
 
-async def recv_to_file(loop: asyncio.AbstractEventLoop, sock: socket.socket, fd: int,
-                       progress: Progress) -> int:
-    """Binary upload: socket -> file until the client closes, one reused 1 MiB buffer."""
+async def recv_to_file(chan: Channel, fd: int, progress: Progress) -> int:
+    """Binary upload: channel -> file until the client closes, one reused 1 MiB buffer."""
     buf = bytearray(RECV_BUFFER)
     view = memoryview(buf)
     got = 0
     while True:
-        n = await loop.sock_recv_into(sock, buf)
+        n = await chan.recv_into(buf)
         if n == 0:
             return got
         _write_all(fd, view[:n])
@@ -124,14 +289,13 @@ async def recv_to_file(loop: asyncio.AbstractEventLoop, sock: socket.socket, fd:
         progress.bytes += n
 
 
-async def recv_ascii_to_file(loop: asyncio.AbstractEventLoop, sock: socket.socket, fd: int,
-                             progress: Progress) -> int:
+async def recv_ascii_to_file(chan: Channel, fd: int, progress: Progress) -> int:
     """TYPE A upload: CRLF -> LF, a CR split across two reads handled."""
     buf = bytearray(ASCII_CHUNK)
     got = 0
     pending_cr = False
     while True:
-        n = await loop.sock_recv_into(sock, buf)
+        n = await chan.recv_into(buf)
         if n == 0:
             if pending_cr:
                 _write_all(fd, memoryview(b"\r"))
@@ -157,12 +321,17 @@ class PassiveListener:
     """
 
     __slots__ = ("loop", "sock", "port", "pool", "peer", "timeout", "sid", "_fut",
-                 "_timer", "_error", "_open", "_taken")
+                 "_timer", "_error", "_open", "_taken", "tls", "handshake")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, port: int,
-                 pool: PortPool, peer: IPAddress, timeout: float, sid: str) -> None:
+                 pool: PortPool, peer: IPAddress, timeout: float, sid: str,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.loop, self.sock, self.port, self.pool = loop, sock, port, pool
         self.peer, self.timeout, self.sid = peer, timeout, sid
+        #: PROT P when PASV was sent: the TLS handshake starts as soon as the client
+        #: connects (aioftp handshakes before it sends RETR; ftplib and curl after 150)
+        self.tls = tls
+        self.handshake: asyncio.Task[TLSChannel] | None = None
         self._fut: asyncio.Future[socket.socket | None] = loop.create_future()
         self._error = ""
         self._open = True
@@ -206,6 +375,9 @@ class PassiveListener:
                 conn.close()
             return
         self._error = error
+        if conn is not None and self.tls is not None:
+            self.handshake = self.loop.create_task(
+                TLSChannel.accept(self.loop, conn, self.tls, self.timeout))
         self._fut.set_result(conn)
 
     async def wait(self) -> socket.socket:
@@ -221,7 +393,10 @@ class PassiveListener:
         if self._fut.done() and not self._fut.cancelled():
             conn = self._fut.result()
             if conn is not None and not self._taken:
-                conn.close()
+                if self.handshake is not None:
+                    self.handshake.cancel()  # it closes the socket
+                else:
+                    conn.close()
 
 
 def bind_passive(family: int, local: tuple[object, ...], pool: PortPool,

@@ -48,6 +48,12 @@ def user(s: Session, arg: str) -> Result:
         s.refuse(503, f"Already logged in as {s.login_name}; reconnect to change user.")
         return None
     name = arg.strip()
+    need = tls_required(s, name)
+    if need != "off" and s.tls_ctx is None:
+        s.refuse(530, f"TLS is required {_required_for(s, name)}: send AUTH TLS before "
+                      f"USER (tls.required = \"{need}\"; e.g. curl --ssl-reqd, lftp "
+                      "-e 'set ftp:ssl-force true', ftplib FTP_TLS).")
+        return None
     s.pending_user = name
     if name.lower() in ANONYMOUS_NAMES:
         if not s.server.config.anonymous.enabled:
@@ -59,6 +65,21 @@ def user(s: Session, arg: str) -> Result:
         return None
     s.reply(331, f"Password required for {name}.")
     return None
+
+
+def tls_required(s: Session, name: str | None = None) -> str:
+    """The stricter of the server's and the user's tls.required: off, control or data."""
+    order = ("off", "control", "data")
+    cfg = s.server.config
+    u = cfg.user(name if name is not None else s.login_name)
+    mine = u.tls_required if u is not None and u.tls_required else "off"
+    return max(cfg.tls.required, mine, key=order.index)
+
+
+def _required_for(s: Session, name: str) -> str:
+    if s.server.config.tls.required != "off":
+        return "on this server"
+    return f'for user "{name}"'
 
 
 def pass_(s: Session, arg: str) -> Result:
@@ -154,7 +175,7 @@ def syst(s: Session, arg: str) -> Result:
 def feat(s: Session, arg: str) -> Result:
     from natftp.server.commands import features
 
-    s.send_reply(feat_reply(features(s.mlst_facts)))
+    s.send_reply(feat_reply(features(s.mlst_facts, s.server.caps)))
     return None
 
 
@@ -185,7 +206,8 @@ def help_(s: Session, arg: str) -> Result:
         else:
             s.reply(214, f"Syntax: {spec.name} {spec.syntax}".rstrip() + f" -- {spec.help}")
         return None
-    names = sorted(TABLE)
+    names = sorted(n for n, row in TABLE.items() if row.needs is None or
+                   row.needs in s.server.caps)
     rows = [" ".join(f"{n:<5}" for n in names[i:i + 10]) for i in range(0, len(names), 10)]
     s.send_reply(Reply(214, ("The following commands are recognized:", *rows,
                              "HELP command gives details.")))
@@ -214,6 +236,11 @@ def stat(s: Session, arg: str) -> Result:
         f"TYPE: {'BINARY' if s.binary else 'ASCII'}; STRUcture: File; transfer MODE: "
         "Stream",
         f"Data connection: {mode}",
+        (f"Control connection: TLS ({s.tls_note}); data: PROT {'P' if s.prot_p else 'C'}"
+         if s.tls is not None else
+         "Control connection: in the clear" + (f" after CCC; data: PROT "
+                                               f"{'P' if s.prot_p else 'C'}"
+                                               if s.tls_ctx is not None else "")),
         "End of status.")))
     return None
 
@@ -223,6 +250,84 @@ def host(s: Session, arg: str) -> Result:
         s.refuse(503, "HOST must come before USER (RFC 7151).")
         return None
     s.reply(220, f"Host {arg.strip()} accepted (one site is served on this address).")
+    return None
+
+
+# -- TLS (RFC 4217) --------------------------------------------------------------------
+
+def auth(s: Session, arg: str) -> Result:
+    mech = arg.strip().upper()
+    if mech not in ("TLS", "TLS-C", "SSL", "TLS-P"):
+        s.refuse(504, f"AUTH {arg.strip()}: unsupported mechanism; use AUTH TLS.")
+        return None
+    if s.tls is not None:
+        s.refuse(503, "TLS is already on for this control connection.")
+        return None
+    if s.tls_ctx is not None:
+        s.refuse(503, "AUTH refused: TLS was cleared on this connection by CCC; "
+                      "reconnect to start TLS again.")
+        return None
+    if s.user is not None:
+        s.refuse(503, f"AUTH refused: already logged in as {s.login_name}; send AUTH TLS "
+                      "before USER.")
+        return None
+    s.reply(234, f"AUTH {mech} ok; proceed with TLS negotiation.")
+    s.pending_user = None
+    s.start_tls()
+    # AUTH SSL / TLS-P are the pre-RFC 4217 names that also protect data
+    s.prot_p = mech in ("SSL", "TLS-P")
+    return None
+
+
+def _need_tls(s: Session, verb: str) -> bool:
+    if s.tls_ctx is None:
+        s.refuse(503, f"{verb} needs AUTH TLS first (RFC 4217).")
+        return False
+    return True
+
+
+def pbsz(s: Session, arg: str) -> Result:
+    if not _need_tls(s, "PBSZ"):
+        return None
+    a = arg.strip()
+    if not a.isdigit():
+        s.refuse(501, f"PBSZ needs a number (0 for TLS), got {a!r}.")
+        return None
+    s.pbsz = True
+    s.reply(200, "PBSZ=0")
+    return None
+
+
+def prot(s: Session, arg: str) -> Result:
+    if not _need_tls(s, "PROT"):
+        return None
+    level = arg.strip().upper()
+    if level == "P":
+        s.prot_p = True
+        s.reply(200, "PROT P ok: data connections are TLS.")
+    elif level == "C":
+        need = tls_required(s) if s.user is not None else s.server.config.tls.required
+        if need == "data":
+            s.refuse(534, "PROT C refused: data connections must be encrypted here "
+                          "(tls.required = \"data\"); use PROT P.")
+            return None
+        s.prot_p = False
+        s.reply(200, "PROT C ok: data connections are in the clear.")
+    elif level in ("S", "E"):
+        s.refuse(536, f"PROT {level} is not supported with TLS; use P or C.")
+    else:
+        s.refuse(504, f"PROT {arg.strip()}: unknown level; use P (private) or C (clear).")
+    return None
+
+
+def ccc(s: Session, arg: str) -> Result:
+    if s.tls is None:
+        s.refuse(533, "CCC refused: the control connection is not protected.")
+        return None
+    s.reply(200, "CCC ok: the control connection continues in the clear (data connections "
+                 f"stay PROT {'P' if s.prot_p else 'C'}).")
+    s.event("CCC: clearing TLS on the control connection (tls.ccc = true)")
+    s.clear_tls()
     return None
 
 
@@ -437,7 +542,8 @@ def _open_passive(s: Session, verb: str) -> int | None:
         return None
     sock, port = bound
     s.pasv = data.PassiveListener(s.loop, sock, port, pool, s.peer,
-                                  s.server.config.timeouts.data, s.sid)
+                                  s.server.config.timeouts.data, s.sid,
+                                  s.tls_ctx if s.prot_p else None)
     return port
 
 
@@ -561,6 +667,10 @@ def _take_rest(s: Session) -> int:
 
 
 def _need_data(s: Session, verb: str) -> bool:
+    if not s.prot_p and tls_required(s) == "data":
+        s.refuse(521, f"{verb} refused: data connections must be encrypted (tls.required = "
+                      "\"data\"); send PBSZ 0 and PROT P first.")
+        return False
     if not s.has_data_setup():
         s.refuse(425, f"{verb}: no data connection set up; send PASV, EPSV, PORT or EPRT "
                       "first.")
@@ -583,14 +693,13 @@ def retr(s: Session, arg: str) -> Result:
         s.refuse(554, f"RETR refused: restart offset {offset} is beyond the end of {p} "
                       f"({fsize} bytes).")
         return None
-    loop = s.loop
     if s.binary:
-        async def body(sock: socket.socket, prog: data.Progress) -> int:
-            return await data.send_file(loop, sock, fd, offset, prog)
+        async def body(chan: data.Channel, prog: data.Progress) -> int:
+            return await chan.send_file(fd, offset, prog)
         mark = f"Opening BINARY mode data connection for {p} ({fsize - offset} bytes)."
     else:
-        async def body(sock: socket.socket, prog: data.Progress) -> int:
-            return await data.send_ascii(loop, sock, fd, offset, prog)
+        async def body(chan: data.Channel, prog: data.Progress) -> int:
+            return await data.send_ascii(chan, fd, offset, prog)
         mark = f"Opening ASCII mode data connection for {p} ({fsize - offset} bytes)."
     return s.transfer("RETR", p, mark, body, fd=fd)
 
@@ -616,14 +725,13 @@ def _store(s: Session, verb: str, arg: str, *, append: bool = False,
     except StorageError as e:
         s.storage_error(verb, e)
         return None
-    loop = s.loop
     fd = up.fd
     if s.binary:
-        async def body(sock: socket.socket, prog: data.Progress) -> int:
-            return await data.recv_to_file(loop, sock, fd, prog)
+        async def body(chan: data.Channel, prog: data.Progress) -> int:
+            return await data.recv_to_file(chan, fd, prog)
     else:
-        async def body(sock: socket.socket, prog: data.Progress) -> int:
-            return await data.recv_ascii_to_file(loop, sock, fd, prog)
+        async def body(chan: data.Channel, prog: data.Progress) -> int:
+            return await data.recv_ascii_to_file(chan, fd, prog)
     mark = (f"FILE: {paths.basename(p)}" if unique else
             f"Opening {'BINARY' if s.binary else 'ASCII'} mode data connection for {p}"
             + (f" at offset {offset}" if offset else "") + ".")
@@ -671,10 +779,9 @@ def _send_lines(s: Session, verb: str, what: str, lines: list[str]) -> Result:
     if not _need_data(s, verb):
         return None
     payload = "".join(line + "\r\n" for line in lines).encode("utf-8", "surrogateescape")
-    loop = s.loop
 
-    async def body(sock: socket.socket, prog: data.Progress) -> int:
-        return await data.send_bytes(loop, sock, payload, prog)
+    async def body(chan: data.Channel, prog: data.Progress) -> int:
+        return await data.send_bytes(chan, payload, prog)
 
     return s.transfer(verb, what, f"Here comes the listing of {what}.", body)
 

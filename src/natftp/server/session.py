@@ -7,6 +7,11 @@ queued and handled in order when it ends, except ABOR, which acts at once.
 
 Behaviour per command lives in :mod:`natftp.server.handlers`, the table that maps names
 to handlers in :mod:`natftp.server.commands`.
+
+With TLS (AUTH TLS, or a connection to an implicit-TLS listener) the control connection
+runs through :class:`natftp.server.tls.ControlTLS` between the transport and the line
+reader; ``reply()`` encrypts. Each TLS session has its own ``SSLContext``
+(``tls_ctx``), which its PROT P data connections are accepted with.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -26,6 +32,7 @@ from natftp.proto.listing import MLST_FACTS
 from natftp.proto.replies import Reply
 from natftp.server import data
 from natftp.server.config import Permissions, User
+from natftp.server.tls import CLEARING, HANDSHAKE, OPEN, ControlTLS
 from natftp.storage.local import LocalStorage, StorageError, Upload
 
 if TYPE_CHECKING:
@@ -46,10 +53,11 @@ class Session(asyncio.Protocol):
         "reader", "user", "login_name", "storage", "perms", "perm_source", "cwd", "binary",
         "rest", "rnfr", "pending_user", "failures", "epsv_all", "pasv", "port_target",
         "busy", "queue", "abor_pending", "abort_reason", "last_active", "idle_handle",
-        "closing", "mlst_facts", "paused", "started", "counted",
+        "closing", "mlst_facts", "paused", "started", "counted", "implicit", "tls",
+        "tls_ctx", "tls_note", "prot_p", "pbsz", "hs_handle",
     )
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, implicit: bool = False) -> None:
         self.server = server
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
@@ -84,6 +92,16 @@ class Session(asyncio.Protocol):
         self.paused = False
         self.started = time.monotonic()
         self.counted = False
+        #: connected to an implicit-TLS listener (TLS before the banner)
+        self.implicit = implicit
+        #: TLS on the control connection (None: in the clear, never or after CCC)
+        self.tls: ControlTLS | None = None
+        #: this session's TLS context (kept after CCC: data connections still use it)
+        self.tls_ctx: ssl.SSLContext | None = None
+        self.tls_note = ""
+        self.prot_p = False
+        self.pbsz = False
+        self.hs_handle: asyncio.TimerHandle | None = None
 
     # -- connection ----------------------------------------------------------------
 
@@ -109,16 +127,114 @@ class Session(asyncio.Protocol):
             self.close()
             return
         self.counted = True
-        log.info("[%s] connection from %s port %d", self.sid, self.peer, self.peer_port)
-        self.reply(220, self.server.config.banner)
+        log.info("[%s] connection from %s port %d%s", self.sid, self.peer, self.peer_port,
+                 " (implicit TLS)" if self.implicit else "")
         self.last_active = self.loop.time()
         self._arm_idle(self.server.config.timeouts.idle)
+        if self.implicit:
+            self.start_tls()  # the banner follows the handshake
+        else:
+            self.reply(220, self.server.config.banner)
+
+    # -- TLS on the control connection ---------------------------------------------------
+
+    def start_tls(self) -> None:
+        """Begin the server side of a TLS handshake (after 234, or at once when implicit).
+        Plaintext already read is dropped: nothing sent before TLS may count after it."""
+        self.tls_ctx = self.server.certs_context()
+        self.tls = ControlTLS(self.tls_ctx)
+        self.reader = LineReader(self.server.config.limits.max_line)
+        if self.queue:
+            self.queue.clear()
+        self.hs_handle = self.loop.call_later(self.server.config.timeouts.data,
+                                              self._handshake_timeout)
+
+    def _handshake_timeout(self) -> None:
+        self.hs_handle = None
+        if self.tls is not None and self.tls.state == HANDSHAKE and not self.closing:
+            self.event("TLS handshake from %s not finished within %g s (timeouts.data); "
+                       "closing", self.peer, self.server.config.timeouts.data,
+                       level=logging.WARNING)
+            self.abort_connection()
+
+    def _flush_tls(self) -> None:
+        t = self.transport
+        if self.tls is not None and t is not None and not t.is_closing():
+            out = self.tls.outgoing()
+            if out:
+                t.write(out)
+
+    def _tls_received(self, tls: ControlTLS, chunk: bytes) -> bytes | None:
+        """Decrypt; None when nothing is left for the line reader."""
+        t = self.transport
+        if tls.state == CLEARING:
+            rest = tls.receive_clearing(chunk)
+            self._flush_tls()
+            if rest is None:
+                return None
+            self.tls = None
+            self.event("control connection in the clear from now (CCC)")
+            return rest
+        if self.implicit and not tls.received and chunk[:1] != b"\x16" and t is not None:
+            # a plain FTP client (or anything else) on the implicit port: say so in clear
+            self.event("%s sent no TLS handshake to the implicit-TLS port; closing",
+                       self.peer, level=logging.WARNING)
+            t.write(b"421 This port speaks implicit FTPS: start TLS at once (ftps://), or "
+                    b"use AUTH TLS on the plain FTP port.\r\n")
+            self.close()
+            return None
+        try:
+            plain, established = tls.receive(chunk)
+        except ssl.SSLError as e:
+            self._flush_tls()  # the alert, if any
+            self.event("TLS %s with %s failed: %s; closing",
+                       "handshake" if tls.state == HANDSHAKE else "record", self.peer,
+                       e.reason or e, level=logging.WARNING)
+            self.abort_connection()
+            return None
+        except EOFError:
+            self.event("client ended TLS without CCC (close_notify); closing")
+            self.close()
+            return None
+        self._flush_tls()
+        if established:
+            if self.hs_handle is not None:
+                self.hs_handle.cancel()
+                self.hs_handle = None
+            self.tls_note = tls.describe()
+            if self.tls_ctx is not None:
+                # data connections resume the tickets issued here; new tickets on them
+                # are of no use, and lftp (GnuTLS) sometimes dropped an upload on them
+                self.tls_ctx.num_tickets = 0
+            self.event("TLS established with %s (%s%s)", self.peer, self.tls_note,
+                       ", implicit" if self.implicit else "")
+            if self.implicit:
+                self.reply(220, self.server.config.banner)
+        return plain or None
+
+    def clear_tls(self) -> None:
+        """CCC (after its 200): send close_notify; the clear text that follows, after the
+        client's close_notify or without one, is read by ``_tls_received``."""
+        if self.tls is not None and self.tls.state == OPEN:
+            self._write(self.tls.clear())
+
+    def abort_connection(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
 
     def data_received(self, chunk: bytes) -> None:
         self.last_active = self.loop.time()
-        for ev in self.reader.feed(chunk):
-            if self.closing:
+        tls = self.tls
+        if tls is not None:
+            got = self._tls_received(tls, chunk)
+            if got is None:
                 return
+            chunk = got
+            tls = self.tls  # None after CCC
+        for ev in self.reader.feed(chunk):
+            if self.closing or self.tls is not tls:
+                return  # closed, or AUTH TLS started: the rest was sent in the clear
             if self.busy is not None:
                 if isinstance(ev, Command) and ev.name == "ABOR":
                     self.abort("aborted by ABOR")
@@ -138,6 +254,9 @@ class Session(asyncio.Protocol):
         if self.idle_handle is not None:
             self.idle_handle.cancel()
             self.idle_handle = None
+        if self.hs_handle is not None:
+            self.hs_handle.cancel()
+            self.hs_handle = None
         self.close_data()
         if self.busy is not None:
             self.abort_reason = self.abort_reason or "control connection closed"
@@ -152,6 +271,7 @@ class Session(asyncio.Protocol):
         """Close after the replies already written have gone out."""
         self.closing = True
         if self.transport is not None:
+            self.clear_tls()  # close_notify before FIN
             self.transport.close()
 
     def shutdown(self, why: str) -> None:
@@ -165,14 +285,24 @@ class Session(asyncio.Protocol):
 
     def reply(self, code: int, *lines: str) -> None:
         """One reply, in its own write (so it starts a TCP segment: TCP_NODELAY)."""
-        t = self.transport
-        if t is not None and not t.is_closing():
-            t.write(Reply.of(code, *lines).format())
+        self.send_reply(Reply.of(code, *lines))
 
     def send_reply(self, reply: Reply) -> None:
+        data = reply.format()
+        tls = self.tls
+        if tls is not None:
+            if tls.state != OPEN:
+                return
+            try:
+                data = tls.encrypt(data)
+            except ssl.SSLError:
+                return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
         t = self.transport
-        if t is not None and not t.is_closing():
-            t.write(reply.format())
+        if t is not None and not t.is_closing() and data:
+            t.write(data)
 
     def refuse(self, code: int, text: str, *, level: int = logging.INFO) -> None:
         """A refusal: the reply says what and why, and the event is logged once."""
@@ -186,7 +316,7 @@ class Session(asyncio.Protocol):
     # -- dispatch --------------------------------------------------------------------
 
     def handle(self, ev: Command | BadLine) -> None:
-        from natftp.server.commands import NOT_IMPLEMENTED, TABLE
+        from natftp.server.commands import NOT_IMPLEMENTED, OFF_REASON, TABLE
 
         if isinstance(ev, BadLine):
             self.refuse(ev.code, ev.reason)
@@ -199,6 +329,9 @@ class Session(asyncio.Protocol):
                                  f"({NOT_IMPLEMENTED[ev.name]}).")
             else:
                 self.refuse(500, f"Unknown command {ev.name!r}; HELP lists the commands.")
+            return
+        if spec.needs is not None and spec.needs not in self.server.caps:
+            self.refuse(502, f"{ev.name} is not available: {OFF_REASON[spec.needs]}.")
             return
         if ev.name != "RNTO":
             rnfr_kept = ev.name == "RNFR"
@@ -288,11 +421,15 @@ class Session(asyncio.Protocol):
     def has_data_setup(self) -> bool:
         return self.pasv is not None or self.port_target is not None
 
-    async def open_data(self) -> socket.socket:
+    async def open_data(self) -> tuple[socket.socket, asyncio.Task[data.TLSChannel] | None]:
+        """The data connection's socket, and its TLS handshake if already started."""
         if self.pasv is not None:
             listener, self.pasv = self.pasv, None
+            if (listener.tls is not None) != self.prot_p:
+                listener.close()
+                raise data.DataError("PROT changed after PASV/EPSV; send PASV or EPSV again")
             try:
-                return await listener.wait()
+                return await listener.wait(), listener.handshake
             finally:
                 listener.close()
         if self.port_target is not None:
@@ -300,12 +437,37 @@ class Session(asyncio.Protocol):
             cfg = self.server.config
             return await data.connect_active(self.loop, self.family, self.local[0],
                                              cfg.active.source_port, target,
-                                             cfg.timeouts.data)
+                                             cfg.timeouts.data), None
         raise data.DataError("no data connection set up; send PASV, EPSV, PORT or EPRT "
                              "first")
 
+    async def data_channel(self, sock: socket.socket,
+                           handshake: asyncio.Task[data.TLSChannel] | None) -> data.Channel:
+        """The data connection as a channel: TLS in PROT P (and the session-reuse policy
+        checked), else the socket itself."""
+        if not self.prot_p:
+            return data.PlainChannel(self.loop, sock)
+        assert self.tls_ctx is not None
+        cfg = self.server.config
+        if handshake is None:
+            handshake = self.loop.create_task(data.TLSChannel.accept(
+                self.loop, sock, self.tls_ctx, cfg.timeouts.data))
+        try:
+            chan = await handshake
+        except asyncio.CancelledError:
+            handshake.cancel()
+            raise
+        if cfg.tls.require_session_reuse and not chan.reused:
+            await chan.close()  # close_notify: the client reads an empty file, then 522
+            raise data.DataError(
+                "not a resumption", 522, "Data connection refused: its TLS session does not "
+                "resume this control connection's session (tls.require_session_reuse = "
+                "true); use a client that reuses the TLS session on data connections "
+                "(curl, lftp, natftp), or ask the administrator to turn the setting off.")
+        return chan
+
     async def transfer(self, verb: str, what: str, mark: str,
-                       body: Callable[[socket.socket, data.Progress], Awaitable[int]],
+                       body: Callable[[data.Channel, data.Progress], Awaitable[int]],
                        upload: Upload | None = None, fd: int | None = None) -> None:
         """Open the data connection, say 150, run ``body``, say 226 or why not.
 
@@ -315,7 +477,9 @@ class Session(asyncio.Protocol):
         progress = data.Progress()
         watchdog: asyncio.TimerHandle | None = None
         sock: socket.socket | None = None
+        chan: data.Channel | None = None
         ok = False
+        how = ""
         started = time.monotonic()
         timeout = self.server.config.timeouts.data
         seen = [-1]
@@ -329,15 +493,22 @@ class Session(asyncio.Protocol):
             watchdog = self.loop.call_later(timeout, watch)
 
         try:
-            sock = await self.open_data()
+            sock, handshake = await self.open_data()
             self.reply(150, mark)
             watch()
-            n = await body(sock, progress)
+            chan = await self.data_channel(sock, handshake)
+            sock = None  # the channel closes it
+            if isinstance(chan, data.TLSChannel):
+                how = (f" over {chan.version}, session "
+                       f"{'resumed' if chan.reused else 'not resumed'}")
+            n = await body(chan, progress)
             if upload is not None:
                 upload.commit()
             ok = True
+            closing, chan = chan, None
+            await closing.close()
         except data.DataError as e:
-            self.refuse(425, f"Cannot open data connection: {e}.")
+            self.refuse(e.code, e.reply_text or f"Cannot open data connection: {e}.")
             return
         except asyncio.CancelledError:
             why = self.abort_reason or "cancelled"
@@ -353,6 +524,8 @@ class Session(asyncio.Protocol):
         finally:
             if watchdog is not None:
                 watchdog.cancel()
+            if chan is not None:
+                chan.abort()
             if sock is not None:
                 sock.close()
             if fd is not None:
@@ -360,7 +533,7 @@ class Session(asyncio.Protocol):
             if upload is not None and not ok:
                 upload.discard()
         secs = time.monotonic() - started
-        self.event("%s %s: %d bytes in %.2f s", verb, what, n, secs)
+        self.event("%s %s: %d bytes in %.2f s%s", verb, what, n, secs, how)
         self.reply(226, f"Transfer complete ({n} bytes).")
 
     # -- helpers for handlers --------------------------------------------------------
