@@ -146,7 +146,8 @@ def test_epsv_all_refuses_other_data_commands(server: Running) -> None:
 
 def test_explain_prints_each_client_class_and_the_warning(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-m", "natftp", "serve", str(tmp_path),
-                        "--listen", "172.16.0.2:21", "--explain", "--config",
+                        "--listen", "172.16.0.2:21", "--explain", "--masquerade", "off",
+                        "--config",
                         str(_write(tmp_path, '[nat]\noverrides = [{networks = '
                                    '["10.8.0.0/16"], address = "10.8.0.1"}]\n'))],
                        capture_output=True, text=True, timeout=30)
@@ -161,6 +162,21 @@ def test_explain_prints_each_client_class_and_the_warning(tmp_path: Path) -> Non
                         "203.0.113.5"], capture_output=True, text=True, timeout=30)
     assert "public client 198.51.100.77 (reaches us at 172.16.0.2): told 203.0.113.5" \
         in p.stdout
+    assert "WARNING" not in p.stdout
+
+
+def test_explain_with_masquerade_auto_says_discovery_decides_and_sends_nothing(
+        tmp_path: Path) -> None:
+    """Beyond loopback with no address set, --explain describes discovery (it would only
+    run when serving) instead of warning that public clients cannot connect."""
+    p = subprocess.run([sys.executable, "-m", "natftp", "serve", str(tmp_path),
+                        "--listen", "172.16.0.2:21", "--explain"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "masquerade: auto (the default when serving beyond loopback)" in p.stdout
+    assert "upnp, natpmp, pcp, metadata, stun within 3 s" in p.stdout
+    public = next(ln for ln in p.stdout.splitlines() if "public client 198.51.100.77" in ln)
+    assert "told 172.16.0.2" in public and "unless discovery finds the public address" in public
     assert "WARNING" not in p.stdout
 
 

@@ -40,7 +40,14 @@ def _local_for(cfg: ServerConfig, peer: IPAddress) -> IPAddress | None:
 def explain(cfg: ServerConfig, policy: AdvertisePolicy, pool: PortPool) -> list[str]:
     out = [f"natftp serve --explain: ROOT {cfg.root}; listen "
            + ", ".join(str(la) for la in cfg.listen)]
+    zc = cfg.nat.zeroconf
     masq = policy.masquerade or "(none: nat.masquerade / --masquerade not set)"
+    if zc.discover:
+        # --explain sends nothing; say what serving would do instead of guessing an answer
+        masq = (f"auto ({zc.reason}): discovered when serving, in the background, from "
+                f"{', '.join(zc.sources)} within {zc.discovery_timeout:g} s and re-checked "
+                f"every {zc.recheck_interval:g} s; public clients are told what it finds, "
+                "and the local address below until then or when nothing answers")
     if policy.masquerade_is_hostname:
         masq += " -> " + (", ".join(map(str, policy.masquerade_addresses)) or "unresolved")
     out.append(f"masquerade: {masq}")
@@ -74,8 +81,10 @@ def explain(cfg: ServerConfig, policy: AdvertisePolicy, pool: PortPool) -> list[
         except NoUsableAddress as e:
             out.append(f"  {label} {peer}: PASV refused ({e})")
             continue
-        warn = ("  WARNING: it cannot reach that; set nat.masquerade (--masquerade)"
-                if d.warn_unreachable else "")
+        warn = ""
+        if d.warn_unreachable:
+            warn = ("  (unless discovery finds the public address)" if zc.discover else
+                    "  WARNING: it cannot reach that; set nat.masquerade (--masquerade)")
         out.append(f"  {label} {peer} (reaches us at {local}): told {d.address} -- "
                    f"{d.reason}{warn}")
     return out
