@@ -11,6 +11,7 @@ from pathlib import Path
 
 from natftp.client import BlockingClient, Client
 from natftp.doctor.checks import diagnose
+from natftp.doctor.result import FAIL
 
 
 def test_client_round_trip_and_mirror_against_natftp(server, tmp_path: Path) -> None:
@@ -49,3 +50,25 @@ def test_doctor_cli_exit_code_zero_for_healthy_natftp(server) -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert '"natftp"' in r.stdout
+
+
+def test_doctor_tls_against_natftp_with_required_session_reuse_is_green(
+        natftp_server, tmp_path: Path) -> None:
+    """The doctor tries a data connection without resuming first; natftp's 522 makes it
+    retry resuming, pass, and report that the server requires session reuse."""
+    srv = natftp_server(args=["--tls", "--state-dir", str(tmp_path / "state"),
+                              "--tls-require-session-reuse", "--tls-required", "data"])
+    report = asyncio.run(diagnose(srv.url(), tls=True, timeout=2.0, write=True))
+    assert report.server == "natftp", report.server
+    assert report.ok, [(r.id, r.verdict, r.summary) for r in report.results]
+    listing = next(r for r in report.results if r.id == "listing")
+    assert listing.facts["session_reuse_required"] is True, listing
+    assert any("requires TLS session reuse" in e for e in listing.evidence), listing.evidence
+    assert "522 Data connection refused" in srv.log
+
+
+def test_doctor_tls_against_natftp_without_tls_names_the_natftp_flag(server) -> None:
+    report = asyncio.run(diagnose(server.url(), tls=True, timeout=2.0))
+    tls = next(r for r in report.results if r.id == "tls")
+    assert tls.verdict == FAIL, tls
+    assert any("--tls" in f and "tls.enabled" in f for f in tls.fix), tls.fix

@@ -147,7 +147,9 @@ FIXES: dict[str, dict[str, str]] = {
         "proftpd": "Load mod_tls and set TLSEngine on with TLSRSACertificateFile.",
         "pure-ftpd": "Start pure-ftpd with -Y 1 (TLS optional) or -Y 2 (TLS required).",
         "pyftpdlib": "Use pyftpdlib.handlers.TLS_FTPHandler with a certfile.",
-        "natftp": "Start natftp serve with TLS (a certificate and key).",
+        "natftp": ("Start natftp serve with --tls (a self-signed certificate is generated "
+                   "once and its SHA-256 fingerprint printed) or --tls-cert FILE --tls-key "
+                   "FILE (config: tls.enabled = true, tls.cert, tls.key)."),
         "*": "Enable explicit FTPS (AUTH TLS) on the server.",
     },
     "slow_banner": {
@@ -163,6 +165,9 @@ FIXES: dict[str, dict[str, str]] = {
                    "(FileZilla, lftp, curl) or set require_ssl_reuse=NO."),
         "proftpd": ("ProFTPD requires session reuse (TLSOptions without "
                     "NoSessionReuseRequired): use a reusing client or add that option."),
+        "natftp": ("natftp refuses data connections that do not resume the control "
+                   "session (tls.require_session_reuse = true, --tls-require-session-reuse): "
+                   "use a client that resumes (curl, lftp, natftp) or turn it off."),
         "*": "The server requires TLS session reuse on data connections; use a client "
              "that reuses the control connection's session.",
     },
@@ -182,7 +187,9 @@ ROUTER: dict[str, str] = {
     "helper_blind": (
         "A router's FTP helper rewrites PASV replies on the plain control channel but is "
         "blind under TLS: with FTPS the server itself must advertise the public address "
-        "({public}) and the router must forward the passive range."),
+        "({public}) and the router must forward the passive range (or, where server and "
+        "client both support it, CCC after login clears the control channel so the helper "
+        "reads it again; natftp: tls.ccc = true)."),
     "active_local": (
         "Your side does not accept the server's data connection: a local firewall drops "
         "inbound connections, or a NAT router in front of you has no FTP helper. Use passive "
