@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,6 +111,8 @@ def _natftp(root: Path, passive: tuple[int, int], extra: list[str]) -> Iterator[
     r = servertools.start_server(tmp, root=root, config=config,
                                  args=["--passive-ports", f"{passive[0]}-{passive[1]}",
                                        *extra])
+    loop = re.search(r"event loop (\w+)", r.log)
+    print(f"natftp serve: event loop {loop.group(1) if loop else '(not logged)'}", flush=True)
     try:
         # the suite's helper logs in as its own user; the benchmark uses the same one
         yield Target("natftp", r.host, r.port, r.user, r.password, root, r.proc.pid)
