@@ -35,7 +35,14 @@ lint: venv
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy --strict src/natftp/proto src/natftp/nat
 
-# benchmarks are never part of `make test`
-bench: venv
-	@if [ -f bench/run.py ]; then $(VENV)/bin/python bench/run.py; \
-	else echo "bench: no bench/run.py yet"; fi
+# benchmarks are never part of `make test`: peers from Debian (system) and PyPI (the bench
+# extra: pyftpdlib, aioftp, py-spy, pyinstrument); BENCH_ARGS=--quick for a short run
+BENCH_STAMP := $(VENV)/.natftp-bench-installed
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): pyproject.toml $(VENV_STAMP)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -e '.[test,bench]'
+	touch $@
+
+bench: system venv $(BENCH_STAMP)
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)

@@ -8,6 +8,10 @@ scripts/setup-system.sh), then the gateway in front of it twice (os.splice relay
 sha256sum (it must match), then best of N into /dev/null for the figure. Prints MB/s per
 path and the gateway/direct ratio. Not part of the test suite; loopback numbers show the
 gateway's CPU cost, not a network's.
+
+The gateway figure in `make bench`'s table comes from bench/run.py's ``gateway`` benchmark
+(natftp upstream, the shared pinned load generator); this script stays as the check that
+relayed bytes are identical (sha256), with curl as the client.
 """
 
 from __future__ import annotations

@@ -504,7 +504,7 @@ _PYFTPD_SCRIPT = r"""
 import json, logging, sys
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
-from pyftpdlib.servers import ThreadedFTPServer
+from pyftpdlib.servers import FTPServer, ThreadedFTPServer
 
 cfg = json.loads(sys.argv[1])
 logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -520,8 +520,10 @@ Handler.passive_ports = list(range(cfg["passive"][0], cfg["passive"][1] + 1))
 Handler.masquerade_address = cfg["masquerade"]
 Handler.banner = "natftp test peer (pyftpdlib) ready."
 Handler.timeout = 120
-server = ThreadedFTPServer((cfg["host"], cfg["port"]), Handler)
-server.max_cons = 64
+server_class = ThreadedFTPServer if cfg["threaded"] else FTPServer
+server = server_class((cfg["host"], cfg["port"]), Handler)
+server.max_cons = cfg["max_cons"]
+server.max_cons_per_ip = 0
 server.serve_forever()
 """
 
@@ -531,13 +533,16 @@ def pyftpdlib(*, host: str = "127.0.0.1", port: int | None = None, root: Path | 
               user: str = DEFAULT_USER, password: str = DEFAULT_PASSWORD,
               passive_ports: tuple[int, int] | None = None, masquerade: str | None = None,
               epsv: bool = True, pasv: bool = True, write: bool = True,
-              perm: str | None = None) -> Iterator[Peer]:
+              perm: str | None = None, threaded: bool = True,
+              max_cons: int = 64) -> Iterator[Peer]:
     """pyftpdlib's threaded server as a subprocess (so it is killed by PID). ``epsv`` /
-    ``pasv`` False remove the command from the handler (the server answers 500)."""
+    ``pasv`` False remove the command from the handler (the server answers 500).
+    ``threaded=False``: its default single-threaded epoll server (the benchmark's);
+    ``max_cons``: sessions it accepts at once."""
 
     def start() -> contextlib.AbstractContextManager[Peer]:
         return _pyftpdlib_once(host, port, root, user, password, passive_ports, masquerade,
-                               epsv, pasv, write, perm)
+                               epsv, pasv, write, perm, threaded, max_cons)
 
     yield from _with_retries(start)
 
@@ -545,7 +550,8 @@ def pyftpdlib(*, host: str = "127.0.0.1", port: int | None = None, root: Path | 
 @contextmanager
 def _pyftpdlib_once(host: str, port: int | None, root: Path | None, user: str, password: str,
                     passive_ports: tuple[int, int] | None, masquerade: str | None, epsv: bool,
-                    pasv: bool, write: bool, perm: str | None) -> Iterator[Peer]:
+                    pasv: bool, write: bool, perm: str | None, threaded: bool,
+                    max_cons: int) -> Iterator[Peer]:
     port, rng = _ports(host, port, passive_ports)
     with _state("pyftpdlib", root, None, write) as (state, served):
         log = state / "pyftpdlib.log"
@@ -554,6 +560,7 @@ def _pyftpdlib_once(host: str, port: int | None, root: Path | None, user: str, p
             "root": str(served), "perm": perm or ("elradfmwMT" if write else "elr"),
             "passive": list(rng), "masquerade": masquerade,
             "refuse": [c for c, on in (("EPSV", epsv), ("PASV", pasv)) if not on],
+            "threaded": threaded, "max_cons": max_cons,
         }
         peer = Peer("pyftpdlib", host, port, user, password, served, rng, 0, log, masquerade)
         cmd = [sys.executable, "-c", _PYFTPD_SCRIPT, json.dumps(cfg)]

@@ -98,7 +98,7 @@ class Server:
             for la in cfg.listen:
                 sock = self._listen_socket(la, v4_any_ports)
                 srv = await self.loop.create_server(lambda: Session(self), sock=sock,
-                                                    backlog=1024)
+                                                    backlog=socket.SOMAXCONN)
                 self._servers.append(srv)
                 name = sock.getsockname()
                 self.bound.append(ListenAddress(la.host, int(name[1])))
@@ -129,7 +129,7 @@ class Server:
                 sock.bind((la.host, la.port, 0, 0))
             else:
                 sock.bind((la.host, la.port))
-            sock.listen(1024)
+            sock.listen(socket.SOMAXCONN)
             sock.setblocking(False)
         except OSError:
             sock.close()

@@ -1,0 +1,616 @@
+"""natftp's benchmark: natftp and its peers side by side, one load generator, one table.
+
+    .venv/bin/python bench/run.py [--quick] [--servers natftp,vsftpd] [--bench retr,small]
+
+(``make bench`` runs the full set.) bench/README.md says how to read the output. Every
+server runs on core 0, everything else (this process, the load workers) on core 1, so
+each figure is "what one core of server does". Results: a table on stdout and the same
+figures as JSON in bench/results/ (gitignored). Loopback only; every process started is
+killed by PID; every loop is bounded by a count and a timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import servers  # noqa: E402
+from servers import Target  # noqa: E402
+
+LOAD = HERE / "load.py"
+PY = sys.executable
+SERVER_CORE, LOAD_CORE = 0, 1
+BENCHES = ("ceiling", "retr", "stor", "small", "sessions", "gateway")
+T0 = time.monotonic()
+
+
+def say(msg: str) -> None:
+    print(f"[{time.monotonic() - T0:6.0f}s] {msg}", flush=True)
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# --- processes --------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def on_server_core() -> Iterator[None]:
+    """Processes started inside inherit the server core (and so do their forks)."""
+    os.sched_setaffinity(0, {SERVER_CORE})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, {LOAD_CORE})
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (forking servers: one or two per session)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def memory(pid: int) -> tuple[int, int, int]:
+    """(RSS summed, PSS summed, processes) over the server's process tree, in bytes."""
+    rss = pss = n = 0
+    for p in tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1]) << 10
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1]) << 10
+            n += 1
+        except (OSError, ValueError):
+            continue
+    return rss, pss, n
+
+
+def cpu(pid: int) -> float:
+    """CPU seconds used by the server tree so far (reaped children included)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in tree(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        f = stat[stat.rindex(")") + 2:].split()
+        total += sum(int(x) for x in f[11:15 if p == pid else 13]) / tick
+    return total
+
+
+def worker(mode: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run one load worker to completion; its last JSON line."""
+    r = subprocess.run([PY, str(LOAD), mode, json.dumps(args)], capture_output=True,
+                       text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"load {mode} failed ({r.returncode}): {r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def fr(xs: list[float]) -> str:
+    return " ".join(f"{x:.0f}" for x in xs)
+
+
+def median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+# --- the machine --------------------------------------------------------------------
+
+def prepare_machine() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1 << 17
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), max(hard, want)))
+    except (ValueError, OSError):  # no CAP_SYS_RESOURCE (a container): the hard limit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    os.sched_setaffinity(0, {LOAD_CORE})
+
+
+def machine() -> dict[str, Any]:
+    def run(*cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    lscpu = run("lscpu")
+    model = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines()
+                  if ln.startswith("Model name")), platform.processor())
+    return {"cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(),
+            "python": platform.python_version(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+                                / 2**30, 1)}
+
+
+def make_file(path: Path, size: int) -> None:
+    """Non-repeating bytes (no sparse file: sendfile of holes would be unfairly cheap)."""
+    block = bytearray(os.urandom(1 << 20))
+    with open(path, "wb") as f:
+        for i in range(size >> 20):
+            block[:8] = i.to_bytes(8, "big")
+            f.write(block)
+    os.chmod(path, 0o644)
+
+
+def passive_range(count: int) -> tuple[int, int]:
+    """Passive ports above Linux's ephemeral range (61000-), where the test suite's random
+    ports (20000-32000) do not go; checked with SO_REUSEADDR, as the servers bind them, so
+    an earlier run's TIME_WAIT does not count as taken."""
+    import socket
+
+    for low in range(61000, 65535 - count, count):
+        ok = True
+        for port in range(low, low + count):
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return low, low + count - 1
+    return servers.peers.free_port_range("127.0.0.1", min(count, 200))
+
+
+# --- benchmarks ---------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, a: argparse.Namespace, work: Path) -> None:
+        self.a = a
+        self.work = work
+        self.root = work / "root"
+        self.big = self.root / "big.bin"
+        self.size = a.size_mib << 20
+        self.results: dict[str, dict[str, Any]] = {}
+        self.passive = passive_range(a.passive_count)
+
+    def put(self, server: str, key: str, value: Any) -> None:
+        self.results.setdefault(server, {})[key] = value
+
+    @contextlib.contextmanager
+    def server(self, kind: str, natftp_args: list[str] | None = None) -> Iterator[Target]:
+        with on_server_core():
+            cm = servers.start(kind, self.root, self.passive, natftp_args)
+            t = cm.__enter__()
+        try:
+            yield t
+        except BaseException:
+            if not cm.__exit__(*sys.exc_info()):
+                raise
+        else:
+            cm.__exit__(None, None, None)
+
+    # 1. ceiling
+    def ceiling(self) -> None:
+        for key, role, client in (("retr", "send", "raw-recv"), ("stor", "recv", "raw-send")):
+            out = self.root / "ceiling.out"
+            runs = []
+            for i in range(self.a.runs + 1):  # the first is a warm-up, not counted
+                os.sync()  # no writeback of an earlier file competes with this one
+                with on_server_core():
+                    srv = subprocess.Popen(
+                        [PY, str(LOAD), "raw-serve", json.dumps(
+                            {"host": "127.0.0.1", "count": 1, "role": role,
+                             "file": str(self.big if role == "send" else out)})],
+                        stdout=subprocess.PIPE, text=True)
+                try:
+                    assert srv.stdout is not None
+                    port = json.loads(srv.stdout.readline())["port"]
+                    r = worker(client, {"host": "127.0.0.1", "port": port,
+                                        "file": str(self.big)}, 300)
+                    srv.wait(60)
+                finally:
+                    if srv.poll() is None:
+                        srv.kill()
+                        srv.wait()
+                out.unlink(missing_ok=True)
+                if i:
+                    runs.append(r["bytes"] / r["seconds"] / 1e6)
+            self.put("ceiling", f"{key}_mbs", {"median": median(runs), "runs": runs})
+            say(f"ceiling {key} ({'raw TCP' if key == 'retr' else 'raw TCP into a file'}): "
+                f"{median(runs):.0f} MB/s [{fr(runs)}]  load {loadavg()}")
+
+    # 2. single stream
+    def stream(self, t: Target, upload: bool) -> None:
+        key = "stor" if upload else "retr"
+        runs = []
+        name = f"up-{t.kind}.bin"
+        for i in range(self.a.runs + 1):  # the first is a warm-up, not counted
+            args = {**t.args(), "name": name if upload else "big.bin", "file": str(self.big)}
+            os.sync()
+            r = worker(key, args, 600)
+            if r["bytes"] != self.size:
+                raise RuntimeError(f"{t.kind} {key}: {r['bytes']} bytes, not {self.size}")
+            if upload:
+                got = (self.root / name).stat().st_size
+                (self.root / name).unlink()
+                if got != self.size:
+                    raise RuntimeError(f"{t.kind} STOR stored {got} bytes, not {self.size}")
+            if i:
+                runs.append(r["bytes"] / r["seconds"] / 1e6)
+        self.put(t.kind, f"{key}_mbs", {"median": median(runs), "runs": runs})
+        say(f"{t.kind} {key.upper()} {self.size >> 20} MiB: {median(runs):.0f} MB/s "
+            f"[{fr(runs)}]  load {loadavg()}")
+
+    # 3. small files
+    def small(self, t: Target) -> None:
+        for n in self.a.small_sessions:
+            procs = min(self.a.procs, n)
+            runs: list[dict[str, Any]] = []
+            for _ in range(self.a.runs):
+                per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+                args = {**t.args(), "name": "small.bin", "size": 4096,
+                        "duration": self.a.duration}
+                c0, w0 = cpu(t.pid), time.monotonic()
+                ps = [subprocess.Popen([PY, str(LOAD), "small",
+                                        json.dumps({**args, "sessions": k})],
+                                       stdout=subprocess.PIPE, text=True) for k in per]
+                outs = []
+                for p in ps:
+                    o, _ = p.communicate(timeout=self.a.duration + 120)
+                    outs.append(json.loads(o.strip().splitlines()[-1]))
+                # core use over the whole run (logins and teardown included)
+                server_cpu = (cpu(t.pid) - c0) / (time.monotonic() - w0)
+                lat = [x for o in outs for x in o["latencies"]]
+                secs = max(o["seconds"] for o in outs)
+                runs.append({"tps": len(lat) / secs, "p50_ms": (pct(lat, .5) or 0) * 1e3,
+                             "p99_ms": (pct(lat, .99) or 0) * 1e3,
+                             "errors": sum(o["errors"] for o in outs),
+                             "error_samples": [e for o in outs for e in o["error_samples"]][:3],
+                             "server_cpu": server_cpu,
+                             "load_cpu": sum(o["cpu"] for o in outs) / secs})
+            best = sorted(runs, key=lambda r: r["tps"])[len(runs) // 2]
+            self.put(t.kind, f"small{n}", {
+                "tps": median([r["tps"] for r in runs]),
+                "p50_ms": median([r["p50_ms"] for r in runs]),
+                "p99_ms": median([r["p99_ms"] for r in runs]),
+                "errors": sum(r["errors"] for r in runs),
+                "server_cpu": best["server_cpu"], "load_cpu": best["load_cpu"],
+                "runs": runs})
+            r = self.results[t.kind][f"small{n}"]
+            say(f"{t.kind} small files x{n} sessions ({procs} procs): {r['tps']:.0f}/s "
+                f"p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms, errors {r['errors']} "
+                f"{best['error_samples'][:1]}, server cpu {best['server_cpu']:.2f}, "
+                f"load cpu {best['load_cpu']:.2f}  load {loadavg()}")
+
+    # 4. idle sessions (a fresh server each time: memory is measured from its start)
+    def sessions(self, kind: str) -> None:
+        for n in self.a.idle_sessions:
+            for start in ("ramped", "burst"):
+                with self.server(kind) as t:
+                    self._sessions(t, n, start)
+
+    def _sessions(self, t: Target, n: int, start: str) -> None:
+        # one login first: lazily loaded code and the first session's caches are not
+        # counted as "per session"
+        worker("retr", {**t.args(), "name": "small.bin", "file": ""}, 60)
+        time.sleep(0.5)
+        rss0, pss0, np0 = memory(t.pid)
+        procs = min(self.a.procs, n)
+        per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+        args = {**t.args(), "start": start, "login_timeout": self.a.login_timeout,
+                "open_budget": self.a.open_budget,
+                "probes": 400, "probe_seconds": 15}
+        ps = [subprocess.Popen([PY, str(LOAD), "idle", json.dumps({**args, "sessions": k})],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+              for k in per]
+        try:
+            ready = []
+            for p in ps:
+                assert p.stdout is not None
+                line = p.stdout.readline()  # bounded: login_timeout per session
+                if not line:
+                    raise RuntimeError(f"{t.kind}: idle worker died")
+                ready.append(json.loads(line))
+            time.sleep(1.0)
+            rss1, pss1, np1 = memory(t.pid)
+            for p in ps:
+                assert p.stdin is not None
+                p.stdin.write("probe\n")
+                p.stdin.flush()
+            done = []
+            for p in ps:
+                o, _ = p.communicate(timeout=120)
+                done.append(json.loads(o.strip().splitlines()[-1]))
+        finally:
+            for p in ps:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        opened = sum(r["open"] for r in ready)
+        failed = sum(r["failed"] for r in ready)
+        skipped = sum(r["skipped"] for r in ready)
+        rtts = [x for d in done for x in d["rtts"]]
+        res = {"sessions": n, "open": opened, "failed": failed, "skipped": skipped,
+               "error_samples": sorted({e for r in ready for e in r["error_samples"]})[:4],
+               "open_seconds": max(r["open_seconds"] for r in ready),
+               "rss_per_session_kib": (rss1 - rss0) / max(opened, 1) / 1024,
+               "pss_per_session_kib": (pss1 - pss0) / max(opened, 1) / 1024,
+               "rss_before_mib": rss0 / 2**20, "rss_after_mib": rss1 / 2**20,
+               "processes": [np0, np1],
+               "noop_p50_ms": (pct(rtts, .5) or 0) * 1e3,
+               "noop_p99_ms": (pct(rtts, .99) or 0) * 1e3 if rtts else None,
+               "noop_failed": sum(d["probe_failed"] for d in done),
+               "still_open": sum(d["still_open"] for d in done)}
+        self.put(t.kind, f"idle{n}_{start}", res)
+        p99 = res["noop_p99_ms"]
+        say(f"{t.kind} {n} idle sessions, {start} start: {opened} open, {failed} failed, "
+            f"{skipped} not tried (open budget {self.a.open_budget:g} s) "
+            f"{res['error_samples'][:1]} in {res['open_seconds']:.1f} s; "
+            f"RSS {res['rss_per_session_kib']:.1f} KiB/session "
+            f"(PSS {res['pss_per_session_kib']:.1f}), {np1} processes; NOOP p99 "
+            f"{'-' if p99 is None else f'{p99:.1f} ms'} ({res['noop_failed']} failed, "
+            f"{res['still_open']} still open)  load {loadavg()}")
+
+    # 5. gateway
+    def gateway(self) -> None:
+        import gwrun
+
+        with self.server("natftp") as t:
+            paths: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Any]]]] = [
+                ("direct", lambda: contextlib.nullcontext(None)),
+                ("gateway", lambda: gwrun.gateway((t.host, t.port))),
+                ("gateway_copy", lambda: gwrun.gateway((t.host, t.port),
+                                                       args=["--no-zero-copy"])),
+            ]
+            for name, cm in paths:
+                with on_server_core():
+                    ctx = cm()
+                    gw = ctx.__enter__()
+                try:
+                    host, port = (t.host, t.port) if gw is None else (gw.host, gw.port)
+                    runs = []
+                    for _ in range(self.a.runs):
+                        r = worker("retr", {**t.args(), "host": host, "port": port,
+                                            "name": "big.bin", "file": ""}, 600)
+                        if r["bytes"] != self.size:
+                            raise RuntimeError(f"{name}: {r['bytes']} bytes")
+                        runs.append(r["bytes"] / r["seconds"] / 1e6)
+                finally:
+                    ctx.__exit__(None, None, None)
+                self.put("gateway", f"{name}_mbs", {"median": median(runs), "runs": runs})
+                say(f"natftp RETR {name}: {median(runs):.0f} MB/s "
+                    f"[{fr(runs)}]  load {loadavg()}")
+
+
+# --- the table ----------------------------------------------------------------------
+
+def table(res: dict[str, dict[str, Any]], kinds: list[str], a: argparse.Namespace) -> str:
+    cols = [k for k in kinds if k in res]
+    ceil = res.get("ceiling", {})
+    nat = res.get("natftp", {})
+    rows: list[list[str]] = []
+
+    def val(k: str, key: str, field: str | None = None) -> float | None:
+        v = res.get(k, {}).get(key)
+        if v is None:
+            return None
+        return v.get(field or "median") if isinstance(v, dict) else v
+
+    def fmt(x: float | None, f: str = "{:.0f}") -> str:
+        return "-" if x is None else f.format(x)
+
+    def ratio(x: float | None, ref: float | None) -> str:
+        return "-" if x is None or not ref else f"{x / ref:.2f}x"
+
+    for key, label in (("retr_mbs", f"RETR {a.size_mib} MiB MB/s"),
+                       ("stor_mbs", f"STOR {a.size_mib} MiB MB/s")):
+        c = val("ceiling", key)
+        rows.append([label, fmt(c)] + [fmt(val(k, key)) for k in cols])
+        rows.append(["  x ceiling", "1.00x" if c else "-"] +
+                    [ratio(val(k, key), c) for k in cols])
+        rows.append(["  x natftp", "-"] + [ratio(val(k, key), val("natftp", key))
+                                           for k in cols])
+    for n in a.small_sessions:
+        key = f"small{n}"
+        rows.append([f"small x{n} transfers/s", "-"] +
+                    [fmt(val(k, key, "tps")) for k in cols])
+        rows.append(["  x natftp", "-"] + [ratio(val(k, key, "tps"),
+                                                 val("natftp", key, "tps")) for k in cols])
+        rows.append(["  p50 / p99 ms", "-"] + [
+            "-" if val(k, key, "tps") is None else
+            f"{val(k, key, 'p50_ms'):.1f}/{val(k, key, 'p99_ms'):.1f}" for k in cols])
+        rows.append(["  errors; cpu srv/load", "-"] + [
+            "-" if val(k, key, "tps") is None else
+            f"{val(k, key, 'errors'):.0f}; {val(k, key, 'server_cpu'):.2f}/"
+            f"{val(k, key, 'load_cpu'):.2f}" for k in cols])
+    for n in a.idle_sessions:
+        for start in ("ramped", "burst"):
+            key = f"idle{n}_{start}"
+            rows.append([f"{n} idle {start}: KiB/sess", "-"] +
+                        [fmt(val(k, key, "rss_per_session_kib"), "{:.1f}") for k in cols])
+            rows.append(["  x natftp", "-"] + [
+                ratio(val(k, key, "rss_per_session_kib"),
+                      val("natftp", key, "rss_per_session_kib")) for k in cols])
+            rows.append(["  PSS KiB/sess", "-"] +
+                        [fmt(val(k, key, "pss_per_session_kib"), "{:.1f}") for k in cols])
+            rows.append(["  NOOP p99 ms", "-"] +
+                        [fmt(val(k, key, "noop_p99_ms"), "{:.1f}") for k in cols])
+            rows.append(["  open/failed/untried", "-"] + [
+                "-" if val(k, key, "open") is None else
+                f"{val(k, key, 'open'):.0f}/{val(k, key, 'failed'):.0f}/"
+                f"{val(k, key, 'skipped'):.0f}" for k in cols])
+    g = res.get("gateway", {})
+    if g:
+        d = g.get("direct_mbs", {}).get("median")
+        for name in ("direct", "gateway", "gateway_copy"):
+            v = g.get(f"{name}_mbs", {}).get("median")
+            rows.append([f"natftp RETR {name} MB/s", "-", f"{fmt(v)} ({ratio(v, d)})"] +
+                        ["" for _ in cols[1:]])
+    del nat, ceil
+    # a block whose every cell is "-" (a benchmark not run) is left out
+    kept: list[list[str]] = []
+    block: list[list[str]] = []
+    for r in rows + [["END"]]:
+        if not r[0].startswith("  ") and block:
+            if any(c not in ("-", "", "-/-") for row in block for c in row[1:]):
+                kept += block
+            block = []
+        block.append(r)
+    rows = kept
+    head = ["", "ceiling"] + cols
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                       enumerate(zip(r, widths, strict=True))) for r in [head, *rows]]
+    return "\n".join(lines)
+
+
+# --- main ---------------------------------------------------------------------------
+
+def parse() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="small sizes and durations, for development (not for reporting)")
+    ap.add_argument("--servers", default=",".join(servers.KINDS),
+                    help=f"comma-separated, of: {', '.join(servers.KINDS)}")
+    ap.add_argument("--bench", default=",".join(BENCHES),
+                    help=f"comma-separated, of: {', '.join(BENCHES)}")
+    ap.add_argument("--runs", type=int, help="runs per figure (median); default 3, quick 1")
+    ap.add_argument("--size-mib", type=int, help="RETR/STOR size; default 1024, quick 256")
+    ap.add_argument("--duration", type=float, help="small-file seconds; default 8, quick 2")
+    ap.add_argument("--small-sessions", help="default 50,200")
+    ap.add_argument("--idle-sessions", help="default 1000,10000; quick 200,1000")
+    ap.add_argument("--procs", type=int, default=4, help="load worker processes")
+    ap.add_argument("--login-timeout", type=float, default=30.0,
+                    help="per idle session: connect, banner and login")
+    ap.add_argument("--open-budget", type=float, default=150.0,
+                    help="seconds to open the idle sessions; those not started by then "
+                         "are reported as untried")
+    ap.add_argument("--passive-count", type=int, default=2000,
+                    help="passive ports per server (small files: many in TIME_WAIT)")
+    ap.add_argument("--json", type=Path, help="default bench/results/bench-DATE.json")
+    a = ap.parse_args()
+    q = a.quick
+    a.runs = a.runs or (1 if q else 3)
+    a.size_mib = a.size_mib or (256 if q else 1024)
+    a.duration = a.duration or (2.0 if q else 8.0)
+    a.small_sessions = [int(x) for x in (a.small_sessions or "50,200").split(",")]
+    a.idle_sessions = [int(x) for x in
+                       (a.idle_sessions or ("200,1000" if q else "1000,10000")).split(",")]
+    a.servers = [s for s in a.servers.split(",") if s]
+    a.bench = [b for b in a.bench.split(",") if b]
+    for s in a.servers:
+        if s not in servers.KINDS:
+            ap.error(f"unknown server {s!r}")
+    for b in a.bench:
+        if b not in BENCHES:
+            ap.error(f"unknown benchmark {b!r}")
+    return a
+
+
+def main() -> int:
+    a = parse()
+    if os.geteuid() != 0:
+        print("bench/run.py: needs root (vsftpd, ProFTPD and Pure-FTPd switch to the "
+              "natftptest user); run `make bench` as root", file=sys.stderr)
+        return 2
+    if (os.cpu_count() or 1) < 2:
+        print("bench/run.py: needs 2 cores (server and load are pinned apart)",
+              file=sys.stderr)
+        return 2
+    prepare_machine()
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    if "sessions" in a.bench and max(a.idle_sessions) * 2 + 10000 > pid_max:
+        say(f"kernel.pid_max {pid_max} is too low for {max(a.idle_sessions)} forked "
+            "sessions (vsftpd: two processes each); raising it to 4194304")
+        Path("/proc/sys/kernel/pid_max").write_text("4194304\n")
+    started = datetime.datetime.now().astimezone()
+    info = {"date": started.isoformat(timespec="seconds"), "machine": machine(),
+            "load_before": loadavg(), "options": {k: v for k, v in vars(a).items()
+                                                  if k != "json"}}
+    say(f"natftp bench: {info['machine']}, load {info['load_before']}, "
+        f"{'QUICK ' if a.quick else ''}servers {a.servers}, benchmarks {a.bench}")
+    work = Path(tempfile.mkdtemp(prefix="natftp-bench-", dir="/var/tmp"))
+    os.chmod(work, 0o755)
+    b = Bench(a, work)
+    try:
+        b.root.mkdir()
+        owner = servers.peers._system_user()
+        os.chown(b.root, owner.pw_uid, owner.pw_gid)
+        say(f"writing {a.size_mib} MiB test file into {b.root}")
+        make_file(b.big, b.size)
+        os.sync()
+        (b.root / "small.bin").write_bytes(os.urandom(4096))
+        os.chmod(b.root / "small.bin", 0o644)
+        if "ceiling" in a.bench:
+            b.ceiling()
+        for kind in a.servers:
+            want = [x for x in ("retr", "stor", "small") if x in a.bench]
+            try:
+                if want:
+                    with b.server(kind) as t:
+                        say(f"{kind} up on {t.host}:{t.port} (pid {t.pid})")
+                        if "retr" in want:
+                            b.stream(t, upload=False)
+                        if "stor" in want:
+                            b.stream(t, upload=True)
+                        if "small" in want:
+                            b.small(t)
+                if "sessions" in a.bench:
+                    b.sessions(kind)
+            except Exception as e:  # noqa: BLE001 - one server failing is reported
+                say(f"{kind}: FAILED: {e}")
+                b.put(kind, "failed", str(e)[-1000:])
+        if "gateway" in a.bench:
+            b.gateway()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    info["load_after"] = loadavg()
+    info["seconds"] = round(time.monotonic() - T0)
+    info["results"] = b.results
+    text = table(b.results, a.servers, a)
+    print(f"\nnatftp bench {info['date']} ({info['machine']['cpu']}, "
+          f"{info['machine']['kernel']}); load average before {info['load_before']}, "
+          f"after {info['load_after']}; {info['seconds']} s; medians of {a.runs} run(s)"
+          f"{'; QUICK run' if a.quick else ''}\n{text}")
+    out = a.json or HERE / "results" / f"bench-{started:%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    info["table"] = text
+    out.write_text(json.dumps(info, indent=1))
+    print(f"\nJSON: {out}")
+    return 1 if any("failed" in r for r in b.results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
