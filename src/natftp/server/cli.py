@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from natftp import logsetup
 from natftp.server.config import ConfigError, ServerConfig, User, from_dict, load
 
 LOOPS = ("auto", "asyncio", "uvloop")
@@ -246,8 +247,7 @@ def register(app: typer.Typer) -> None:
         except ConfigError as e:
             print(f"natftp serve: configuration error: {e}", file=sys.stderr)
             raise typer.Exit(2) from None
-        logging.basicConfig(level=cfg.log_level.upper(), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        logsetup.setup(cfg.log_level.upper())
         if explain:
             _explain(cfg)
             return
