@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import ssl
+from collections.abc import Callable
 from typing import cast
 
 from natftp.nat.ports import PortPool
@@ -76,12 +77,18 @@ async def wait_writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
 
 
 class PlainChannel:
-    """A data connection in the clear: a non-blocking socket; RETR uses sendfile."""
+    """A data connection in the clear: a non-blocking socket; RETR uses sendfile.
 
-    __slots__ = ("loop", "sock")
+    ``on_wait``, when set, is called once, just before ``send_file`` first waits for the
+    socket or yields: a transfer that never waits (a small file into an empty socket
+    buffer) never calls it (the session holds its 150 until then, see
+    ``Session.transfer``)."""
+
+    __slots__ = ("loop", "sock", "on_wait")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         self.loop, self.sock = loop, sock
+        self.on_wait: Callable[[], None] | None = None
 
     async def send(self, data: bytes) -> None:
         await self.loop.sock_sendall(self.sock, data)
@@ -89,16 +96,24 @@ class PlainChannel:
     async def recv_into(self, buf: bytearray) -> int:
         return await self.loop.sock_recv_into(self.sock, buf)
 
-    async def send_file(self, fd: int, offset: int, progress: Progress) -> int:
-        """Zero-copy ``fd`` from ``offset`` to its end (kernel sendfile)."""
+    def _waiting(self) -> None:
+        cb, self.on_wait = self.on_wait, None
+        if cb is not None:
+            cb()
+
+    async def send_file(self, fd: int, offset: int, progress: Progress,
+                        end: int | None = None) -> int:
+        """Zero-copy ``fd`` from ``offset`` to ``end`` (its size when opened, the size
+        the 150 announced) or, without one, to its end (kernel sendfile)."""
         out = self.sock.fileno()
         sent = 0
         since_yield = 0
-        while True:
+        while end is None or offset < end:
             try:
                 n = os.sendfile(out, fd, offset, SENDFILE_CHUNK)
             except (BlockingIOError, InterruptedError):
                 since_yield = 0
+                self._waiting()
                 await wait_writable(self.loop, out)
                 continue
             if n == 0:
@@ -109,7 +124,9 @@ class PlainChannel:
             since_yield += n
             if since_yield >= YIELD_EVERY:
                 since_yield = 0
+                self._waiting()
                 await asyncio.sleep(0)
+        return sent
 
     async def close(self) -> None:
         self.sock.close()
@@ -210,16 +227,19 @@ class TLSChannel:
             n += got
         return n
 
-    async def send_file(self, fd: int, offset: int, progress: Progress) -> int:
+    async def send_file(self, fd: int, offset: int, progress: Progress,
+                        end: int | None = None) -> int:
         sent = 0
-        while True:
-            chunk = os.pread(fd, TLS_CHUNK, offset)
+        while end is None or offset < end:
+            chunk = os.pread(fd, TLS_CHUNK if end is None else min(TLS_CHUNK, end - offset),
+                             offset)
             if not chunk:
                 return sent
             offset += len(chunk)
             await self.send(chunk)
             sent += len(chunk)
             progress.bytes += len(chunk)
+        return sent
 
     async def close(self) -> None:
         """close_notify and FIN, then a bounded wait for the client's side (ftplib waits

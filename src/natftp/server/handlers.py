@@ -695,13 +695,13 @@ def retr(s: Session, arg: str) -> Result:
         return None
     if s.binary:
         async def body(chan: data.Channel, prog: data.Progress) -> int:
-            return await chan.send_file(fd, offset, prog)
+            return await chan.send_file(fd, offset, prog, fsize)
         mark = f"Opening BINARY mode data connection for {p} ({fsize - offset} bytes)."
     else:
         async def body(chan: data.Channel, prog: data.Progress) -> int:
             return await data.send_ascii(chan, fd, offset, prog)
         mark = f"Opening ASCII mode data connection for {p} ({fsize - offset} bytes)."
-    return s.transfer("RETR", p, mark, body, fd=fd)
+    return s.transfer("RETR", p, mark, body, fd=fd, hold_mark=s.binary)
 
 
 def _store(s: Session, verb: str, arg: str, *, append: bool = False,

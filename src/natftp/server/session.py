@@ -54,7 +54,7 @@ class Session(asyncio.Protocol):
         "rest", "rnfr", "pending_user", "failures", "epsv_all", "pasv", "port_target",
         "busy", "queue", "abor_pending", "abort_reason", "last_active", "idle_handle",
         "closing", "mlst_facts", "paused", "started", "counted", "implicit", "tls",
-        "tls_ctx", "tls_note", "prot_p", "pbsz", "hs_handle",
+        "tls_ctx", "tls_note", "prot_p", "pbsz", "hs_handle", "held",
     )
 
     def __init__(self, server: Server, implicit: bool = False) -> None:
@@ -102,6 +102,9 @@ class Session(asyncio.Protocol):
         self.prot_p = False
         self.pbsz = False
         self.hs_handle: asyncio.TimerHandle | None = None
+        #: a formatted reply (a download's 150) not written yet: it goes out in front of
+        #: the next reply, or by itself when the transfer first has to wait
+        self.held = b""
 
     # -- connection ----------------------------------------------------------------
 
@@ -289,6 +292,17 @@ class Session(asyncio.Protocol):
 
     def send_reply(self, reply: Reply) -> None:
         data = reply.format()
+        if self.held:
+            data, self.held = self.held + data, b""
+        self._send(data)
+
+    def flush_held(self) -> None:
+        """Write the held reply now (the transfer is about to wait)."""
+        if self.held:
+            data, self.held = self.held, b""
+            self._send(data)
+
+    def _send(self, data: bytes) -> None:
         tls = self.tls
         if tls is not None:
             if tls.state != OPEN:
@@ -468,11 +482,19 @@ class Session(asyncio.Protocol):
 
     async def transfer(self, verb: str, what: str, mark: str,
                        body: Callable[[data.Channel, data.Progress], Awaitable[int]],
-                       upload: Upload | None = None, fd: int | None = None) -> None:
+                       upload: Upload | None = None, fd: int | None = None,
+                       hold_mark: bool = False) -> None:
         """Open the data connection, say 150, run ``body``, say 226 or why not.
 
         Every exit path closes the socket and the file, and discards an unfinished
         upload (its temporary file; the file it would have replaced stays).
+
+        ``hold_mark`` (a binary RETR: ``body`` only waits inside ``send_file``): in the
+        clear, the 150 is held until the transfer first has to wait for the socket, and
+        the watchdog is armed only then. A small file is all in the socket and the data
+        connection closed before either: its 150 and 226 go out in one write, in that
+        order (the client sees the same replies; the data was all sent before the 226,
+        as always), with no watchdog timer.
         """
         progress = data.Progress()
         watchdog: asyncio.TimerHandle | None = None
@@ -494,10 +516,21 @@ class Session(asyncio.Protocol):
 
         try:
             sock, handshake = await self.open_data()
-            self.reply(150, mark)
-            watch()
-            chan = await self.data_channel(sock, handshake)
-            sock = None  # the channel closes it
+            if hold_mark and not self.prot_p:
+                self.held = Reply.of(150, mark).format()
+                chan = data.PlainChannel(self.loop, sock)
+                sock = None
+
+                def first_wait() -> None:
+                    self.flush_held()
+                    if watchdog is None:
+                        watch()
+                chan.on_wait = first_wait
+            else:
+                self.reply(150, mark)
+                watch()
+                chan = await self.data_channel(sock, handshake)
+                sock = None  # the channel closes it
             if isinstance(chan, data.TLSChannel):
                 how = (f" over {chan.version}, session "
                        f"{'resumed' if chan.reused else 'not resumed'}")
