@@ -89,17 +89,22 @@ def test_advertised_ports_map_the_passive_range_one_to_one(
     r = natftp_server(args=["--passive-ports", f"{low}-{high}"],
                       config='[nat]\nadvertised_ports = "31000-31002"\n')
     (r.root / "f").write_text("x")
-    seen = set()
-    with Ctl(r.host, r.port) as c:
-        c.login(r.user, r.password)
-        for cmd in ("PASV", "EPSV", "PASV", "EPSV"):
-            reply = c.cmd(cmd)
-            adv = parse_227(reply.text)[1] if cmd == "PASV" else parse_229(reply.text)
-            assert 31000 <= adv <= 31002, reply
-            seen.add(adv)
-            # the NAT in front would forward adv -> low + (adv - 31000); do it by hand
-            assert nlst_over(c, "127.0.0.1", low + adv - 31000) == b"f\r\n"
-    assert len(seen) == 3  # round-robin over the range
+    seen = []
+    for cmds in (("PASV", "EPSV"), ("EPSV", "PASV"), ("PASV",), ("EPSV",)):
+        with Ctl(r.host, r.port) as c:
+            c.login(r.user, r.password)
+            mine = set()
+            for cmd in cmds:
+                reply = c.cmd(cmd)
+                adv = parse_227(reply.text)[1] if cmd == "PASV" else parse_229(reply.text)
+                assert 31000 <= adv <= 31002, reply
+                mine.add(adv)
+                # the NAT in front would forward adv -> low + (adv - 31000); by hand
+                assert nlst_over(c, "127.0.0.1", low + adv - 31000) == b"f\r\n"
+            # a session's next PASV/EPSV offers its kept listening socket again
+            assert len(mine) == 1
+            seen += mine
+    assert len(set(seen[:3])) == 3  # round-robin over the range, session by session
 
 
 def test_pool_exhaustion_gives_425_naming_the_range_and_ports_come_back(
@@ -234,3 +239,33 @@ def test_masquerade_hostname_is_re_resolved_while_running(tmp_path: Path) -> Non
             await srv.stop()
 
     asyncio.run(main())
+
+
+def test_kept_passive_socket_drains_strays_and_is_reclaimed_when_the_pool_is_empty(
+        natftp_server: Callable[..., Running]) -> None:
+    """A session's listening socket is kept between transfers: a connection that came to
+    it in between is closed (not taken for the next transfer), and another session gets
+    the port back when the pool has none free."""
+    low, _ = free_port_range(1)
+    r = natftp_server(args=["--passive-ports", f"{low}-{low}"])
+    (r.root / "f").write_text("x")
+    with Ctl(r.host, r.port) as a, Ctl(r.host, r.port) as b:
+        a.login(r.user, r.password)
+        b.login(r.user, r.password)
+        assert parse_229(a.cmd("EPSV").text) == low
+        assert nlst_over(a, "127.0.0.1", low) == b"f\r\n"
+        stray = socket.create_connection(("127.0.0.1", low), timeout=5)
+        try:
+            assert parse_229(a.cmd("EPSV").text) == low
+            stray.settimeout(5)
+            assert stray.recv(10) == b""  # closed, never used for data
+            assert nlst_over(a, "127.0.0.1", low) == b"f\r\n"
+        finally:
+            stray.close()
+        assert "between transfers" in r.log
+        reply = b.cmd("EPSV")  # a holds the only port, as its kept socket
+        assert reply.code == 229 and parse_229(reply.text) == low, reply
+        assert nlst_over(b, "127.0.0.1", low) == b"f\r\n"
+        reply = a.cmd("EPSV")  # now b keeps it: a takes it back in turn
+        assert reply.code == 229, reply
+        assert nlst_over(a, "127.0.0.1", low) == b"f\r\n"

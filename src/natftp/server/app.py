@@ -48,6 +48,8 @@ class Server:
                                       local_networks())
         self.pool = PortPool(config.passive_ports, config.nat.advertised_ports)
         self.sessions: set[Session] = set()
+        #: sessions holding a kept passive listening socket, oldest first
+        self.spares: dict[Session, None] = {}
         self._per_ip: Counter[IPAddress] = Counter()
         self._warned: set[str] = set()
         self._servers: list[asyncio.base_events.Server] = []
@@ -202,6 +204,14 @@ class Server:
         self.sessions.add(s)
         self._per_ip[s.peer] += 1
         return None
+
+    def reclaim_spare(self) -> bool:
+        """The passive pool is exhausted: close the oldest kept listening socket (its
+        session binds a new one at its next PASV/EPSV). False if none is kept."""
+        for s in self.spares:
+            s.drop_spare()
+            return True
+        return False
 
     def release(self, s: Session) -> None:
         self.sessions.discard(s)

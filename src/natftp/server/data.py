@@ -13,7 +13,12 @@ ENOENT), STOR decrypts into the same 1 MiB buffer as in the clear. Transfer bodi
 (:class:`PlainChannel` or :class:`TLSChannel`) and do not care which.
 
 A passive listener is callback-driven (``add_reader`` plus one timer), not a task: a
-session holding a PASV port costs a socket and a timer handle, nothing more.
+session holding a PASV port costs a socket and a timer handle, nothing more. Once its
+data connection came, the listening socket stays open (its port held) as the session's
+*spare* and is offered again at the session's next PASV/EPSV, after closing anything that
+connected to it in between: a session looping EPSV + RETR binds one socket, not one per
+transfer. Spares go back to the pool when their session ends, and the oldest is taken back
+when the pool has no free port left, so they never cause a "no free passive port".
 """
 
 from __future__ import annotations
@@ -341,7 +346,7 @@ class PassiveListener:
     """
 
     __slots__ = ("loop", "sock", "port", "pool", "peer", "timeout", "sid", "_fut",
-                 "_timer", "_error", "_open", "_taken", "tls", "handshake")
+                 "_timer", "_error", "_open", "_taken", "tls", "handshake", "kept")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, port: int,
                  pool: PortPool, peer: IPAddress, timeout: float, sid: str,
@@ -356,6 +361,9 @@ class PassiveListener:
         self._error = ""
         self._open = True
         self._taken = False
+        #: the data connection came: the listening socket was left open (and its port
+        #: held) for the session's next PASV/EPSV (see ``Session.spare``)
+        self.kept = False
         loop.add_reader(sock.fileno(), self._on_readable)
         self._timer: asyncio.TimerHandle | None = loop.call_later(timeout, self._on_timeout)
 
@@ -385,8 +393,11 @@ class PassiveListener:
         if self._open:
             self._open = False
             self.loop.remove_reader(self.sock.fileno())
-            self.sock.close()
-            self.pool.release(self.port)
+            if conn is not None and not self._fut.done():
+                self.kept = True
+            else:
+                self.sock.close()
+                self.pool.release(self.port)
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -407,8 +418,19 @@ class PassiveListener:
             raise DataError(self._error)
         return conn
 
+    def detach(self) -> tuple[socket.socket, int] | None:
+        """The kept listening socket and its (still held) port, now the caller's."""
+        if not self.kept:
+            return None
+        self.kept = False
+        return self.sock, self.port
+
     def close(self) -> None:
         """Give the port back and drop any connection not yet used."""
+        if self.kept:  # nobody took the listening socket over
+            self.kept = False
+            self.sock.close()
+            self.pool.release(self.port)
         self._finish(None, "data connection closed")
         if self._fut.done() and not self._fut.cancelled():
             conn = self._fut.result()
@@ -417,6 +439,19 @@ class PassiveListener:
                     self.handshake.cancel()  # it closes the socket
                 else:
                     conn.close()
+
+
+def drain_backlog(sock: socket.socket, port: int, sid: str) -> None:
+    """A kept listening socket about to be offered again: close whatever connected to it
+    since its last transfer (nobody was told to connect then)."""
+    for _ in range(16):
+        try:
+            conn, addr = sock.accept()
+        except OSError:
+            return
+        log.info("[%s] closed a connection from %s that came to passive port %d between "
+                 "transfers", sid, addr[0], port)
+        conn.close()
 
 
 def bind_passive(family: int, local: tuple[object, ...], pool: PortPool,

@@ -530,7 +530,13 @@ def _open_passive(s: Session, verb: str) -> int | None:
     s.close_data()
     pool = s.server.pool
     try:
-        bound = data.bind_passive(s.family, s.local, pool)
+        bound = s.take_spare()
+        if bound is not None:
+            data.drain_backlog(bound[0], bound[1], s.sid)
+        else:
+            bound = data.bind_passive(s.family, s.local, pool)
+            while bound is None and s.server.reclaim_spare():
+                bound = data.bind_passive(s.family, s.local, pool)
     except OSError as e:
         s.refuse(425, f"{verb}: cannot open a passive port ({e.strerror or e}).",
                  level=logging.ERROR)

@@ -54,7 +54,7 @@ class Session(asyncio.Protocol):
         "rest", "rnfr", "pending_user", "failures", "epsv_all", "pasv", "port_target",
         "busy", "queue", "abor_pending", "abort_reason", "last_active", "idle_handle",
         "closing", "mlst_facts", "paused", "started", "counted", "implicit", "tls",
-        "tls_ctx", "tls_note", "prot_p", "pbsz", "hs_handle", "held",
+        "tls_ctx", "tls_note", "prot_p", "pbsz", "hs_handle", "held", "spare",
     )
 
     def __init__(self, server: Server, implicit: bool = False) -> None:
@@ -105,6 +105,11 @@ class Session(asyncio.Protocol):
         #: a formatted reply (a download's 150) not written yet: it goes out in front of
         #: the next reply, or by itself when the transfer first has to wait
         self.held = b""
+        #: the listening socket (and its pool port) of the last passive data connection,
+        #: kept for the next PASV/EPSV: no socket/bind/listen per transfer. Registered in
+        #: ``server.spares``; given back when the session ends, or taken back by the
+        #: server when the pool has no free port left.
+        self.spare: tuple[socket.socket, int] | None = None
 
     # -- connection ----------------------------------------------------------------
 
@@ -261,6 +266,7 @@ class Session(asyncio.Protocol):
             self.hs_handle.cancel()
             self.hs_handle = None
         self.close_data()
+        self.drop_spare()
         if self.busy is not None:
             self.abort_reason = self.abort_reason or "control connection closed"
             self.busy.cancel()
@@ -432,6 +438,19 @@ class Session(asyncio.Protocol):
             self.pasv = None
         self.port_target = None
 
+    def take_spare(self) -> tuple[socket.socket, int] | None:
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            self.server.spares.pop(self, None)
+        return spare
+
+    def drop_spare(self) -> None:
+        """Close the kept listening socket and give its port back to the pool."""
+        spare = self.take_spare()
+        if spare is not None:
+            spare[0].close()
+            self.server.pool.release(spare[1])
+
     def has_data_setup(self) -> bool:
         return self.pasv is not None or self.port_target is not None
 
@@ -445,7 +464,12 @@ class Session(asyncio.Protocol):
             try:
                 return await listener.wait(), listener.handshake
             finally:
+                kept = None if self.closing else listener.detach()
                 listener.close()
+                if kept is not None:
+                    self.drop_spare()
+                    self.spare = kept
+                    self.server.spares[self] = None
         if self.port_target is not None:
             target, self.port_target = self.port_target, None
             cfg = self.server.config
