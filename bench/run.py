@@ -388,14 +388,20 @@ class Bench:
         import gwrun
 
         with self.server("natftp") as t:
-            paths: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Any]]]] = [
-                ("direct", lambda: contextlib.nullcontext(None)),
-                ("gateway", lambda: gwrun.gateway((t.host, t.port))),
+            # gateway, gateway_copy: on the server's core (the target's configuration: one
+            # core of server plus gateway); gateway_load_core: the splice gateway on the
+            # load's core instead (a gateway on a box of its own, roughly, but it shares
+            # that core with the receiving client)
+            paths: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Any]],
+                              bool]] = [
+                ("direct", lambda: contextlib.nullcontext(None), True),
+                ("gateway", lambda: gwrun.gateway((t.host, t.port)), True),
                 ("gateway_copy", lambda: gwrun.gateway((t.host, t.port),
-                                                       args=["--no-zero-copy"])),
+                                                       args=["--no-zero-copy"]), True),
+                ("gateway_load_core", lambda: gwrun.gateway((t.host, t.port)), False),
             ]
-            for name, cm in paths:
-                with on_server_core():
+            for name, cm, server_core in paths:
+                with on_server_core() if server_core else contextlib.nullcontext():
                     ctx = cm()
                     gw = ctx.__enter__()
                 try:
@@ -474,7 +480,7 @@ def table(res: dict[str, dict[str, Any]], kinds: list[str], a: argparse.Namespac
     g = res.get("gateway", {})
     if g:
         d = g.get("direct_mbs", {}).get("median")
-        for name in ("direct", "gateway", "gateway_copy"):
+        for name in ("direct", "gateway", "gateway_copy", "gateway_load_core"):
             v = g.get(f"{name}_mbs", {}).get("median")
             rows.append([f"natftp RETR {name} MB/s", "-", f"{fmt(v)} ({ratio(v, d)})"] +
                         ["" for _ in cols[1:]])
