@@ -248,3 +248,21 @@ def test_passive_data_connection_from_another_address_is_refused(server: Running
         recv_all(good)
         assert c.read().code == 226
     assert "port stealing protection" in server.log
+
+
+def test_a_fifo_in_the_tree_is_refused_without_blocking_the_server(server: Running) -> None:
+    """A named pipe (put there by a local user) must not hang the event loop: opening it
+    for reading or appending would block until another process opened its other end."""
+    os.mkfifo(server.root / "pipe")
+    with Ctl(server.host, server.port, timeout=5) as c:
+        c.login(server.user, server.password)
+        assert c.cmd("TYPE I").code == 200
+        for verb in ("RETR", "APPE"):
+            data = c.epsv_data()
+            r = c.cmd(f"{verb} pipe")
+            data.close()
+            assert r.code == 550, (verb, r)
+            assert "not a regular file" in r.text, (verb, r)
+        assert c.cmd("NOOP").code == 200
+    still_serves(server)
+    assert (server.root / "pipe").is_fifo()

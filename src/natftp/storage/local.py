@@ -15,6 +15,7 @@ server's data path uses sendfile and recv_into on them).
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -48,7 +49,12 @@ def _why(e: OSError) -> str:
 #: directory fds of homes (O_PATH), for :func:`_open_no_links`; one per distinct home
 _HOME_FDS: dict[str, int] = {}
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO (or a device) must not wait for its other end and stall the
+# event loop; it changes nothing for a regular file, and anything else is refused after
+# fstat anyway
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK
+_UPDATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 def _open_no_links(home: str, vpath: str) -> int | None:
@@ -208,7 +214,7 @@ class LocalStorage:
         if fd is None:
             real = self.real(vpath)
             try:
-                fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
             except OSError as e:
                 raise StorageError(f"{vpath}: {_why(e)}") from e
         st = os.fstat(fd)
@@ -229,13 +235,22 @@ class LocalStorage:
         if os.path.isdir(real):
             raise StorageError(f"{vpath} is a directory")
         try:
+            if append or offset:
+                # in place: a FIFO with no reader fails with ENXIO instead of blocking
+                try:
+                    fd = os.open(real, _APPEND_FLAGS if append else _UPDATE_FLAGS, 0o644)
+                except OSError as e:
+                    if e.errno == errno.ENXIO:
+                        raise StorageError(f"{vpath} is not a regular file") from e
+                    raise
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    os.close(fd)
+                    raise StorageError(f"{vpath} is not a regular file")
             if append:
-                fd = os.open(real, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                             0o644)
                 return Upload(fd, real, None)
             if offset:
-                fd = os.open(real, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                size = os.fstat(fd).st_size
+                size = st.st_size
                 if offset > size:
                     os.close(fd)
                     raise StorageError(f"restart offset {offset} is beyond the end of "
