@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from typing import Annotated
 
 import typer
+
+from natftp import logsetup
 
 
 def register(app: typer.Typer) -> None:
@@ -57,8 +58,7 @@ def gateway(
     from natftp.gateway.server import Gateway, GatewayConfig, parse_hostport, parse_range
     from natftp.nat.policy import Override
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logsetup.setup(logging.DEBUG if verbose else logging.INFO)  # the server's line format
     try:
         if upstream_mode not in ("auto", "passive", "active"):
             raise ValueError(f"--upstream-mode {upstream_mode!r}: auto, passive or active")
