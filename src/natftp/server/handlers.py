@@ -68,10 +68,12 @@ def user(s: Session, arg: str) -> Result:
 
 
 def tls_required(s: Session, name: str | None = None) -> str:
-    """The stricter of the server's and the user's tls.required: off, control or data."""
+    """The stricter of the server's and the user's tls.required: off, control or data.
+    ``name``: the user about to log in; without it, the logged-in one (no lookup: this
+    runs before every transfer)."""
     order = ("off", "control", "data")
     cfg = s.server.config
-    u = cfg.user(name if name is not None else s.login_name)
+    u = cfg.user(name) if name is not None else s.user
     mine = u.tls_required if u is not None and u.tls_required else "off"
     return max(cfg.tls.required, mine, key=order.index)
 
