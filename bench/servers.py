@@ -32,7 +32,8 @@ import servertools  # noqa: E402
 
 KINDS = ("natftp", "pure-ftpd", "vsftpd", "proftpd", "pyftpdlib", "aioftp")
 MAX_SESSIONS = 20000
-USER, PASSWORD = "natftptest", "natftptest-pw"  # vsftpd's fixed system user
+# vsftpd logs in as the system user scripts/setup-system.sh creates; every server uses it
+USER, PASSWORD = peers.SYSTEM_USER, peers.SYSTEM_PASSWORD
 
 
 @dataclass
