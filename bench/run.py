@@ -35,6 +35,8 @@ import servers  # noqa: E402
 from servers import Target  # noqa: E402
 
 LOAD = HERE / "load.py"
+# the small-file benchmark's load generator in C (--small-load c), built once per run
+SMALLLOAD_SRC = HERE / "smallload.c"
 PY = sys.executable
 SERVER_CORE, LOAD_CORE = 0, 1
 BENCHES = ("ceiling", "retr", "stor", "small", "sessions", "gateway")
@@ -118,6 +120,25 @@ def worker(mode: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
     if r.returncode != 0:
         raise RuntimeError(f"load {mode} failed ({r.returncode}): {r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def build_smallload(work: Path) -> Path:
+    """Compile bench/smallload.c into ``work``; exit with the compiler's message if it fails."""
+    out = work / "smallload"
+    cmd = [os.environ.get("CC", "cc"), "-std=c11", "-O2", "-Wall", "-Wextra", "-o", str(out),
+           str(SMALLLOAD_SRC)]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise SystemExit(f"bench/run.py: {cmd[0]} not found: the C small-file load "
+                         "generator needs gcc and libc6-dev (`make system` installs them), "
+                         "or use --small-load python") from None
+    if r.returncode != 0:
+        raise SystemExit(f"bench/run.py: building the small-file load generator failed:\n"
+                         f"$ {' '.join(cmd)}\n{r.stderr}")
+    if r.stderr.strip():
+        say(f"compiler warnings for {SMALLLOAD_SRC.name}:\n{r.stderr.rstrip()}")
+    return out
 
 
 def fr(xs: list[float]) -> str:
@@ -204,6 +225,7 @@ class Bench:
         self.size = a.size_mib << 20
         self.results: dict[str, dict[str, Any]] = {}
         self.passive = passive_range(a.passive_count)
+        self.smallload: Path | None = None  # built by main() for --small-load c
 
     def put(self, server: str, key: str, value: Any) -> None:
         self.results.setdefault(server, {})[key] = value
@@ -274,22 +296,38 @@ class Bench:
             f"[{fr(runs)}]  load {loadavg()}")
 
     # 3. small files
+    def small_cmd(self, t: Target, sessions: int) -> list[str]:
+        """One small-file load process: bench/smallload.c (``c``) or load.py's small mode."""
+        if self.a.small_load == "c":
+            assert self.smallload is not None
+            return [str(self.smallload), t.host, str(t.port), t.user, t.password,
+                    "small.bin", "4096", str(sessions), str(self.a.duration)]
+        args = {**t.args(), "name": "small.bin", "size": 4096, "duration": self.a.duration,
+                "sessions": sessions}
+        return [PY, str(LOAD), "small", json.dumps(args)]
+
     def small(self, t: Target) -> None:
         for n in self.a.small_sessions:
             procs = min(self.a.procs, n)
             runs: list[dict[str, Any]] = []
             for _ in range(self.a.runs):
                 per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
-                args = {**t.args(), "name": "small.bin", "size": 4096,
-                        "duration": self.a.duration}
                 c0, w0 = cpu(t.pid), time.monotonic()
-                ps = [subprocess.Popen([PY, str(LOAD), "small",
-                                        json.dumps({**args, "sessions": k})],
-                                       stdout=subprocess.PIPE, text=True) for k in per]
+                ps = [subprocess.Popen(self.small_cmd(t, k), stdout=subprocess.PIPE,
+                                       text=True) for k in per]
                 outs = []
-                for p in ps:
-                    o, _ = p.communicate(timeout=self.a.duration + 120)
-                    outs.append(json.loads(o.strip().splitlines()[-1]))
+                try:
+                    for p in ps:
+                        o, _ = p.communicate(timeout=self.a.duration + 120)
+                        if p.returncode != 0 or not o.strip():
+                            raise RuntimeError(f"small-file load ({self.a.small_load}) "
+                                               f"failed with status {p.returncode}")
+                        outs.append(json.loads(o.strip().splitlines()[-1]))
+                finally:
+                    for p in ps:
+                        if p.poll() is None:
+                            p.kill()
+                            p.wait()
                 # core use over the whole run (logins and teardown included)
                 server_cpu = (cpu(t.pid) - c0) / (time.monotonic() - w0)
                 lat = [x for o in outs for x in o["latencies"]]
@@ -302,6 +340,7 @@ class Bench:
                              "load_cpu": sum(o["cpu"] for o in outs) / secs})
             best = sorted(runs, key=lambda r: r["tps"])[len(runs) // 2]
             self.put(t.kind, f"small{n}", {
+                "load": self.a.small_load,
                 "tps": median([r["tps"] for r in runs]),
                 "p50_ms": median([r["p50_ms"] for r in runs]),
                 "p99_ms": median([r["p99_ms"] for r in runs]),
@@ -309,7 +348,8 @@ class Bench:
                 "server_cpu": best["server_cpu"], "load_cpu": best["load_cpu"],
                 "runs": runs})
             r = self.results[t.kind][f"small{n}"]
-            say(f"{t.kind} small files x{n} sessions ({procs} procs): {r['tps']:.0f}/s "
+            say(f"{t.kind} small files x{n} sessions ({procs} procs, "
+                f"{'C' if self.a.small_load == 'c' else 'Python'} load): {r['tps']:.0f}/s "
                 f"p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms, errors {r['errors']} "
                 f"{best['error_samples'][:1]}, server cpu {best['server_cpu']:.2f}, "
                 f"load cpu {best['load_cpu']:.2f}  load {loadavg()}")
@@ -518,6 +558,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--small-sessions", help="default 50,200")
     ap.add_argument("--idle-sessions", help="default 1000,10000; quick 200,1000")
     ap.add_argument("--procs", type=int, default=4, help="load worker processes")
+    ap.add_argument("--small-load", choices=("c", "python"), default="c",
+                    help="small-file load generator: bench/smallload.c (built with cc at "
+                         "the start) or bench/load.py's asyncio one")
     ap.add_argument("--login-timeout", type=float, default=30.0,
                     help="per idle session: connect, banner and login")
     ap.add_argument("--open-budget", type=float, default=150.0,
@@ -571,6 +614,9 @@ def main() -> int:
     os.chmod(work, 0o755)
     b = Bench(a, work)
     try:
+        if "small" in a.bench and a.small_load == "c":
+            b.smallload = build_smallload(work)
+            say(f"built {b.smallload} from {SMALLLOAD_SRC.relative_to(HERE.parent)}")
         b.root.mkdir()
         owner = servers.peers._system_user()
         os.chown(b.root, owner.pw_uid, owner.pw_gid)
