@@ -31,6 +31,8 @@ PACKAGES=(
     ca-certificates coreutils
     # zero-config NAT tests: miniupnpd (UPnP IGD / NAT-PMP / PCP) and stund
     miniupnpd-nftables stun-server stun-client
+    # bench/run.py compiles the small-file load generator (bench/smallload.c) with cc
+    gcc libc6-dev
 )
 # Unpacked, not installed: name of the Debian package -> directory under $PEERS_DIR
 UNPACKED=(proftpd-core pure-ftpd)
