@@ -342,12 +342,17 @@ class PassiveListener:
 
     Connections from any other address are closed and logged (RFC 2577 port stealing).
     If none comes within ``timeout`` the port is given back. ``wait()`` returns the data
-    socket or raises :class:`DataError`.
+    socket or raises :class:`DataError`; ``take_now()`` returns it if it is already there.
+
+    In the clear the listener is *lazy*: nothing watches the socket until a transfer
+    asks for the connection (the client has usually connected by then, and the accept
+    is one call, with no reader registration and no wake-up of the loop). In PROT P it
+    accepts as soon as the client connects, because the TLS handshake starts then.
     """
 
     __slots__ = ("loop", "sock", "port", "pool", "peer", "timeout", "sid", "_fut",
                  "_timer", "_error", "_open", "_taken", "tls", "handshake", "kept",
-                 "_peer_text")
+                 "_peer_text", "_reading")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, port: int,
                  pool: PortPool, peer: IPAddress, timeout: float, sid: str,
@@ -368,35 +373,69 @@ class PassiveListener:
         #: the data connection came: the listening socket was left open (and its port
         #: held) for the session's next PASV/EPSV (see ``Session.spare``)
         self.kept = False
-        loop.add_reader(sock.fileno(), self._on_readable)
+        #: a reader is registered on the listening socket
+        self._reading = False
+        if tls is not None:
+            self._watch()
         self._timer: asyncio.TimerHandle | None = loop.call_later(timeout, self._on_timeout)
 
+    def _watch(self) -> None:
+        self._reading = True
+        self.loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    def _accept(self) -> socket.socket | None:
+        """The control peer's connection if one is waiting (others are closed), else
+        None; an accept error ends the listener with that error."""
+        for _ in range(16):
+            try:
+                conn, addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return None
+            except OSError as e:
+                self._finish(None, f"accepting on port {self.port} failed: {e.strerror}")
+                return None
+            if addr[0] != self._peer_text and ip(str(addr[0])) != self.peer:
+                log.warning("[%s] data connection to port %d from %s refused: not the "
+                            "control connection's address %s (port stealing protection)",
+                            self.sid, self.port, addr[0], self.peer)
+                conn.close()
+                continue
+            conn.setblocking(False)
+            return conn
+        return None
+
     def _on_readable(self) -> None:
-        try:
-            conn, addr = self.sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            self._finish(None, f"accepting on port {self.port} failed: {e.strerror}")
-            return
-        if addr[0] != self._peer_text and ip(str(addr[0])) != self.peer:
-            log.warning("[%s] data connection to port %d from %s refused: not the control "
-                        "connection's address %s (port stealing protection)", self.sid,
-                        self.port, addr[0], self.peer)
-            conn.close()
-            return
-        conn.setblocking(False)
-        self._finish(conn, "")
+        conn = self._accept()
+        if conn is not None:
+            self._finish(conn, "")
 
     def _on_timeout(self) -> None:
         self._timer = None
+        if self._open and not self._reading:
+            conn = self._accept()  # connected, but nothing asked for it yet: keep it
+            if conn is not None:
+                self._finish(conn, "")
+                return
         self._finish(None, f"no data connection came to port {self.port} within "
                            f"{self.timeout:g} s (timeouts.data)")
+
+    def take_now(self) -> socket.socket | None:
+        """The data connection if it has come (clear text only), without waiting; the
+        caller owns it. None: use ``wait()``."""
+        if self.tls is not None or not self._open:
+            return None
+        conn = self._accept()
+        if conn is not None:
+            self._finish(conn, "")
+            self._taken = True
+        return conn
 
     def _finish(self, conn: socket.socket | None, error: str) -> None:
         if self._open:
             self._open = False
-            self.loop.remove_reader(self.sock.fileno())
+            if self._reading:
+                self._reading = False
+                self.loop.remove_reader(self.sock.fileno())
             if conn is not None and not self._fut.done():
                 self.kept = True
             else:
@@ -416,6 +455,12 @@ class PassiveListener:
         self._fut.set_result(conn)
 
     async def wait(self) -> socket.socket:
+        if self._open and not self._reading:
+            conn = self._accept()
+            if conn is not None:
+                self._finish(conn, "")
+            elif self._open:
+                self._watch()
         conn = await self._fut
         self._taken = True
         if conn is None:

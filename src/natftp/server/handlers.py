@@ -702,9 +702,17 @@ def retr(s: Session, arg: str) -> Result:
                       f"({fsize} bytes).")
         return None
     if s.binary:
+        mark = f"Opening BINARY mode data connection for {p} ({fsize - offset} bytes)."
+        listener = s.pasv
+        if listener is not None and not s.prot_p:
+            conn = listener.take_now()
+            if conn is not None:
+                s.pasv = None
+                s.retire(listener)
+                return s.send_now(conn, fd, offset, fsize, p, mark)
+
         async def body(chan: data.Channel, prog: data.Progress) -> int:
             return await chan.send_file(fd, offset, prog, fsize)
-        mark = f"Opening BINARY mode data connection for {p} ({fsize - offset} bytes)."
     else:
         async def body(chan: data.Channel, prog: data.Progress) -> int:
             return await data.send_ascii(chan, fd, offset, prog)

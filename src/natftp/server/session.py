@@ -451,6 +451,16 @@ class Session(asyncio.Protocol):
             spare[0].close()
             self.server.pool.release(spare[1])
 
+    def retire(self, listener: data.PassiveListener) -> None:
+        """A passive listener whose connection was taken (or failed): its listening
+        socket becomes the session's spare if it kept one, else it is closed."""
+        kept = None if self.closing else listener.detach()
+        listener.close()
+        if kept is not None:
+            self.drop_spare()
+            self.spare = kept
+            self.server.spares[self] = None
+
     def has_data_setup(self) -> bool:
         return self.pasv is not None or self.port_target is not None
 
@@ -464,12 +474,7 @@ class Session(asyncio.Protocol):
             try:
                 return await listener.wait(), listener.handshake
             finally:
-                kept = None if self.closing else listener.detach()
-                listener.close()
-                if kept is not None:
-                    self.drop_spare()
-                    self.spare = kept
-                    self.server.spares[self] = None
+                self.retire(listener)
         if self.port_target is not None:
             target, self.port_target = self.port_target, None
             cfg = self.server.config
@@ -504,10 +509,49 @@ class Session(asyncio.Protocol):
                 "(curl, lftp, natftp), or ask the administrator to turn the setting off.")
         return chan
 
+    def send_now(self, conn: socket.socket, fd: int, offset: int, end: int, what: str,
+                 mark: str) -> Coroutine[Any, Any, None] | None:
+        """A binary RETR in the clear whose data connection has already come: sendfile
+        at once, in this callback. A file that fits into the socket's buffer is sent,
+        the data connection closed and 150+226 written in one go: no task, no timer, no
+        reader. If the socket fills up first, what is left is a :meth:`transfer` on this
+        connection (returned, for the busy task) that goes on from where this stopped."""
+        started = time.monotonic()
+        out = conn.fileno()
+        sent = 0
+        try:
+            while offset < end:
+                n = os.sendfile(out, fd, offset, end - offset)
+                if n == 0:
+                    break
+                offset += n
+                sent += n
+        except (BlockingIOError, InterruptedError):
+            first = sent
+
+            async def rest(chan: data.Channel, prog: data.Progress) -> int:
+                prog.bytes = first
+                return first + await chan.send_file(fd, offset, prog, end)
+            return self.transfer("RETR", what, mark, rest, fd=fd, hold_mark=True,
+                                 conn=conn)
+        except OSError as e:
+            conn.close()
+            os.close(fd)
+            self.held = Reply.of(150, mark).format()
+            self.refuse(426, f"RETR {what}: data connection or file failed "
+                             f"({e.strerror or e}) after {sent} bytes.")
+            return None
+        conn.close()
+        os.close(fd)
+        self.event("RETR %s: %d bytes in %.2f s", what, sent, time.monotonic() - started)
+        self.held = Reply.of(150, mark).format()
+        self.reply(226, f"Transfer complete ({sent} bytes).")
+        return None
+
     async def transfer(self, verb: str, what: str, mark: str,
                        body: Callable[[data.Channel, data.Progress], Awaitable[int]],
                        upload: Upload | None = None, fd: int | None = None,
-                       hold_mark: bool = False) -> None:
+                       hold_mark: bool = False, conn: socket.socket | None = None) -> None:
         """Open the data connection, say 150, run ``body``, say 226 or why not.
 
         Every exit path closes the socket and the file, and discards an unfinished
@@ -519,6 +563,8 @@ class Session(asyncio.Protocol):
         connection closed before either: its 150 and 226 go out in one write, in that
         order (the client sees the same replies; the data was all sent before the 226,
         as always), with no watchdog timer.
+
+        ``conn``: the data connection, already taken (see :meth:`send_now`).
         """
         progress = data.Progress()
         watchdog: asyncio.TimerHandle | None = None
@@ -539,7 +585,10 @@ class Session(asyncio.Protocol):
             watchdog = self.loop.call_later(timeout, watch)
 
         try:
-            sock, handshake = await self.open_data()
+            if conn is not None:
+                sock, handshake, conn = conn, None, None
+            else:
+                sock, handshake = await self.open_data()
             if hold_mark and not self.prot_p:
                 self.held = Reply.of(150, mark).format()
                 chan = data.PlainChannel(self.loop, sock)
