@@ -8,6 +8,7 @@ and discarded as it streams in, never buffered whole.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_LINE = 4096
 
@@ -16,9 +17,12 @@ _DONT, _DO, _WONT, _WILL = 0xFE, 0xFD, 0xFC, 0xFB
 _SB, _SE = 0xFA, 0xF0
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One command: the verb upper-cased, the argument verbatim (spaces kept)."""
+class Command(NamedTuple):
+    """One command: the verb upper-cased, the argument verbatim (spaces kept).
+
+    A named tuple rather than a frozen dataclass: the server makes one per command line,
+    and a tuple is built in a third of the time (frozen dataclasses set each field
+    through ``object.__setattr__``)."""
 
     name: str
     arg: str = ""

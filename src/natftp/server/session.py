@@ -24,6 +24,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
 from natftp.proto.addr import IPAddress, ip
@@ -45,6 +46,18 @@ MAX_QUEUED = 64
 
 _PERM_NOUN = {"list": "Listing", "read": "Downloads", "write": "Writes",
               "delete": "Deletes", "rename": "Renames", "mkdir": "Creating directories"}
+
+
+#: natftp.server.commands (the command table), imported on first use: it imports this
+#: module, so it cannot be imported at the top
+_COMMANDS: ModuleType | None = None
+
+
+def _load_commands() -> ModuleType:
+    global _COMMANDS
+    from natftp.server import commands
+    _COMMANDS = commands
+    return commands
 
 
 class Session(asyncio.Protocol):
@@ -294,6 +307,15 @@ class Session(asyncio.Protocol):
 
     def reply(self, code: int, *lines: str) -> None:
         """One reply, in its own write (so it starts a TCP segment: TCP_NODELAY)."""
+        if len(lines) == 1:
+            text = lines[0]
+            if "\n" not in text and "\r" not in text:
+                # the common one-line reply, formatted as Reply.format would
+                data = f"{code} {text}\r\n".encode("utf-8", "surrogateescape")
+                if self.held:
+                    data, self.held = self.held + data, b""
+                self._send(data)
+                return
         self.send_reply(Reply.of(code, *lines))
 
     def send_reply(self, reply: Reply) -> None:
@@ -336,27 +358,25 @@ class Session(asyncio.Protocol):
     # -- dispatch --------------------------------------------------------------------
 
     def handle(self, ev: Command | BadLine) -> None:
-        from natftp.server.commands import NOT_IMPLEMENTED, OFF_REASON, TABLE
-
         if isinstance(ev, BadLine):
             self.refuse(ev.code, ev.reason)
             return
-        log.debug("[%s] <- %s", self.sid, ev.masked())
-        spec = TABLE.get(ev.name)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("[%s] <- %s", self.sid, ev.masked())
+        cmds = _COMMANDS or _load_commands()
+        spec = cmds.TABLE.get(ev.name)
         if spec is None:
-            if ev.name in NOT_IMPLEMENTED:
-                self.refuse(502, f"{ev.name} is not implemented by this server "
-                                 f"({NOT_IMPLEMENTED[ev.name]}).")
+            why = cmds.NOT_IMPLEMENTED.get(ev.name)
+            if why is not None:
+                self.refuse(502, f"{ev.name} is not implemented by this server ({why}).")
             else:
                 self.refuse(500, f"Unknown command {ev.name!r}; HELP lists the commands.")
             return
         if spec.needs is not None and spec.needs not in self.server.caps:
-            self.refuse(502, f"{ev.name} is not available: {OFF_REASON[spec.needs]}.")
+            self.refuse(502, f"{ev.name} is not available: {cmds.OFF_REASON[spec.needs]}.")
             return
-        if ev.name != "RNTO":
-            rnfr_kept = ev.name == "RNFR"
-            if not rnfr_kept:
-                self.rnfr = None
+        if self.rnfr is not None and ev.name != "RNTO" and ev.name != "RNFR":
+            self.rnfr = None
         if spec.login and self.user is None:
             self.refuse(530, f"Please log in with USER and PASS before {ev.name}.")
             return
