@@ -352,16 +352,18 @@ class PassiveListener:
 
     __slots__ = ("loop", "sock", "port", "pool", "peer", "timeout", "sid", "_fut",
                  "_timer", "_error", "_open", "_taken", "tls", "handshake", "kept",
-                 "_peer_text", "_reading")
+                 "_peer_text", "_reading", "_family")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, port: int,
                  pool: PortPool, peer: IPAddress, timeout: float, sid: str,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, *, family: int | None = None,
+                 peer_text: str | None = None) -> None:
         self.loop, self.sock, self.port, self.pool = loop, sock, port, pool
         self.peer, self.timeout, self.sid = peer, timeout, sid
         #: the peer as accept() spells it (IPv4 on an IPv4 socket): a string compare
         #: first, the parse only when the text differs (~2 us a transfer)
-        self._peer_text = str(peer)
+        self._peer_text = str(peer) if peer_text is None else peer_text
+        self._family = sock.family if family is None else family
         #: PROT P when PASV was sent: the TLS handshake starts as soon as the client
         #: connects (aioftp handshakes before it sends RETR; ftplib and curl after 150)
         self.tls = tls
@@ -388,7 +390,9 @@ class PassiveListener:
         None; an accept error ends the listener with that error."""
         for _ in range(16):
             try:
-                conn, addr = self.sock.accept()
+                # the fd, not socket.accept(): that looks the family and type up again
+                # (as enums) for every socket it makes
+                fd, addr = self.sock._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):
                 return None
             except OSError as e:
@@ -398,8 +402,9 @@ class PassiveListener:
                 log.warning("[%s] data connection to port %d from %s refused: not the "
                             "control connection's address %s (port stealing protection)",
                             self.sid, self.port, addr[0], self.peer)
-                conn.close()
+                os.close(fd)
                 continue
+            conn = socket.socket(self._family, socket.SOCK_STREAM, 0, fd)
             conn.setblocking(False)
             return conn
         return None

@@ -551,7 +551,8 @@ def _open_passive(s: Session, verb: str) -> int | None:
     sock, port = bound
     s.pasv = data.PassiveListener(s.loop, sock, port, pool, s.peer,
                                   s.server.config.timeouts.data, s.sid,
-                                  s.tls_ctx if s.prot_p else None)
+                                  s.tls_ctx if s.prot_p else None, family=s.family,
+                                  peer_text=s.peer_text)
     return port
 
 

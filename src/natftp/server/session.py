@@ -62,7 +62,8 @@ def _load_commands() -> ModuleType:
 
 class Session(asyncio.Protocol):
     __slots__ = (
-        "server", "loop", "transport", "sid", "peer", "peer_port", "local", "family",
+        "server", "loop", "transport", "sid", "peer", "peer_text", "peer_port", "local",
+        "family",
         "reader", "user", "login_name", "storage", "perms", "perm_source", "cwd", "binary",
         "rest", "rnfr", "pending_user", "failures", "epsv_all", "pasv", "port_target",
         "busy", "queue", "abor_pending", "abort_reason", "last_active", "idle_handle",
@@ -76,6 +77,8 @@ class Session(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.sid = server.next_sid()
         self.peer: IPAddress = ip("0.0.0.0")
+        #: the peer's address as the kernel spells it (for a cheap compare on accept)
+        self.peer_text = "0.0.0.0"
         self.peer_port = 0
         self.local: tuple[Any, ...] = ("0.0.0.0", 0)
         self.family = socket.AF_INET
@@ -132,7 +135,8 @@ class Session(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         peername = transport.get_extra_info("peername")
         self.local = tuple(transport.get_extra_info("sockname"))
-        self.peer = ip(str(peername[0]))
+        self.peer_text = str(peername[0])
+        self.peer = ip(self.peer_text)
         self.peer_port = int(peername[1])
         if sock is not None:
             self.family = sock.family
