@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from natftp.nat.ports import PortPool, PortRangeError, format_range, parse_range
+from natftp.server.data import queued
 
 
 def test_parse_and_format_range() -> None:
@@ -45,3 +48,24 @@ def test_advertised_mapping() -> None:
         PortPool((30000, 30099), (31000, 31000))
     with pytest.raises(PortRangeError):
         PortPool(None, (31000, 31001))
+
+
+def test_queued_counts_the_connections_waiting_to_be_accepted() -> None:
+    """data.queued() (TCP_INFO of a listening socket) is what lets a kept passive socket
+    skip the accept() that would only raise BlockingIOError: it must count exactly."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    conns = []
+    try:
+        assert queued(lsock) == 0
+        for want in (1, 2):
+            conns.append(socket.create_connection(lsock.getsockname()))
+            assert queued(lsock) == want
+        conn, _ = lsock.accept()
+        conns.append(conn)
+        assert queued(lsock) == 1
+    finally:
+        for c in conns:
+            c.close()
+        lsock.close()
