@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
+from natftp import logsetup
 from natftp.proto.addr import IPAddress, ip
 from natftp.proto.commands import BadLine, Command, LineReader
 from natftp.proto.listing import MLST_FACTS
@@ -152,8 +153,8 @@ class Session(asyncio.Protocol):
             self.close()
             return
         self.counted = True
-        log.info("[%s] connection from %s port %d%s", self.sid, self.peer, self.peer_port,
-                 " (implicit TLS)" if self.implicit else "")
+        logsetup.log(log, logging.INFO, "[%s] connection from %s port %d%s", self.sid,
+                     self.peer, self.peer_port, " (implicit TLS)" if self.implicit else "")
         self.last_active = self.loop.time()
         self._arm_idle(self.server.config.timeouts.idle)
         if self.implicit:
@@ -290,7 +291,8 @@ class Session(asyncio.Protocol):
         if self.counted:
             self.counted = False
             self.server.release(self)
-            log.info("[%s] closed (%s)", self.sid, self.login_name or "not logged in")
+            logsetup.log(log, logging.INFO, "[%s] closed (%s)", self.sid,
+                         self.login_name or "not logged in")
         self.transport = None
 
     def close(self) -> None:
@@ -352,12 +354,12 @@ class Session(asyncio.Protocol):
 
     def refuse(self, code: int, text: str, *, level: int = logging.INFO) -> None:
         """A refusal: the reply says what and why, and the event is logged once."""
-        log.log(level, "[%s] %s %s: refused %d %s", self.sid, self.peer,
+        logsetup.log(log, level, "[%s] %s %s: refused %d %s", self.sid, self.peer,
                 self.login_name or "-", code, text)
         self.reply(code, text)
 
     def event(self, text: str, *args: object, level: int = logging.INFO) -> None:
-        log.log(level, "[%s] " + text, self.sid, *args)
+        logsetup.log(log, level, "[%s] " + text, self.sid, *args)
 
     # -- dispatch --------------------------------------------------------------------
 
