@@ -9,6 +9,7 @@ import io
 import os
 import signal
 import socket
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -223,3 +224,56 @@ def test_rest_beyond_the_end_and_missing_files(server: Running) -> None:
         assert r.code == 550 and "no such file" in r.text
         data.close()
         assert c.cmd("REST abc").code == 501
+
+
+def test_retr_whose_data_connection_is_there_before_the_command(server: Running) -> None:
+    """The synchronous RETR (the data connection came before RETR, binary, in the clear):
+    a small file comes whole with 150 then 226; a large one fills the socket while the
+    client is not reading and then goes on in the background; REST is honoured; the
+    log names every byte."""
+    small = os.urandom(4096)
+    big = os.urandom(24 << 20)
+    (server.root / "small.bin").write_bytes(small)
+    (server.root / "big.bin").write_bytes(big)
+    with Ctl(server.host, server.port) as c:
+        c.login(server.user, server.password)
+        assert c.cmd("TYPE I").code == 200
+        for _ in range(3):
+            data = c.epsv_data()
+            time.sleep(0.05)  # the connection is queued before RETR arrives
+            r = c.cmd("RETR small.bin")
+            assert r.code == 150 and "(4096 bytes)" in r.text
+            assert recv_all(data) == small
+            assert c.read().code == 226
+        data = c.epsv_data()
+        time.sleep(0.05)
+        assert c.cmd("RETR big.bin").code == 150  # the socket filled: the 150 came then
+        time.sleep(0.5)  # not reading: the transfer waits for the socket
+        assert recv_all(data) == big
+        assert c.read().code == 226
+        assert c.cmd("REST 1000").code == 350
+        data = c.epsv_data()
+        time.sleep(0.05)
+        assert c.cmd("RETR big.bin").code == 150
+        got = recv_all(data)
+        assert c.read().code == 226
+        assert hashlib.sha256(got).digest() == hashlib.sha256(big[1000:]).digest()
+    assert f"RETR /big.bin: {len(big) - 1000} bytes" in server.log
+    assert "RETR /small.bin: 4096 bytes" in server.log
+
+
+def test_retr_to_a_data_connection_reset_before_the_command_gives_426(
+        server: Running) -> None:
+    (server.root / "f.bin").write_bytes(os.urandom(1 << 20))
+    with Ctl(server.host, server.port) as c:
+        c.login(server.user, server.password)
+        assert c.cmd("TYPE I").code == 200
+        data = c.epsv_data()
+        data.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        data.close()  # RST
+        time.sleep(0.1)
+        r = c.cmd("RETR f.bin")
+        if r.code == 150:
+            r = c.read()
+        assert r.code == 426 and "data connection or file failed" in r.text, r
+        assert c.cmd("NOOP").code == 200
