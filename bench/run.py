@@ -464,6 +464,8 @@ class Bench:
 
 def table(res: dict[str, dict[str, Any]], kinds: list[str], a: argparse.Namespace) -> str:
     cols = [k for k in kinds if k in res]
+    if res.get("gateway") and "natftp" not in cols:
+        cols.insert(0, "natftp")  # the gateway rows are natftp's (--bench gateway alone)
     ceil = res.get("ceiling", {})
     nat = res.get("natftp", {})
     rows: list[list[str]] = []
