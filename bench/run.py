@@ -113,6 +113,14 @@ def cpu(pid: int) -> float:
     return total
 
 
+def reap(ps: list[subprocess.Popen[str]]) -> None:
+    """Kill (and wait for) the load processes still running: none is left behind."""
+    for p in ps:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def worker(mode: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run one load worker to completion; its last JSON line."""
     r = subprocess.run([PY, str(LOAD), mode, json.dumps(args)], capture_output=True,
@@ -324,10 +332,7 @@ class Bench:
                                                f"failed with status {p.returncode}")
                         outs.append(json.loads(o.strip().splitlines()[-1]))
                 finally:
-                    for p in ps:
-                        if p.poll() is None:
-                            p.kill()
-                            p.wait()
+                    reap(ps)
                 # core use over the whole run (logins and teardown included)
                 server_cpu = (cpu(t.pid) - c0) / (time.monotonic() - w0)
                 lat = [x for o in outs for x in o["latencies"]]
@@ -394,10 +399,7 @@ class Bench:
                 o, _ = p.communicate(timeout=120)
                 done.append(json.loads(o.strip().splitlines()[-1]))
         finally:
-            for p in ps:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
+            reap(ps)
         opened = sum(r["open"] for r in ready)
         failed = sum(r["failed"] for r in ready)
         skipped = sum(r["skipped"] for r in ready)
