@@ -40,22 +40,21 @@ class _Formatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt is not None:
             return super().formatTime(record, datefmt)
-        sec = int(record.created)
+        return f"{self._date(int(record.created))},{int(record.msecs):03d}"
+
+    def _date(self, sec: int) -> str:
         if sec != self._sec:
             self._text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(sec))
             self._sec = sec
-        return f"{self._text},{int(record.msecs):03d}"
+        return self._text
 
     def line(self, level: int, name: str, text: str) -> str:
         """What ``format()`` gives for a record of ``level`` from logger ``name`` with
         the message ``text``, made now (``FORMAT``, no exception)."""
         t = time.time()
         sec = int(t)
-        if sec != self._sec:
-            self._text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(sec))
-            self._sec = sec
-        return (f"{self._text},{int((t - sec) * 1000):03d} {logging.getLevelName(level)} "
-                f"{name} {text}")
+        return (f"{self._date(sec)},{int((t - sec) * 1000):03d} "
+                f"{logging.getLevelName(level)} {name} {text}")
 
 
 class FdHandler(logging.Handler):
@@ -106,13 +105,13 @@ def log(logger: logging.Logger, level: int, msg: str, *args: object) -> None:
     configuration is the only one (see the module's text)."""
     if not logger.isEnabledFor(level):
         return
-    f = _direct(logger, level)
-    if f is None or _handler is None:
+    f, h = _direct(logger, level), _handler
+    if f is None or h is None:
         logger.log(level, msg, *args)
         return
     try:
         text = msg % args if args else msg
-        _handler.write(f.line(level, logger.name, text))
+        h.write(f.line(level, logger.name, text))
     except Exception:
         logger.log(level, msg, *args)  # logging reports a bad format its own way
 

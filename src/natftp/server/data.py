@@ -410,18 +410,20 @@ class PassiveListener:
             return conn
         return None
 
-    def _on_readable(self) -> None:
+    def _take(self) -> socket.socket | None:
+        """Accept the control peer's waiting connection, if any, as this port's one."""
         conn = self._accept()
         if conn is not None:
             self._finish(conn, "")
+        return conn
+
+    def _on_readable(self) -> None:
+        self._take()
 
     def _on_timeout(self) -> None:
         self._timer = None
-        if self._open and not self._reading:
-            conn = self._accept()  # connected, but nothing asked for it yet: keep it
-            if conn is not None:
-                self._finish(conn, "")
-                return
+        if self._open and not self._reading and self._take() is not None:
+            return  # connected, but nothing asked for it yet: kept
         self._finish(None, f"no data connection came to port {self.port} within "
                            f"{self.timeout:g} s (timeouts.data)")
 
@@ -430,9 +432,8 @@ class PassiveListener:
         caller owns it. None: use ``wait()``."""
         if self.tls is not None or not self._open:
             return None
-        conn = self._accept()
+        conn = self._take()
         if conn is not None:
-            self._finish(conn, "")
             self._taken = True
         return conn
 
@@ -461,12 +462,8 @@ class PassiveListener:
         self._fut.set_result(conn)
 
     async def wait(self) -> socket.socket:
-        if self._open and not self._reading:
-            conn = self._accept()
-            if conn is not None:
-                self._finish(conn, "")
-            elif self._open:
-                self._watch()
+        if self._open and not self._reading and self._take() is None and self._open:
+            self._watch()
         conn = await self._fut
         self._taken = True
         if conn is None:

@@ -317,15 +317,16 @@ class Session(asyncio.Protocol):
             text = lines[0]
             if "\n" not in text and "\r" not in text:
                 # the common one-line reply, formatted as Reply.format would
-                data = f"{code} {text}\r\n".encode("utf-8", "surrogateescape")
-                if self.held:
-                    data, self.held = self.held + data, b""
-                self._send(data)
+                self._send_after_held(f"{code} {text}\r\n".encode("utf-8",
+                                                                   "surrogateescape"))
                 return
         self.send_reply(Reply.of(code, *lines))
 
     def send_reply(self, reply: Reply) -> None:
-        data = reply.format()
+        self._send_after_held(reply.format())
+
+    def _send_after_held(self, data: bytes) -> None:
+        """A formatted reply, behind the held one if there is one (in the same write)."""
         if self.held:
             data, self.held = self.held + data, b""
         self._send(data)
@@ -355,7 +356,7 @@ class Session(asyncio.Protocol):
     def refuse(self, code: int, text: str, *, level: int = logging.INFO) -> None:
         """A refusal: the reply says what and why, and the event is logged once."""
         logsetup.log(log, level, "[%s] %s %s: refused %d %s", self.sid, self.peer,
-                self.login_name or "-", code, text)
+                     self.login_name or "-", code, text)
         self.reply(code, text)
 
     def event(self, text: str, *args: object, level: int = logging.INFO) -> None:
@@ -563,7 +564,7 @@ class Session(asyncio.Protocol):
         except OSError as e:
             conn.close()
             os.close(fd)
-            self.held = Reply.of(150, mark).format()
+            self.held = Reply.of(150, mark).format()  # 150, then why the transfer failed
             self.refuse(426, f"RETR {what}: data connection or file failed "
                              f"({e.strerror or e}) after {sent} bytes.")
             return None
