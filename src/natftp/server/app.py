@@ -66,6 +66,10 @@ class Server:
             (("tls",) if config.tls.enabled else ()) +
             (("ccc",) if config.tls.enabled and config.tls.ccc else ()))
         self.certs: CertStore | None = CertStore(config.tls) if config.tls.enabled else None
+        #: passive data connections relayed by trusted balancers ([proxy_protocol])
+        self.relay: data.Relay | None = (
+            data.Relay(config.proxy_protocol, config.timeouts.data)
+            if config.proxy_protocol.trusted else None)
         #: set by start(); sessions exist only after it
         self.loop: asyncio.AbstractEventLoop
 
@@ -198,11 +202,11 @@ class Server:
         if len(self.sessions) >= lim.max_sessions:
             return (f"Too many sessions ({lim.max_sessions}, limits.max_sessions); try "
                     "again later.")
-        if lim.max_sessions_per_ip and self._per_ip[s.peer] >= lim.max_sessions_per_ip:
-            return (f"Too many sessions from {s.peer} ({lim.max_sessions_per_ip}, "
+        if lim.max_sessions_per_ip and self._per_ip[s.client_ip] >= lim.max_sessions_per_ip:
+            return (f"Too many sessions from {s.client_ip} ({lim.max_sessions_per_ip}, "
                     "limits.max_sessions_per_ip); close some and retry.")
         self.sessions.add(s)
-        self._per_ip[s.peer] += 1
+        self._per_ip[s.client_ip] += 1
         return None
 
     def reclaim_spare(self) -> bool:
@@ -215,9 +219,9 @@ class Server:
 
     def release(self, s: Session) -> None:
         self.sessions.discard(s)
-        self._per_ip[s.peer] -= 1
-        if self._per_ip[s.peer] <= 0:
-            del self._per_ip[s.peer]
+        self._per_ip[s.client_ip] -= 1
+        if self._per_ip[s.client_ip] <= 0:
+            del self._per_ip[s.client_ip]
 
     def warn_unreachable(self, peer: IPAddress, told: IPAddress) -> None:
         """S2: once per client network, say that a public client got a private address."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -222,6 +223,11 @@ def register(app: typer.Typer) -> None:
         state_dir: Annotated[Path | None, typer.Option(
             "--state-dir", metavar="DIR", help="Where the generated certificate is kept "
             "(tls.state_dir).")] = None,
+        proxy_protocol_from: Annotated[list[str] | None, typer.Option(
+            "--proxy-protocol-from", metavar="CIDR",
+            help="Repeatable; a load balancer whose connections start with a PROXY "
+                 "protocol v1/v2 header naming the real client (proxy_protocol.trusted).")
+        ] = None,
     ) -> None:
         """Serve ROOT over FTP, telling every client an address it can reach."""
         if loop not in LOOPS:
@@ -239,9 +245,12 @@ def register(app: typer.Typer) -> None:
         overrides.update(_tls_overrides(tls, tls_cert, tls_key, listen_implicit or [],
                                         tls_required, tls_require_session_reuse, tls_ccc,
                                         state_dir))
+        if proxy_protocol_from:
+            overrides["proxy_protocol.trusted"] = list(proxy_protocol_from)
         try:
-            cfg = (load(config, overrides=overrides) if config is not None
-                   else from_dict({}, overrides=overrides))
+            # NATFTP_<SECTION>_<KEY> variables sit between the file and the flags
+            cfg = (load(config, overrides=overrides, env=os.environ) if config is not None
+                   else from_dict({}, overrides=overrides, env=os.environ))
             cfg = _cli_users(cfg, user or [])
             factory = _pick_loop(loop)
         except ConfigError as e:

@@ -4,10 +4,16 @@
 turns its flags into that dict, so a bad flag and a bad key get the same kind of error).
 A problem raises :class:`ConfigError` naming the key, the value and the fix; the server
 does not start. ``docs/server.md`` documents every key.
+
+Every key can also come from the environment as ``NATFTP_<SECTION>_<KEY>``
+(:func:`apply_env`): the file is read first, the environment overrides it, command-line
+flags override both. ``ServerConfig.sources`` records where each set key came from
+(``serve --explain`` prints it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import os
@@ -17,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from natftp.nat.policy import Override
+from natftp.nat.policy import IPNetwork, Override
 from natftp.nat.ports import PortRangeError, format_range, parse_range
 from natftp.proto import paths
+from natftp.proto.addr import IPAddress
 
 DEFAULT_LISTEN = "[::]:2121"
 DEFAULT_BANNER = "natftp ready."
@@ -35,15 +42,19 @@ FLAGS = {
     "tls.required": "--tls-required", "tls.state_dir": "--state-dir",
     "tls.require_session_reuse": "--tls-require-session-reuse",
     "nat.port_mapping": "--open-router", "nat.stun_servers": "--stun",
+    "proxy_protocol.trusted": "--proxy-protocol-from",
 }
 
 
 class ConfigError(Exception):
     """One configuration problem: the key, the value, what is wrong and the fix."""
 
-    def __init__(self, key: str, value: object, problem: str, fix: str) -> None:
+    def __init__(self, key: str, value: object, problem: str, fix: str, *,
+                 origin: str | None = None) -> None:
         self.key, self.value, self.problem, self.fix = key, value, problem, fix
-        flag = f" ({FLAGS[key]})" if key in FLAGS else ""
+        #: where the value was set when that is not the file (a flag, a variable)
+        self.origin = origin or FLAGS.get(key)
+        flag = f" ({self.origin})" if self.origin else ""
         shown = _show(value)
         super().__init__(f"{key}{flag} = {shown}: {problem}; fix: {fix}")
 
@@ -175,6 +186,22 @@ class TLSConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyProtocolConfig:
+    """``[proxy_protocol]``: PROXY protocol v1/v2 headers from trusted balancers (issue
+    18). Empty ``trusted``: off (no connection may send one)."""
+
+    trusted: tuple[IPNetwork, ...] = ()
+    #: how long a trusted source has to send its header before the connection is closed
+    header_timeout: float = 5.0
+    #: how long a passive data connection from a trusted source that has not yet been
+    #: seen sending a header on one is given to send it (once learnt, see docs/server.md)
+    data_header_wait: float = 1.0
+
+    def trusts(self, addr: IPAddress) -> bool:
+        return any(addr.version == n.version and addr in n for n in self.trusted)
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """The validated, effective configuration (see ``docs/server.md``)."""
 
@@ -191,6 +218,9 @@ class ServerConfig:
     active: ActiveConfig = field(default_factory=ActiveConfig)
     log_level: str = "info"
     tls: TLSConfig = field(default_factory=TLSConfig)
+    proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
+    #: (dotted key, value as given, where it came from) for every key that was set
+    sources: tuple[tuple[str, Any, str], ...] = ()
 
     def user(self, name: str) -> User | None:
         for u in self.users:
@@ -240,6 +270,8 @@ _TYPE_NAMES = {bool: "a boolean (true/false)", int: "an integer", str: "a string
 
 
 def _typed(key: str, value: object, typ: type, fix: str = "") -> Any:
+    if isinstance(value, EnvText):
+        value = value.as_type(typ)
     ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -285,13 +317,15 @@ def _home(key: str, value: object, root: Path) -> Path:
 # -- the whole file ------------------------------------------------------------------
 
 _TOP = ("root", "listen", "read_only", "banner", "log_level", "passive", "anonymous",
-        "timeouts", "limits", "users", "nat", "active", "tls")
+        "timeouts", "limits", "users", "nat", "active", "tls", "proxy_protocol")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def load(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | None = None,
-         ) -> ServerConfig:
-    """Read and validate a TOML file; ``overrides`` are dotted keys set on top (CLI)."""
+         env: Mapping[str, str] | None = None) -> ServerConfig:
+    """Read and validate a TOML file; ``env`` (``os.environ`` when serving) is laid over
+    it, ``overrides`` (dotted keys from the CLI) over both. A reload must pass the same
+    ``env`` and ``overrides`` to get the same configuration from the same file."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -301,7 +335,8 @@ def load(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | None = 
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("--config", str(path), f"not valid TOML ({e})",
                           "fix the syntax at the position shown") from None
-    return from_dict(data, overrides=overrides, base_dir=Path(path).resolve().parent)
+    return from_dict(data, overrides=overrides, base_dir=Path(path).resolve().parent,
+                     env=env, origin=f"file {path}")
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -313,12 +348,57 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def from_dict(data: Mapping[str, Any], *, overrides: Mapping[str, Any] | None = None,
-              base_dir: Path | None = None) -> ServerConfig:
-    """Validate a configuration dict (the TOML file's shape)."""
-    raw: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v)
-                           for k, v in data.items()}
+              base_dir: Path | None = None, env: Mapping[str, str] | None = None,
+              origin: str = "file") -> ServerConfig:
+    """Validate a configuration dict (the TOML file's shape), with the ``NATFTP_*``
+    variables of ``env`` and then ``overrides`` laid over it."""
+    sources = {k: origin for k in _leaf_keys(data)}
+    raw, from_env = apply_env(data, env or {})
+    sources.update({k: f"environment {var}" for k, var in from_env.items()})
     for k, v in (overrides or {}).items():
         set_dotted(raw, k, v)
+        sources[k] = f"flag {FLAGS[k]}" if k in FLAGS else "command line"
+    try:
+        cfg = _from_raw(raw, base_dir)
+    except ConfigError as e:
+        where = _origin_of(e.key, sources)
+        if where is None or not where.startswith("environment"):
+            raise
+        raise ConfigError(e.key, e.value, e.problem, e.fix,
+                          origin=where.split(" ", 1)[1]) from None
+    return dataclasses.replace(cfg, sources=tuple(
+        (k, get_dotted(raw, k), sources[k]) for k in sorted(sources)))
+
+
+def _origin_of(key: str, sources: Mapping[str, str]) -> str | None:
+    """Where the key of an error (maybe deeper: ``nat.overrides[0].address``) was set."""
+    best = None
+    for k, where in sources.items():
+        if key == k or key.startswith((k + ".", k + "[")):
+            if best is None or len(k) > len(best[0]):
+                best = (k, where)
+    return best[1] if best else None
+
+
+def _leaf_keys(data: Mapping[str, Any]) -> list[str]:
+    """The dotted keys a file sets: top-level values and each key of a top-level table."""
+    out = []
+    for k, v in data.items():
+        if isinstance(v, dict) and v:
+            out += [f"{k}.{sub}" for sub in v]
+        else:
+            out.append(k)
+    return out
+
+
+def get_dotted(data: Mapping[str, Any], key: str) -> Any:
+    d: Any = data
+    for part in key.split("."):
+        d = d[part]
+    return d
+
+
+def _from_raw(raw: dict[str, Any], base_dir: Path | None) -> ServerConfig:
     _check_keys("", raw, _TOP)
 
     root_v = raw.get("root", ".")
@@ -332,7 +412,7 @@ def from_dict(data: Mapping[str, Any], *, overrides: Mapping[str, Any] | None = 
                           f"create it (mkdir -p {root}) or serve another directory")
 
     listen_v = raw.get("listen", [DEFAULT_LISTEN])
-    if isinstance(listen_v, str):
+    if isinstance(listen_v, str) and not isinstance(listen_v, EnvText):
         listen_v = [listen_v]
     _typed("listen", listen_v, list)
     if not listen_v:
@@ -431,11 +511,12 @@ def from_dict(data: Mapping[str, Any], *, overrides: Mapping[str, Any] | None = 
 
     nat = _nat(_typed("nat", raw.get("nat", {}), dict), pasv_range, listen)
     active = _active(_typed("active", raw.get("active", {}), dict))
+    proxy = _proxy_protocol(_typed("proxy_protocol", raw.get("proxy_protocol", {}), dict))
 
     return ServerConfig(root=root, listen=listen, users=tuple(users), anonymous=anonymous,
                         read_only=read_only, passive_ports=pasv_range, timeouts=timeouts,
                         limits=limits, banner=banner, nat=nat, active=active,
-                        log_level=log_level, tls=tls)
+                        log_level=log_level, tls=tls, proxy_protocol=proxy)
 
 
 def _user(key: str, u: object, root: Path) -> User:
@@ -472,6 +553,8 @@ def _user(key: str, u: object, root: Path) -> User:
 
 def _tls_required(key: str, v: object) -> str:
     """false/"off", "control", "data"/true."""
+    if isinstance(v, EnvText) and v.strip().lower() in _BOOL_WORDS:
+        v = _BOOL_WORDS[v.strip().lower()]
     if v is True:
         return "data"
     if v is False:
@@ -498,7 +581,7 @@ def _tls(t: dict[str, Any], base_dir: Path) -> TLSConfig:
         raise ConfigError("tls.key", str(key), "a key without a certificate",
                           "give tls.cert (--tls-cert) too")
     impl_v = t.get("listen_implicit", [])
-    if isinstance(impl_v, str):
+    if isinstance(impl_v, str) and not isinstance(impl_v, EnvText):
         impl_v = [impl_v]
     impl = tuple(parse_listen(_typed("tls.listen_implicit", x, str), "tls.listen_implicit")
                  for x in _typed("tls.listen_implicit", impl_v, list))
@@ -708,4 +791,130 @@ def _active(t: dict[str, Any]) -> ActiveConfig:
                                      t.get("allow_foreign_address", False), bool),
         allow_low_ports=_typed("active.allow_low_ports", t.get("allow_low_ports", False),
                                bool))
+
+
+
+# -- PROXY protocol (issue 18) -------------------------------------------------------------
+
+def _proxy_protocol(t: dict[str, Any]) -> ProxyProtocolConfig:
+    _check_keys("proxy_protocol.", t, ("trusted", "header_timeout", "data_header_wait"))
+    d = ProxyProtocolConfig()
+    nets: list[IPNetwork] = []
+    for n in _typed("proxy_protocol.trusted", t.get("trusted", []), list):
+        text = _typed("proxy_protocol.trusted", n, str).strip()
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ConfigError("proxy_protocol.trusted", n, "not an address or network",
+                              'write the balancer\'s address or CIDR, e.g. "10.0.0.5" or '
+                              '"10.0.0.0/24"') from None
+        if net.prefixlen == 0:
+            raise ConfigError("proxy_protocol.trusted", n, "trusts every address: any "
+                              "client could send a header claiming to be anyone",
+                              "name only the balancers' addresses or network")
+        if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
+            mapped = net.network_address.ipv4_mapped
+            net = ipaddress.ip_network(f"{mapped}/{max(0, net.prefixlen - 96)}",
+                                       strict=False)
+        nets.append(net)
+    timeout = _positive("proxy_protocol.header_timeout", _typed(
+        "proxy_protocol.header_timeout", t.get("header_timeout", d.header_timeout), float))
+    wait = _positive("proxy_protocol.data_header_wait", _typed(
+        "proxy_protocol.data_header_wait", t.get("data_header_wait", d.data_header_wait),
+        float), zero_ok=True)
+    return ProxyProtocolConfig(trusted=tuple(dict.fromkeys(nets)), header_timeout=timeout,
+                               data_header_wait=wait)
+
+
+# -- configuration from the environment (issue 18) ----------------------------------------
+
+ENV_PREFIX = "NATFTP_"
+#: NATFTP_* variables that are not settings of `natftp serve` (the test and lab tools')
+ENV_NOT_SETTINGS = frozenset({"NATFTP_LAB_DEBUG", "NATFTP_PEERS_DIR", "NATFTP_SETUP_FORCE"})
+_BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True,
+               "off": False, "1": True, "0": False}
+
+
+class EnvText(str):
+    """A value from an environment variable: text until the validator asks for a type.
+
+    The key's own check (``_typed``) converts it, so a variable is held to the same
+    rules, and gets the same errors, as the key in the file: ``true``/``false`` for
+    booleans, numbers, lists as ``a,b,c`` (or a TOML array ``["a", "b"]``), tables and
+    lists of tables as TOML inline values (``[{name = "alice", ...}]``).
+    """
+
+    def as_type(self, typ: type) -> Any:
+        text = self.strip()
+        try:
+            if typ is bool:
+                return _BOOL_WORDS.get(text.lower(), str(self))
+            if typ is int:
+                return int(text) if text.lstrip("-").isdigit() else str(self)
+            if typ is float:
+                return float(text)
+            if typ is list:
+                if text.startswith("["):
+                    return [EnvText(x) if isinstance(x, str) else x
+                            for x in _toml_value(text)]
+                return [EnvText(x.strip()) for x in text.split(",") if x.strip()]
+            if typ is dict and text.startswith("{"):
+                return _toml_value(text)
+        except ValueError:
+            pass
+        return str(self)
+
+
+def _toml_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(str(e)) from None
+
+
+def env_key(name: str) -> str | None:
+    """The dotted key a ``NATFTP_<SECTION>_<KEY>`` variable sets; None when it is not one.
+
+    ``NATFTP_LOG_LEVEL`` is the top-level key ``log_level`` (an exact top-level name wins),
+    ``NATFTP_PROXY_PROTOCOL_TRUSTED`` is ``proxy_protocol.trusted`` (the longest section).
+    """
+    if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
+        return None
+    rest = name[len(ENV_PREFIX):].lower()
+    if rest in _TOP:
+        return rest
+    for section in sorted(_TOP, key=len, reverse=True):
+        if rest.startswith(section + "_") and len(rest) > len(section) + 1:
+            return f"{section}.{rest[len(section) + 1:]}"
+    return ""
+
+
+def apply_env(data: Mapping[str, Any], environ: Mapping[str, str],
+              ) -> tuple[dict[str, Any], dict[str, str]]:
+    """``data`` (the file's dict) with every ``NATFTP_*`` variable of ``environ`` laid over
+    it; returns the new dict and {dotted key: variable name}. ``data`` is not changed.
+
+    A variable that names no section or top-level key raises :class:`ConfigError`; an
+    unknown key inside a known section is left to the section's own check (which names
+    the key and suggests the near one), with the variable named as its origin.
+    """
+    raw: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v)
+                           for k, v in data.items()}
+    found: dict[str, str] = {}
+    for name in sorted(environ):
+        key = env_key(name)
+        if key is None:
+            continue
+        if not key:
+            raise ConfigError(name, environ[name], "not a natftp serve setting",
+                              "name a key as NATFTP_<KEY> or NATFTP_<SECTION>_<KEY> "
+                              "(docs/server.md), e.g. NATFTP_NAT_MASQUERADE; keys and "
+                              f"sections: {', '.join(_TOP)}")
+        head = key.split(".")[0]
+        if "." in key and head in raw and not isinstance(raw[head], dict):
+            raise ConfigError(name, environ[name], f"the file sets {head} to a value, "
+                              "not a table", f"write [{head}] as a table in the file")
+        set_dotted(raw, key, EnvText(environ[name]))
+        found[key] = name
+    return raw, found
 

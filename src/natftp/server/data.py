@@ -34,7 +34,9 @@ from collections.abc import Callable
 from typing import cast
 
 from natftp.nat.ports import PortPool
+from natftp.proto import proxy
 from natftp.proto.addr import IPAddress, ip
+from natftp.server.config import ProxyProtocolConfig
 
 log = logging.getLogger("natftp.server")
 
@@ -338,6 +340,63 @@ async def recv_ascii_to_file(chan: Channel, fd: int, progress: Progress) -> int:
         _write_all(fd, memoryview(data.replace(b"\r\n", b"\n")))
 
 
+class Relay:
+    """Data connections relayed by a trusted balancer (``[proxy_protocol]``, issue 18).
+
+    A passive data connection that comes from a trusted balancer instead of the client
+    may start with a PROXY header (a balancer that sends one on data ports too) or not
+    (one that does not): it is recognised by its signature. With a header, the address
+    in it must be the session's client; without one, the connection is taken for the
+    session that owns the port. On a download the client sends nothing, so a header
+    that has not arrived yet cannot be told from none: the first data connection from a
+    balancer waits up to ``proxy_protocol.data_header_wait`` for one; after that the
+    balancer is known to send headers (later ones are waited for up to
+    ``timeouts.data``) or not (later ones are used at once).
+    """
+
+    __slots__ = ("config", "data_timeout", "sends")
+
+    def __init__(self, config: ProxyProtocolConfig, data_timeout: float) -> None:
+        self.config = config
+        self.data_timeout = data_timeout
+        #: balancer -> whether it sends headers on data connections (learnt)
+        self.sends: dict[IPAddress, bool] = {}
+
+    def trusts(self, addr: IPAddress) -> bool:
+        return self.config.trusts(addr)
+
+    def wait_for(self, balancer: IPAddress) -> float:
+        """How long to wait for a header not yet received (0: use the connection now)."""
+        known = self.sends.get(balancer)
+        if known is None:
+            return self.config.data_header_wait
+        return self.data_timeout if known else 0.0
+
+    @staticmethod
+    def inspect(conn: socket.socket) -> tuple[str, proxy.ProxyHeader | None]:
+        """Peek at what a relayed connection sent so far: ("header", h) (consumed from
+        the socket), ("none", None) (the client's own bytes, or nothing ever: EOF),
+        ("more", None) (nothing yet, or part of a header), or ("error: why", None)."""
+        try:
+            buf = conn.recv(proxy.MAX_HEADER, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return "more", None
+        except OSError as e:
+            return f"error: {e.strerror or e}", None
+        if not buf:
+            return "none", None
+        try:
+            hdr = proxy.parse(buf) if proxy.starts_header(buf) is not False else False
+        except proxy.ProxyError as e:
+            return f"error: {e}", None
+        if hdr is False:
+            return "none", None
+        if hdr is None:
+            return "more", None
+        conn.recv(hdr.length)  # already in the receive queue: all of it comes
+        return "header", hdr
+
+
 class PassiveListener:
     """One PASV/EPSV port: accepts the first connection from the control peer.
 
@@ -353,12 +412,12 @@ class PassiveListener:
 
     __slots__ = ("loop", "sock", "port", "pool", "peer", "timeout", "sid", "_fut",
                  "_timer", "_error", "_open", "_taken", "tls", "handshake", "kept",
-                 "_peer_text", "_reading", "_family")
+                 "_peer_text", "_reading", "_family", "relay", "_pending")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, port: int,
                  pool: PortPool, peer: IPAddress, timeout: float, sid: str,
                  tls: ssl.SSLContext | None = None, *, family: int | None = None,
-                 peer_text: str | None = None) -> None:
+                 peer_text: str | None = None, relay: Relay | None = None) -> None:
         self.loop, self.sock, self.port, self.pool = loop, sock, port, pool
         self.peer, self.timeout, self.sid = peer, timeout, sid
         #: the peer as accept() spells it (IPv4 on an IPv4 socket): a string compare
@@ -378,6 +437,11 @@ class PassiveListener:
         self.kept = False
         #: a reader is registered on the listening socket
         self._reading = False
+        #: trusted balancers whose data connections are taken (None: PROXY off)
+        self.relay = relay
+        #: a relayed connection whose PROXY header (if any) is awaited: (socket,
+        #: balancer, timer)
+        self._pending: tuple[socket.socket, IPAddress, asyncio.TimerHandle] | None = None
         if tls is not None:
             self._watch()
         self._timer: asyncio.TimerHandle | None = loop.call_later(timeout, self._on_timeout)
@@ -389,6 +453,8 @@ class PassiveListener:
     def _accept(self) -> socket.socket | None:
         """The control peer's connection if one is waiting (others are closed), else
         None; an accept error ends the listener with that error."""
+        if self._pending is not None:
+            return None
         for _ in range(16):
             try:
                 # the fd, not socket.accept(): that looks the family and type up again
@@ -400,6 +466,15 @@ class PassiveListener:
                 self._finish(None, f"accepting on port {self.port} failed: {e.strerror}")
                 return None
             if addr[0] != self._peer_text and ip(str(addr[0])) != self.peer:
+                src = ip(str(addr[0]))
+                if self.relay is not None and self.relay.trusts(src):
+                    conn = socket.socket(self._family, socket.SOCK_STREAM, 0, fd)
+                    conn.setblocking(False)
+                    if self._relayed(conn, src):
+                        return conn
+                    if self._pending is not None:
+                        return None
+                    continue
                 log.warning("[%s] data connection to port %d from %s refused: not the "
                             "control connection's address %s (port stealing protection)",
                             self.sid, self.port, addr[0], self.peer)
@@ -409,6 +484,90 @@ class PassiveListener:
             conn.setblocking(False)
             return conn
         return None
+
+    # -- data connections relayed by a trusted balancer ---------------------------------
+
+    def _relayed(self, conn: socket.socket, balancer: IPAddress) -> bool:
+        """True: ``conn`` is this port's connection. False: it was refused (closed), or
+        it is now pending (its header awaited; ``_pending``)."""
+        assert self.relay is not None
+        verdict, hdr = self.relay.inspect(conn)
+        if verdict == "more":
+            wait = self.relay.wait_for(balancer)
+            if wait <= 0:
+                return True
+            if self._reading:
+                self._reading = False
+                self.loop.remove_reader(self.sock.fileno())
+            timer = self.loop.call_later(wait, self._pending_expired)
+            self._pending = (conn, balancer, timer)
+            self.loop.add_reader(conn.fileno(), self._pending_readable)
+            return False
+        return self._judge(conn, balancer, verdict, hdr)
+
+    def _judge(self, conn: socket.socket, balancer: IPAddress, verdict: str,
+               hdr: proxy.ProxyHeader | None) -> bool:
+        assert self.relay is not None
+        if verdict == "header" and hdr is not None:
+            self.relay.sends[balancer] = True
+            client = None if hdr.source is None else ip(str(hdr.source[0]))
+            if client is None or client == self.peer:
+                return True
+            log.warning("[%s] data connection to port %d relayed by %s for %s refused: "
+                        "not the control connection's client %s (port stealing "
+                        "protection)", self.sid, self.port, balancer, client, self.peer)
+        elif verdict == "none":
+            self.relay.sends.setdefault(balancer, False)
+            return True
+        else:
+            log.warning("[%s] data connection to port %d relayed by %s refused: %s",
+                        self.sid, self.port, balancer, verdict)
+        conn.close()
+        return False
+
+    def _drop_pending(self) -> tuple[socket.socket, IPAddress] | None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        conn, balancer, timer = pending
+        timer.cancel()
+        self.loop.remove_reader(conn.fileno())
+        return conn, balancer
+
+    def _pending_readable(self) -> None:
+        if self._pending is None:
+            return
+        verdict, hdr = Relay.inspect(self._pending[0])
+        if verdict == "more":
+            return  # part of a header: the rest follows (or the timer ends it)
+        got = self._drop_pending()
+        assert got is not None
+        self._settle(got[0], self._judge(got[0], got[1], verdict, hdr))
+
+    def _pending_expired(self) -> None:
+        got = self._drop_pending()
+        if got is None:
+            return
+        conn, balancer = got
+        assert self.relay is not None
+        verdict, hdr = Relay.inspect(conn)
+        if verdict == "more":
+            try:
+                partial = bool(conn.recv(1, socket.MSG_PEEK))
+            except OSError:
+                partial = False
+            # nothing came: this balancer sends no header on data connections
+            verdict = "error: an incomplete PROXY header" if partial else "none"
+            if not partial:
+                self.relay.sends[balancer] = False
+        self._settle(conn, self._judge(conn, balancer, verdict, hdr))
+
+    def _settle(self, conn: socket.socket, ok: bool) -> None:
+        """A pending connection was judged: it is this port's, or listen on."""
+        if ok:
+            self._finish(conn, "")
+        elif self._open and self._take() is None and self._open and self._pending is None:
+            self._watch()
 
     def _take(self) -> socket.socket | None:
         """Accept the control peer's waiting connection, if any, as this port's one."""
@@ -438,6 +597,10 @@ class PassiveListener:
         return conn
 
     def _finish(self, conn: socket.socket | None, error: str) -> None:
+        if self._pending is not None:
+            dropped = self._drop_pending()
+            if dropped is not None and dropped[0] is not conn:
+                dropped[0].close()
         if self._open:
             self._open = False
             if self._reading:
@@ -462,7 +625,8 @@ class PassiveListener:
         self._fut.set_result(conn)
 
     async def wait(self) -> socket.socket:
-        if self._open and not self._reading and self._take() is None and self._open:
+        if (self._open and not self._reading and self._take() is None and self._open
+                and self._pending is None):
             self._watch()
         conn = await self._fut
         self._taken = True

@@ -51,6 +51,16 @@ def explain(cfg: ServerConfig, policy: AdvertisePolicy, pool: PortPool) -> list[
     if policy.masquerade_is_hostname:
         masq += " -> " + (", ".join(map(str, policy.masquerade_addresses)) or "unresolved")
     out.append(f"masquerade: {masq}")
+    pp = cfg.proxy_protocol
+    if pp.trusted:
+        out.append("PROXY protocol: connections from " + ", ".join(map(str, pp.trusted))
+                   + f" must start with a v1/v2 header (within {pp.header_timeout:g} s) "
+                   "naming the client, whose address then counts everywhere; their "
+                   "passive data connections may carry one too. Clients behind them are "
+                   "classed below by that address")
+    else:
+        out.append("PROXY protocol: off (proxy_protocol.trusted empty; a header from any "
+                   "client is refused)")
     out.append(f"passive ports: {pool.describe()}")
     out.append("What a client is told in a 227 reply (EPSV replies carry only the port):")
     cases: list[tuple[str, IPAddress]] = [("loopback client", ip("127.0.0.1")),
@@ -87,7 +97,32 @@ def explain(cfg: ServerConfig, policy: AdvertisePolicy, pool: PortPool) -> list[
                     "  WARNING: it cannot reach that; set nat.masquerade (--masquerade)")
         out.append(f"  {label} {peer} (reaches us at {local}): told {d.address} -- "
                    f"{d.reason}{warn}")
+    out += settings(cfg)
     return out
+
+
+#: keys whose values are not printed (users carry password hashes)
+_HIDDEN = ("users",)
+
+
+def settings(cfg: ServerConfig) -> list[str]:
+    """Where each value that was set came from: the file, the environment, a flag."""
+    out = ["Settings (every other key has its default, docs/server.md):"]
+    if not cfg.sources:
+        out.append("  none set: every key has its default")
+    for key, value, origin in cfg.sources:
+        shown = (f"({len(value)} entries, not shown)" if key in _HIDDEN and
+                 isinstance(value, list) else _show(value))
+        out.append(f"  {key} = {shown}  <- {origin}")
+    return out
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value + '"'
+    return repr(value)
 
 
 __all__ = ["explain"]

@@ -114,7 +114,7 @@ async def _login(s: Session, name: str, password: str) -> None:
         s.failures += 1
         await asyncio.sleep(cfg.timeouts.login_failure_delay)
         why = "unknown user" if u is None else "wrong password"
-        s.event("login failed for %r from %s (%s; attempt %d of %d)", name, s.peer, why,
+        s.event("login failed for %r from %s (%s; attempt %d of %d)", name, s.client_ip, why,
                 s.failures, cfg.limits.max_login_attempts, level=logging.WARNING)
         if s.failures >= cfg.limits.max_login_attempts:
             s.reply(421, f"Login incorrect; {s.failures} failed attempts "
@@ -153,7 +153,7 @@ def _enter(s: Session, name: str, home: str, perms: Permissions, *,
         from natftp.server.config import User
 
         s.user = User(name=name, home=s.server.config.root, permissions=perms)
-    s.event("%s logged in from %s (home %s)", name, s.peer, home)
+    s.event("%s logged in from %s (home %s)", name, s.client_ip, home)
 
 
 def quit_(s: Session, arg: str) -> Result:
@@ -233,7 +233,7 @@ def stat(s: Session, arg: str) -> Result:
     mode = "passive" if s.pasv else ("active" if s.port_target else "none set")
     s.send_reply(Reply(211, (
         "natftp status:",
-        f"Connected from {s.peer}",
+        f"Connected from {s.client_ip}",
         f"Logged in as {s.login_name}" if s.user else "Not logged in",
         f"TYPE: {'BINARY' if s.binary else 'ASCII'}; STRUcture: File; transfer MODE: "
         "Stream",
@@ -549,10 +549,10 @@ def _open_passive(s: Session, verb: str) -> int | None:
                       "widen passive.ports.", level=logging.WARNING)
         return None
     sock, port = bound
-    s.pasv = data.PassiveListener(s.loop, sock, port, pool, s.peer,
+    s.pasv = data.PassiveListener(s.loop, sock, port, pool, s.client_ip,
                                   s.server.config.timeouts.data, s.sid,
                                   s.tls_ctx if s.prot_p else None, family=s.family,
-                                  peer_text=s.peer_text)
+                                  peer_text=s.peer_text, relay=s.server.relay)
     return port
 
 
@@ -560,19 +560,18 @@ def pasv(s: Session, arg: str) -> Result:
     if s.epsv_all:
         s.refuse(503, "PASV refused after EPSV ALL (RFC 2428); use EPSV.")
         return None
-    if s.peer.version != 4:
+    if s.client_ip.version != 4:
         s.refuse(425, f"PASV carries only IPv4 addresses and this control connection is "
-                      f"IPv6 ({s.peer}); use EPSV.")
+                      f"IPv6 ({s.client_ip}); use EPSV.")
         return None
-    local = addr.ip(str(s.local[0]))
     try:
-        decision = s.server.policy.advertise(local, s.peer)
+        decision = s.server.policy.advertise(s.server_ip, s.client_ip)
     except NoUsableAddress as e:
         s.refuse(425, f"PASV: no address to advertise ({e}); set nat.masquerade.",
                  level=logging.ERROR)
         return None
     if decision.warn_unreachable:
-        s.server.warn_unreachable(s.peer, decision.address)
+        s.server.warn_unreachable(s.client_ip, decision.address)
     port = _open_passive(s, "PASV")
     if port is None:
         return None
@@ -589,7 +588,7 @@ def epsv(s: Session, arg: str) -> Result:
         s.epsv_all = True
         s.reply(200, "EPSV ALL accepted: only EPSV will set up data connections.")
         return None
-    want = {4: "1", 6: "2"}[s.peer.version]
+    want = {4: "1", 6: "2"}[s.client_ip.version]
     if a and a != want:
         if a in ("1", "2"):
             s.refuse(522, f"Network protocol {a} not supported on this connection, use "
@@ -610,17 +609,17 @@ def _active_target(s: Session, verb: str, host: addr.IPAddress, port: int) -> Re
         return None
     cfg = s.server.config.active
     target = addr.unmap(host)
-    if target.is_unspecified and target.version == s.peer.version:
+    if target.is_unspecified and target.version == s.client_ip.version:
         # lftp sends EPRT |2|::|port| from a socket listening on any address: it means
         # "connect back to me", which is the control peer (no bounce possible)
-        target = s.peer
-    if target.version != s.peer.version:
-        want = "1" if s.peer.version == 4 else "2"
-        s.refuse(522, f"{verb} to an IPv{target.version} address on an IPv{s.peer.version} "
+        target = s.client_ip
+    if target.version != s.client_ip.version:
+        want = "1" if s.client_ip.version == 4 else "2"
+        s.refuse(522, f"{verb} to an IPv{target.version} address on an IPv{s.client_ip.version} "
                       f"connection; network protocol not supported, use ({want}).")
         return None
-    if target != s.peer and not cfg.allow_foreign_address:
-        s.refuse(501, f"{verb} refused: address {target} is not your address {s.peer} "
+    if target != s.client_ip and not cfg.allow_foreign_address:
+        s.refuse(501, f"{verb} refused: address {target} is not your address {s.client_ip} "
                       "(FTP bounce protection; active.allow_foreign_address = false).",
                  level=logging.WARNING)
         return None
@@ -652,7 +651,7 @@ def eprt(s: Session, arg: str) -> Result:
     except addr.AddressError as e:
         msg = str(e)
         if "unsupported" in msg:
-            want = "1" if s.peer.version == 4 else "2"
+            want = "1" if s.client_ip.version == 4 else "2"
             s.refuse(522, f"EPRT: {msg}; network protocol not supported, use ({want}).")
         else:
             s.refuse(501, f"EPRT: {msg}.")

@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
 from natftp import logsetup
+from natftp.proto import proxy
 from natftp.proto.addr import IPAddress, ip
 from natftp.proto.commands import BadLine, Command, LineReader
 from natftp.proto.listing import MLST_FACTS
@@ -63,13 +64,14 @@ def _load_commands() -> ModuleType:
 
 class Session(asyncio.Protocol):
     __slots__ = (
-        "server", "loop", "transport", "sid", "peer", "peer_text", "peer_port", "local",
+        "server", "loop", "transport", "sid", "client_ip", "peer_text", "peer_port", "local",
         "family",
         "reader", "user", "login_name", "storage", "perms", "perm_source", "cwd", "binary",
         "rest", "rnfr", "pending_user", "failures", "epsv_all", "pasv", "port_target",
         "busy", "queue", "abor_pending", "abort_reason", "last_active", "idle_handle",
         "closing", "mlst_facts", "paused", "started", "counted", "implicit", "tls",
         "tls_ctx", "tls_note", "prot_p", "pbsz", "hs_handle", "held", "spare",
+        "via", "server_ip", "proxy_buf", "proxy_handle", "fresh", "quiet",
     )
 
     def __init__(self, server: Server, implicit: bool = False) -> None:
@@ -77,9 +79,24 @@ class Session(asyncio.Protocol):
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
         self.sid = server.next_sid()
-        self.peer: IPAddress = ip("0.0.0.0")
-        #: the peer's address as the kernel spells it (for a cheap compare on accept)
+        #: THE client's address, set once: the TCP peer, or the address in the PROXY
+        #: header of a trusted balancer. Logs, limits, bans, the address policy and the
+        #: data connections' peer check all use this one.
+        self.client_ip: IPAddress = ip("0.0.0.0")
+        #: the client's address as the kernel spells it (for a cheap compare on accept)
         self.peer_text = "0.0.0.0"
+        #: the balancer that relayed this session (its PROXY header named the client)
+        self.via: IPAddress | None = None
+        #: the address the client connected to: the header's destination through a
+        #: balancer, else this socket's local address (what the address policy is asked)
+        self.server_ip: IPAddress = ip("0.0.0.0")
+        #: bytes of a trusted balancer's PROXY header so far (None: not waiting for one)
+        self.proxy_buf: bytearray | None = None
+        self.proxy_handle: asyncio.TimerHandle | None = None
+        #: nothing received yet (a PROXY header from an untrusted peer is refused)
+        self.fresh = True
+        #: a balancer's health check (PROXY LOCAL): logged at debug level only
+        self.quiet = False
         self.peer_port = 0
         self.local: tuple[Any, ...] = ("0.0.0.0", 0)
         self.family = socket.AF_INET
@@ -136,8 +153,9 @@ class Session(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         peername = transport.get_extra_info("peername")
         self.local = tuple(transport.get_extra_info("sockname"))
+        self.server_ip = ip(str(self.local[0]))
         self.peer_text = str(peername[0])
-        self.peer = ip(self.peer_text)
+        self.client_ip = ip(self.peer_text)
         self.peer_port = int(peername[1])
         if sock is not None:
             self.family = sock.family
@@ -146,21 +164,94 @@ class Session(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # ABOR sent with MSG_OOB must stay in the stream, or its last byte is lost
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+        pp = self.server.config.proxy_protocol
+        if pp.trusted and pp.trusts(self.client_ip):
+            # a trusted balancer: say nothing until its header names the client
+            self.via = self.client_ip
+            self.proxy_buf = bytearray()
+            self.proxy_handle = self.loop.call_later(pp.header_timeout, self._proxy_timeout)
+            return
+        self._open()
+
+    def _open(self) -> None:
+        """The client is known: admit it (limits), log it, and greet it."""
         refusal = self.server.admit(self)
         if refusal is not None:
-            log.warning("[%s] connection from %s refused: %s", self.sid, self.peer, refusal)
+            log.warning("[%s] connection from %s refused: %s", self.sid, self.client_ip,
+                        refusal)
             self.reply(421, refusal)
             self.close()
             return
         self.counted = True
-        logsetup.log(log, logging.INFO, "[%s] connection from %s port %d%s", self.sid,
-                     self.peer, self.peer_port, " (implicit TLS)" if self.implicit else "")
+        via = f" via {self.via}" if self.via is not None else ""
+        logsetup.log(log, logging.DEBUG if self.quiet else logging.INFO,
+                     "[%s] connection from %s port %d%s%s", self.sid, self.client_ip,
+                     self.peer_port, via, " (implicit TLS)" if self.implicit else "")
         self.last_active = self.loop.time()
         self._arm_idle(self.server.config.timeouts.idle)
         if self.implicit:
             self.start_tls()  # the banner follows the handshake
         else:
             self.reply(220, self.server.config.banner)
+
+    # -- PROXY protocol (a trusted balancer in front) ---------------------------------
+
+    def _proxy_received(self, buf: bytearray, chunk: bytes) -> None:
+        buf += chunk
+        try:
+            hdr = proxy.parse(bytes(buf))
+        except proxy.ProxyError as e:
+            self._proxy_refuse(f"its PROXY protocol header is invalid ({e})")
+            return
+        if hdr is None:
+            return
+        if self.proxy_handle is not None:
+            self.proxy_handle.cancel()
+            self.proxy_handle = None
+        self.proxy_buf = None
+        rest = bytes(buf[hdr.length:])
+        if hdr.source is None:
+            # LOCAL (a health check) or UNKNOWN: the connection's own endpoints count
+            self.quiet = hdr.command == "LOCAL"
+            self.event("%s from balancer %s", hdr.describe(), self.via, level=logging.DEBUG)
+        else:
+            self.client_ip = ip(str(hdr.source[0]))
+            self.peer_text = str(self.client_ip)
+            self.peer_port = hdr.source[1]
+            if hdr.destination is not None:
+                self.server_ip = ip(str(hdr.destination[0]))
+        self._open()
+        if rest and not self.closing:
+            self.data_received(rest)
+
+    def _proxy_timeout(self) -> None:
+        self.proxy_handle = None
+        if self.proxy_buf is not None and not self.closing:
+            self._proxy_refuse(
+                f"it sent no complete PROXY protocol header within "
+                f"{self.server.config.proxy_protocol.header_timeout:g} s "
+                "(proxy_protocol.header_timeout)")
+
+    def _proxy_refuse(self, why: str) -> None:
+        """A trusted balancer's connection without a valid header: say so and close."""
+        self.proxy_buf = None
+        self.event("connection from balancer %s refused: %s (it is in "
+                   "proxy_protocol.trusted, so it must send one)", self.via, why,
+                   level=logging.WARNING)
+        self.reply(421, f"Connection refused: the load balancer in front of this server "
+                        f"is misconfigured ({why}).")
+        self.close()
+
+    def _spoofed_header(self, chunk: bytes) -> bool:
+        """The first bytes from a peer that is not a trusted balancer are a PROXY header:
+        refuse them (a client must not choose the address it is known by)."""
+        self.fresh = False
+        if proxy.starts_header(chunk) is not True:
+            return False
+        self.refuse(500, f"PROXY protocol header refused: {self.peer_text} is not a trusted "
+                         "load balancer (proxy_protocol.trusted).", level=logging.WARNING)
+        self.close()
+        return True
 
     # -- TLS on the control connection ---------------------------------------------------
 
@@ -179,7 +270,7 @@ class Session(asyncio.Protocol):
         self.hs_handle = None
         if self.tls is not None and self.tls.state == HANDSHAKE and not self.closing:
             self.event("TLS handshake from %s not finished within %g s (timeouts.data); "
-                       "closing", self.peer, self.server.config.timeouts.data,
+                       "closing", self.client_ip, self.server.config.timeouts.data,
                        level=logging.WARNING)
             self.abort_connection()
 
@@ -204,7 +295,7 @@ class Session(asyncio.Protocol):
         if self.implicit and not tls.received and chunk[:1] != b"\x16" and t is not None:
             # a plain FTP client (or anything else) on the implicit port: say so in clear
             self.event("%s sent no TLS handshake to the implicit-TLS port; closing",
-                       self.peer, level=logging.WARNING)
+                       self.client_ip, level=logging.WARNING)
             t.write(b"421 This port speaks implicit FTPS: start TLS at once (ftps://), or "
                     b"use AUTH TLS on the plain FTP port.\r\n")
             self.close()
@@ -214,7 +305,7 @@ class Session(asyncio.Protocol):
         except ssl.SSLError as e:
             self._flush_tls()  # the alert, if any
             self.event("TLS %s with %s failed: %s; closing",
-                       "handshake" if tls.state == HANDSHAKE else "record", self.peer,
+                       "handshake" if tls.state == HANDSHAKE else "record", self.client_ip,
                        e.reason or e, level=logging.WARNING)
             self.abort_connection()
             return None
@@ -232,7 +323,7 @@ class Session(asyncio.Protocol):
                 # data connections resume the tickets issued here; new tickets on them
                 # are of no use, and lftp (GnuTLS) sometimes dropped an upload on them
                 self.tls_ctx.num_tickets = 0
-            self.event("TLS established with %s (%s%s)", self.peer, self.tls_note,
+            self.event("TLS established with %s (%s%s)", self.client_ip, self.tls_note,
                        ", implicit" if self.implicit else "")
             if self.implicit:
                 self.reply(220, self.server.config.banner)
@@ -250,6 +341,11 @@ class Session(asyncio.Protocol):
             self.transport.abort()
 
     def data_received(self, chunk: bytes) -> None:
+        if self.proxy_buf is not None:
+            self._proxy_received(self.proxy_buf, chunk)
+            return
+        if self.fresh and self._spoofed_header(chunk):
+            return
         self.last_active = self.loop.time()
         tls = self.tls
         if tls is not None:
@@ -283,6 +379,9 @@ class Session(asyncio.Protocol):
         if self.hs_handle is not None:
             self.hs_handle.cancel()
             self.hs_handle = None
+        if self.proxy_handle is not None:
+            self.proxy_handle.cancel()
+            self.proxy_handle = None
         self.close_data()
         self.drop_spare()
         if self.busy is not None:
@@ -291,8 +390,8 @@ class Session(asyncio.Protocol):
         if self.counted:
             self.counted = False
             self.server.release(self)
-            logsetup.log(log, logging.INFO, "[%s] closed (%s)", self.sid,
-                         self.login_name or "not logged in")
+            logsetup.log(log, logging.DEBUG if self.quiet else logging.INFO,
+                         "[%s] closed (%s)", self.sid, self.login_name or "not logged in")
         self.transport = None
 
     def close(self) -> None:
@@ -355,7 +454,7 @@ class Session(asyncio.Protocol):
 
     def refuse(self, code: int, text: str, *, level: int = logging.INFO) -> None:
         """A refusal: the reply says what and why, and the event is logged once."""
-        logsetup.log(log, level, "[%s] %s %s: refused %d %s", self.sid, self.peer,
+        logsetup.log(log, level, "[%s] %s %s: refused %d %s", self.sid, self.client_ip,
                      self.login_name or "-", code, text)
         self.reply(code, text)
 
