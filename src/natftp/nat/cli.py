@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional  # noqa: UP035 (typer reads Optional)
+from typing import Annotated, Any, Optional  # noqa: UP035 (typer reads Optional)
 
 import typer
 
@@ -55,8 +55,83 @@ def params_from_options(
     )
 
 
+def _cluster(config: str) -> Any:
+    import tomllib
+
+    from natftp.nat.cluster import ClusterError, parse
+
+    try:
+        with open(config, "rb") as f:
+            return parse(tomllib.load(f))
+    except OSError as e:
+        typer.echo(f"natftp cluster: --config {config}: cannot read it ({e.strerror})",
+                   err=True)
+    except tomllib.TOMLDecodeError as e:
+        typer.echo(f"natftp cluster: --config {config}: not valid TOML ({e})", err=True)
+    except ClusterError as e:
+        typer.echo(f"natftp cluster: {config}: {e}", err=True)
+    raise typer.Exit(2)
+
+
+_CLUSTER_CONFIG = typer.Option("--config", metavar="FILE",
+                               help="cluster.toml: the public address, the nodes, the "
+                               "passive range (docs/deploy.md)")
+
+
+def register_cluster(app: typer.Typer) -> None:
+    """``natftp cluster haproxy|node|nftables``: one plan, printed for each piece."""
+    cluster = typer.Typer(name="cluster", no_args_is_help=True, help="Configuration for "
+                          "N natftp nodes behind one public address (docs/deploy.md).")
+    app.add_typer(cluster)
+
+    @cluster.command("haproxy")
+    def haproxy_cmd(config: Annotated[str, _CLUSTER_CONFIG]) -> None:
+        """Print haproxy.cfg: the control port balanced with PROXY v2 and health checks,
+        each node's passive slice forwarded to that node only."""
+        from natftp.nat.cluster import haproxy
+
+        sys.stdout.write(haproxy(_cluster(config), config))
+
+    @cluster.command("nftables")
+    def nftables_cmd(config: Annotated[str, _CLUSTER_CONFIG]) -> None:
+        """Print the same plan as nftables DNAT rules for a Linux router."""
+        from natftp.nat.cluster import nftables
+
+        sys.stdout.write(nftables(_cluster(config), config))
+
+    @cluster.command("node")
+    def node_cmd(name: Annotated[str, typer.Argument(help="the node's name in "
+                                                      "cluster.toml")],
+                 config: Annotated[str, _CLUSTER_CONFIG]) -> None:
+        """Print the node's natftp serve configuration (TOML for --config)."""
+        import tomli_w
+
+        from natftp.nat.cluster import ClusterError, node_config
+        from natftp.server.config import ConfigError, from_dict
+
+        c = _cluster(config)
+        try:
+            data = node_config(c, name)
+        except ClusterError as e:
+            typer.echo(f"natftp cluster node: {e}", err=True)
+            raise typer.Exit(2) from None
+        try:
+            from_dict(data)
+        except ConfigError as e:
+            if e.key != "root" and not e.key.endswith(".home"):
+                typer.echo(f"natftp cluster node: the [serve] table of {config} gives "
+                           f"an invalid node configuration: {e}", err=True)
+                raise typer.Exit(2) from None
+            typer.echo(f"natftp cluster node: note: {e} (on this machine; the node "
+                       "needs it)", err=True)
+        sys.stdout.write(f"# natftp cluster node {name}: generated from {config}\n"
+                         f"# run on {name}: natftp serve --config THIS_FILE\n")
+        sys.stdout.write(tomli_w.dumps(data))
+
+
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the `natftp` app."""
+    register_cluster(app)
 
     @app.command("firewall")
     def firewall(

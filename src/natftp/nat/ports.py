@@ -117,3 +117,19 @@ class PortPool:
         if self.advertised is not None:
             text += f" (advertised as {format_range(self.advertised)})"
         return text
+
+
+def split_range(r: tuple[int, int], n: int) -> list[tuple[int, int]] | None:
+    """``r`` cut into ``n`` consecutive slices as equal as possible (the first ones one
+    port larger); None when it has fewer than ``n`` ports. A cluster's nodes each get one."""
+    size = r[1] - r[0] + 1
+    if n < 1 or size < n:
+        return None
+    base, extra = divmod(size, n)
+    out: list[tuple[int, int]] = []
+    low = r[0]
+    for i in range(n):
+        high = low + base + (1 if i < extra else 0) - 1
+        out.append((low, high))
+        low = high + 1
+    return out
