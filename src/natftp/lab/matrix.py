@@ -187,8 +187,10 @@ def _curl_row(opts: Callable[[CellCtx], list[str]], want: str | None) -> Callabl
         [CellCtx], Cell]:
     def run(ctx: CellCtx) -> Cell:
         t0 = time.monotonic()
-        base = ["curl", "-sS", "-v", "--connect-timeout", "3", "--max-time",
-                f"{ctx.timeout:g}", *opts(ctx)]
+        # curl's FTP connect phase lasts until login: a cell given longer (a loaded
+        # machine) gives it longer too
+        base = ["curl", "-sS", "-v", "--connect-timeout", f"{max(3, ctx.timeout / 3):g}",
+                "--max-time", f"{ctx.timeout:g}", *opts(ctx)]
         url = f"ftp://{ctx.user}:{ctx.password}@{ctx.target}:{ctx.port}/"
         local = ctx.workdir / "down"
         steps = [([*base, url], "LIST"),
@@ -221,7 +223,8 @@ def _lftp_row(active: bool) -> Callable[[CellCtx], Cell]:
         t0 = time.monotonic()
         local = ctx.workdir / "down"
         script = "; ".join([
-            "set net:timeout 3", "set net:max-retries 2", "set net:persist-retries 0",
+            f"set net:timeout {max(3, ctx.timeout / 3):g}", "set net:max-retries 2",
+            "set net:persist-retries 0",
             "set net:reconnect-interval-base 1", "set net:reconnect-interval-max 1",
             "set cmd:fail-exit yes", "set ftp:ssl-allow no", "set xfer:clobber on",
             f"set ftp:passive-mode {'off' if active else 'on'}",

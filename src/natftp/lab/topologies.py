@@ -155,4 +155,26 @@ LAN = Topology(
     ),
 )
 
-TOPOLOGIES: dict[str, Topology] = {t.name: t for t in (CONTEST, FOURWAY, LAN)}
+CLUSTER = Topology(
+    name="cluster",
+    description="issue 18 (natftp cluster): clients 198.51.100.10 and .11 on the internet; "
+    "router 198.51.100.1 / 10.0.1.1 runs the balancer (HAProxy or nftables) in front of "
+    "nodes node1-node3 (10.0.1.11-13); no matrix path (the test sets up the balancer)",
+    segments=(
+        Segment("wan", (Member("c1", "eth0", "198.51.100.10/24"),
+                        Member("c2", "eth0", "198.51.100.11/24"),
+                        Member("router", "wan", "198.51.100.1/24"))),
+        Segment("lan", (Member("router", "lan", "10.0.1.1/24"),
+                        Member("node1", "eth0", "10.0.1.11/24"),
+                        Member("node2", "eth0", "10.0.1.12/24"),
+                        Member("node3", "eth0", "10.0.1.13/24"))),
+    ),
+    gateways=(("c1", "198.51.100.1"), ("c2", "198.51.100.1"), ("node1", "10.0.1.1"),
+              ("node2", "10.0.1.1"), ("node3", "10.0.1.1")),
+    routers=(RouterSpec("router", "wan", "lan", "10.0.1.0/24"),),
+    servers=(),
+    clients=("c1", "c2"),
+    paths=(),
+)
+
+TOPOLOGIES: dict[str, Topology] = {t.name: t for t in (CONTEST, FOURWAY, LAN, CLUSTER)}

@@ -239,7 +239,7 @@ def haproxy(c: Cluster, source: str = "cluster.toml") -> str:
         "so no stickiness is needed.",
         "# check: haproxy -c -f FILE    run: haproxy -f FILE",
         "global",
-        "    maxconn 20000",
+        "    # maxconn: HAProxy derives it from the open-files limit (ulimit -n)",
     ]
     if c.stats_socket:
         out.append(f"    stats socket {c.stats_socket} mode 600 level admin")
@@ -252,7 +252,7 @@ def haproxy(c: Cluster, source: str = "cluster.toml") -> str:
         "    # timeouts.idle, 300 s by default); data connections can stall as long",
         "    timeout client 1h",
         "    timeout server 1h",
-        f"    timeout check {max(1000, iv)}ms",
+        f"    timeout check {max(3000, iv)}ms",
         "    # a node that refuses a new connection before the check notices: try another",
         "    retries 2",
         "    option redispatch",
@@ -263,8 +263,8 @@ def haproxy(c: Cluster, source: str = "cluster.toml") -> str:
         "",
         "backend ftp_nodes",
         "    balance leastconn",
+        "    # the check's own connection carries PROXY LOCAL (from send-proxy-v2 below)",
         "    option tcp-check",
-        "    tcp-check connect",
         "    tcp-check expect rstring ^220",
         "    tcp-check send QUIT\\r\\n",
         "    tcp-check expect rstring ^221",
