@@ -373,10 +373,15 @@ class Relay:
         return self.data_timeout if known else 0.0
 
     @staticmethod
-    def inspect(conn: socket.socket) -> tuple[str, proxy.ProxyHeader | None]:
+    def inspect(conn: socket.socket, v2_only: bool = False,
+                ) -> tuple[str, proxy.ProxyHeader | None]:
         """Peek at what a relayed connection sent so far: ("header", h) (consumed from
         the socket), ("none", None) (the client's own bytes, or nothing ever: EOF),
-        ("more", None) (nothing yet, or part of a header), or ("error: why", None)."""
+        ("more", None) (nothing yet, or part of a header), or ("error: why", None).
+
+        ``v2_only``: from a balancer known not to send headers, only the v2 signature
+        (made to never start ordinary data) counts; an upload starting "PROXY " is data.
+        """
         try:
             buf = conn.recv(proxy.MAX_HEADER, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
@@ -384,6 +389,8 @@ class Relay:
         except OSError as e:
             return f"error: {e.strerror or e}", None
         if not buf:
+            return "none", None
+        if v2_only and buf[:12] != proxy.SIGNATURE_V2[:min(12, len(buf))]:
             return "none", None
         try:
             hdr = proxy.parse(buf) if proxy.starts_header(buf) is not False else False
@@ -491,7 +498,10 @@ class PassiveListener:
         """True: ``conn`` is this port's connection. False: it was refused (closed), or
         it is now pending (its header awaited; ``_pending``)."""
         assert self.relay is not None
-        verdict, hdr = self.relay.inspect(conn)
+        known = self.relay.sends.get(balancer)
+        verdict, hdr = self.relay.inspect(conn, v2_only=known is False)
+        if known is False and verdict != "header":
+            return True  # this balancer sends no headers on data connections
         if verdict == "more":
             wait = self.relay.wait_for(balancer)
             if wait <= 0:
