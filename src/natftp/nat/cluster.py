@@ -307,7 +307,7 @@ def nftables(c: Cluster, source: str = "cluster.toml") -> str:
         f"table {fam} {table}",
         f"delete table {fam} {table}",
         f"table {fam} {table} {{",
-        "\tchain dnat {",
+        "\tchain cluster_dnat {",
         "\t\ttype nat hook prerouting priority dstnat; policy accept;",
         f'\t\tiifname "{wan}" {fam} daddr {c.public_address} tcp dport {c.control_port} '
         f"dnat {fam} to numgen inc mod {len(c.nodes)} map {{ {pick} }}",
@@ -318,7 +318,7 @@ def nftables(c: Cluster, source: str = "cluster.toml") -> str:
     out += [
         "\t}",
         "",
-        "\tchain forward {",
+        "\tchain cluster_forward {",
         "\t\ttype filter hook forward priority filter; policy accept;",
         "\t\tct state established,related accept",
         f'\t\tiifname "{wan}" ct status dnat accept',

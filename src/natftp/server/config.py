@@ -414,7 +414,7 @@ def _from_raw(raw: dict[str, Any], base_dir: Path | None) -> ServerConfig:
     listen_v = raw.get("listen", [DEFAULT_LISTEN])
     if isinstance(listen_v, str) and not isinstance(listen_v, EnvText):
         listen_v = [listen_v]
-    _typed("listen", listen_v, list)
+    listen_v = _typed("listen", listen_v, list)
     if not listen_v:
         raise ConfigError("listen", listen_v, "no address to listen on",
                           f'give at least one, e.g. ["{DEFAULT_LISTEN}"]')
