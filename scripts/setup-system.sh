@@ -33,6 +33,8 @@ PACKAGES=(
     miniupnpd-nftables stun-server stun-client
     # bench/run.py compiles the small-file load generator (bench/smallload.c) with cc
     gcc libc6-dev
+    # natftp cluster behind a real balancer (tests/lab/test_cluster.py, bench/cluster_bench.py)
+    haproxy
 )
 # Unpacked, not installed: name of the Debian package -> directory under $PEERS_DIR
 UNPACKED=(proftpd-core pure-ftpd)
