@@ -36,6 +36,7 @@ from typing import cast
 from natftp.nat.ports import PortPool
 from natftp.proto import proxy
 from natftp.proto.addr import IPAddress, ip
+from natftp.proto.ascii import FromWire, ToWire
 from natftp.server.config import ProxyProtocolConfig
 
 log = logging.getLogger("natftp.server")
@@ -52,8 +53,9 @@ TLS_CLOSE_WAIT = 5.0
 
 
 class DataError(Exception):
-    """A data connection that could not be made; ``str(e)`` is fit for a 425 reply, or
-    for ``code`` with ``reply_text`` when the refusal has its own wording."""
+    """A data connection that could not be made, or a transfer refused once under way;
+    ``str(e)`` is fit for a 425 reply, or for ``code`` with ``reply_text`` when the
+    refusal has its own wording."""
 
     def __init__(self, text: str, code: int = 425, reply_text: str | None = None) -> None:
         super().__init__(text)
@@ -277,15 +279,28 @@ class TLSChannel:
 Channel = PlainChannel | TLSChannel
 
 
-async def send_ascii(chan: Channel, fd: int, offset: int, progress: Progress) -> int:
-    """TYPE A download: LF -> CRLF (the file is Unix text), streamed in chunks."""
+async def send_ascii(chan: Channel, fd: int, skip: int, progress: Progress,
+                     what: str) -> int:
+    """TYPE A download: the file through :class:`ToWire` (LF -> CR LF where no CR is),
+    streamed in chunks. ``skip``: a REST offset, in wire octets (RFC 3659 §5.3), so the
+    file is read from its start and the first ``skip`` octets of its wire form dropped;
+    an offset past the end is refused (554) once that is known."""
+    enc = ToWire(skip)
+    offset = 0
     sent = 0
     while True:
         chunk = os.pread(fd, ASCII_CHUNK, offset)
         if not chunk:
+            if enc.skipping:
+                raise DataError("restart offset beyond the end", 554,
+                                f"RETR refused: restart offset {skip} is beyond the end of "
+                                f"{what} ({skip - enc.skipping} octets in TYPE A).")
             return sent
         offset += len(chunk)
-        data = chunk.replace(b"\n", b"\r\n")
+        data = enc.feed(chunk)
+        if not data:
+            await asyncio.sleep(0)  # skipping to a REST offset: let other sessions run
+            continue
         await chan.send(data)
         sent += len(data)
         progress.bytes += len(data)
@@ -318,26 +333,18 @@ async def recv_to_file(chan: Channel, fd: int, progress: Progress) -> int:
 
 
 async def recv_ascii_to_file(chan: Channel, fd: int, progress: Progress) -> int:
-    """TYPE A upload: CRLF -> LF, a CR split across two reads handled."""
+    """TYPE A upload: the received octets through :class:`FromWire` (CR LF -> LF)."""
     buf = bytearray(ASCII_CHUNK)
+    dec = FromWire()
     got = 0
-    pending_cr = False
     while True:
         n = await chan.recv_into(buf)
         if n == 0:
-            if pending_cr:
-                _write_all(fd, memoryview(b"\r"))
+            _write_all(fd, memoryview(dec.end()))
             return got
         got += n
         progress.bytes += n
-        data = bytes(buf[:n])
-        if pending_cr:
-            data = b"\r" + data
-            pending_cr = False
-        if data.endswith(b"\r"):
-            data = data[:-1]
-            pending_cr = True
-        _write_all(fd, memoryview(data.replace(b"\r\n", b"\n")))
+        _write_all(fd, memoryview(dec.feed(bytes(buf[:n]))))
 
 
 class Relay:

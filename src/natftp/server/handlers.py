@@ -19,6 +19,7 @@ from typing import Any
 
 from natftp.nat.policy import NoUsableAddress
 from natftp.proto import addr, listing, paths
+from natftp.proto.ascii import ToWire
 from natftp.proto.paths import PathError
 from natftp.proto.replies import Reply, feat_reply
 from natftp.server import data
@@ -30,6 +31,9 @@ log = logging.getLogger("natftp.server")
 
 Result = Coroutine[Any, Any, None] | None
 ANONYMOUS_NAMES = ("anonymous", "ftp")
+#: SIZE in TYPE A reads the file to count its line ends: up to this size (RFC 3659 §4
+#: allows 550 when the exact size is too costly to compute)
+ASCII_SIZE_MAX = 64 << 20
 
 
 def vpath(s: Session, verb: str, arg: str) -> str | None:
@@ -441,8 +445,38 @@ def size(s: Session, arg: str) -> Result:
     if not listing.FileFacts.from_stat(p, st).is_file:
         s.refuse(550, f"SIZE refused: {p} is not a regular file.")
         return None
-    s.reply(213, str(st.st_size))
-    return None
+    if s.binary:
+        s.reply(213, str(st.st_size))
+        return None
+    # RFC 3659 §4: the size in the current TYPE, exactly; in TYPE A that means counting
+    # the line ends, i.e. reading the file (550 is allowed when that is too costly)
+    if st.st_size > ASCII_SIZE_MAX:
+        s.refuse(550, f"SIZE refused in TYPE A: {p} is {st.st_size} bytes on disk, and its "
+                      "size in TYPE A (every line end as CR LF) means reading all of it; "
+                      f"natftp counts files up to {ASCII_SIZE_MAX >> 20} MiB. Send TYPE I "
+                      "first for the size in bytes.")
+        return None
+    return _ascii_size(s, p)
+
+
+async def _ascii_size(s: Session, p: str) -> None:
+    """SIZE in TYPE A, as the busy task: the file is read in chunks, yielding between
+    them, so a large one does not hold up other sessions."""
+    try:
+        fd, _ = s.store().open_read(p)
+    except StorageError as e:
+        s.storage_error("SIZE", e)
+        return
+    enc = ToWire()
+    n = offset = 0
+    try:
+        while chunk := os.pread(fd, data.ASCII_CHUNK, offset):
+            offset += len(chunk)
+            n += enc.count(chunk)
+            await asyncio.sleep(0)
+    finally:
+        os.close(fd)
+    s.reply(213, str(n))
 
 
 def mdtm(s: Session, arg: str) -> Result:
@@ -522,7 +556,9 @@ def rest(s: Session, arg: str) -> Result:
         s.refuse(501, f"REST needs a byte offset (a non-negative integer), got {a!r}.")
         return None
     s.rest = int(a)
-    s.reply(350, f"Restarting at {s.rest}; send RETR, STOR or APPE.")
+    s.reply(350, f"Restarting at {s.rest}; send RETR, STOR or APPE." + (
+        "" if s.binary else " In TYPE A the offset counts octets as sent (line ends as "
+        "CR LF), RFC 3659 §5.3."))
     return None
 
 
@@ -696,10 +732,13 @@ def retr(s: Session, arg: str) -> Result:
     except StorageError as e:
         s.storage_error("RETR", e)
         return None
-    if offset > fsize:
+    # in TYPE A the wire form is at most twice the file (every byte an LF); an offset
+    # inside that is checked as the transfer reaches it
+    if offset > (fsize if s.binary else 2 * fsize):
         os.close(fd)
         s.refuse(554, f"RETR refused: restart offset {offset} is beyond the end of {p} "
-                      f"({fsize} bytes).")
+                      f"({fsize} bytes" + ("" if s.binary else
+                                           " on disk, at most twice that in TYPE A") + ").")
         return None
     if s.binary:
         mark = f"Opening BINARY mode data connection for {p} ({fsize - offset} bytes)."
@@ -715,8 +754,11 @@ def retr(s: Session, arg: str) -> Result:
             return await chan.send_file(fd, offset, prog, fsize)
     else:
         async def body(chan: data.Channel, prog: data.Progress) -> int:
-            return await data.send_ascii(chan, fd, offset, prog)
-        mark = f"Opening ASCII mode data connection for {p} ({fsize - offset} bytes)."
+            return await data.send_ascii(chan, fd, offset, prog, p)
+        # no "(N bytes)": clients read that as the size of what follows, and in TYPE A
+        # it is not the size on disk
+        mark = (f"Opening ASCII mode data connection for {p} (line ends sent as CR LF"
+                + (f", from octet {offset}" if offset else "") + ").")
     return s.transfer("RETR", p, mark, body, fd=fd, hold_mark=s.binary)
 
 
@@ -734,6 +776,12 @@ def _store(s: Session, verb: str, arg: str, *, append: bool = False,
         if q is None:
             return None
         p = q
+    if offset and not s.binary:
+        s.refuse(554, f"{verb} refused: REST {offset} in TYPE A cannot be resumed: the file "
+                      "on disk does not keep the octets that were sent (CR LF became LF), "
+                      "so the offset cannot be found in it; resume in TYPE I, or send the "
+                      "whole file again.")
+        return None
     if not _need_data(s, verb):
         return None
     try:
