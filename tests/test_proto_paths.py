@@ -59,3 +59,20 @@ def test_parent_basename_quote() -> None:
     assert paths.parent("/") == "/"
     assert paths.basename("/a/b") == "b" and paths.basename("/") == ""
     assert paths.quote_257('/say "hi"') == '"/say ""hi"""'
+
+
+@pytest.mark.parametrize(("cwd", "arg", "want"), [
+    ("/", "..", "/"), ("/", "../..", "/"), ("/", "/..", "/"), ("/", "./../.", "/"),
+    ("/a/b", "..", "/a"), ("/a/b", "../..", "/"), ("/a/b", "../../../..", "/"),
+    ("/a/b", "/..", "/"), ("/a/b", "../", "/a"),
+])
+def test_steps_up_stop_at_the_top(cwd: str, arg: str, want: str) -> None:
+    assert paths.only_up(arg)
+    assert paths.resolve_up(cwd, arg) == want
+
+
+@pytest.mark.parametrize("arg", ["../etc", "a/..", "..x", "", ".", "/", "../../x/.."])
+def test_a_path_that_names_something_is_not_only_up(arg: str) -> None:
+    assert not paths.only_up(arg)
+    with pytest.raises(PathError):
+        paths.resolve_up("/a", arg)

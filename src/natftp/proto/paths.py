@@ -52,6 +52,28 @@ def resolve(cwd: str, arg: str) -> str:
     return out
 
 
+def only_up(arg: str) -> bool:
+    """Whether ``arg`` only steps up (``..``, ``../..``, ``/..``) and names nothing."""
+    parts = [p for p in arg.split("/") if p not in ("", ".")]
+    return bool(parts) and all(p == ".." for p in parts)
+
+
+def resolve_up(cwd: str, arg: str) -> str:
+    """An :func:`only_up` path from ``cwd``: steps above the home stop at ``/`` (as
+    ``/..`` is ``/`` in POSIX). For CWD and CDUP only: such a path cannot name anything
+    outside, while a path with a name after the ``..`` (``../etc``) is still refused by
+    :func:`resolve`.
+
+    >>> resolve_up("/a", "../../..")
+    '/'
+    """
+    if not only_up(arg):
+        raise PathError(f"path {arg!r} does not only step up")
+    base = [] if arg.startswith("/") else [p for p in cwd.split("/") if p]
+    up = arg.split("/").count("..")
+    return "/" + "/".join(base[:max(0, len(base) - up)])
+
+
 def to_real(home: str, vpath: str) -> str:
     """The real path of a normalised virtual path under the real ``home`` (lexical)."""
     if not vpath.startswith("/") or "\0" in vpath:

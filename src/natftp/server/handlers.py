@@ -345,9 +345,15 @@ def pwd(s: Session, arg: str) -> Result:
 
 
 def cwd(s: Session, arg: str) -> Result:
-    p = vpath(s, "CWD", arg)
-    if p is None:
-        return None
+    if paths.only_up(arg):
+        # `..` at the top stays at the top, as vsftpd, ProFTPD and pyftpdlib answer:
+        # clients walk up with CDUP until the root and take a 550 for an error
+        p = paths.resolve_up(s.cwd, arg)
+    else:
+        q = vpath(s, "CWD", arg)
+        if q is None:
+            return None
+        p = q
     try:
         real = s.store().real(p)
     except StorageError as e:
@@ -362,9 +368,6 @@ def cwd(s: Session, arg: str) -> Result:
 
 
 def cdup(s: Session, arg: str) -> Result:
-    if s.cwd == "/":
-        s.refuse(550, "CDUP refused: already at the top of the home directory.")
-        return None
     return cwd(s, "..")
 
 
@@ -487,6 +490,10 @@ def mdtm(s: Session, arg: str) -> Result:
         st = s.store().stat(p)
     except StorageError as e:
         s.storage_error("MDTM", e)
+        return None
+    if not listing.FileFacts.from_stat(p, st).is_file:
+        s.refuse(550, f"MDTM refused: {p} is not a regular file (MDTM is for files, RFC "
+                      "3659 §3; MLST gives a directory's modify fact).")
         return None
     s.reply(213, listing.mlst_time(st.st_mtime).split(".")[0])
     return None
