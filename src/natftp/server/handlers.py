@@ -235,6 +235,9 @@ def stat(s: Session, arg: str) -> Result:
         s.send_reply(Reply(213, ("Status of " + (target or "."), *lines, "End of status.")))
         return None
     mode = "passive" if s.pasv else ("active" if s.port_target else "none set")
+    if s.xfer is not None:  # STAT during a transfer (RFC 959 §4.1.3): answered at once
+        verb, what, progress = s.xfer
+        mode = f"transfer in progress: {verb} {what}, {progress.bytes} bytes so far"
     s.send_reply(Reply(211, (
         "natftp status:",
         f"Connected from {s.client_ip}",

@@ -3,7 +3,12 @@
 An idle session is this object, a :class:`LineReader` and one timer handle: no task, no
 stream pair. Work that waits (a transfer, the delay after a failed login, a password
 hash check) runs as the session's single *busy* task; commands that arrive meanwhile are
-queued and handled in order when it ends, except ABOR, which acts at once.
+queued and handled in order when it ends: every command gets exactly one final reply, in
+the order the commands came. The two exceptions are the ones RFC 959 makes for a transfer
+in progress: ABOR aborts it, and STAT (without an argument) reports on it, at once, when
+the transfer is the one the client is waiting for (nothing else queued before them).
+Anything else that is busy (a login) is not a transfer: an ABOR then waits its turn and
+is answered 225, "no transfer to abort".
 
 Behaviour per command lives in :mod:`natftp.server.handlers`, the table that maps names
 to handlers in :mod:`natftp.server.commands`.
@@ -71,7 +76,8 @@ class Session(asyncio.Protocol):
         "busy", "queue", "abor_pending", "abort_reason", "last_active", "idle_handle",
         "closing", "mlst_facts", "paused", "started", "counted", "implicit", "tls",
         "tls_ctx", "tls_note", "prot_p", "pbsz", "hs_handle", "held", "spare",
-        "via", "server_ip", "proxy_buf", "proxy_handle", "fresh", "quiet",
+        "via", "server_ip", "proxy_buf", "proxy_handle", "fresh", "quiet", "xfer",
+        "xfer_running",
     )
 
     def __init__(self, server: Server, implicit: bool = False) -> None:
@@ -144,6 +150,12 @@ class Session(asyncio.Protocol):
         #: ``server.spares``; given back when the session ends, or taken back by the
         #: server when the pool has no free port left.
         self.spare: tuple[socket.socket, int] | None = None
+        #: the transfer that is the busy task, until its final reply: (verb, path, bytes
+        #: moved); ABOR and STAT act on it at once
+        self.xfer: tuple[str, str, data.Progress] | None = None
+        #: that transfer's coroutine has started (before, it cannot be cancelled: it
+        #: would never run, nor reply, nor close its file; it checks ``abort_reason``)
+        self.xfer_running = False
 
     # -- connection ----------------------------------------------------------------
 
@@ -358,9 +370,8 @@ class Session(asyncio.Protocol):
             if self.closing or self.tls is not tls:
                 return  # closed, or AUTH TLS started: the rest was sent in the clear
             if self.busy is not None:
-                if isinstance(ev, Command) and ev.name == "ABOR":
-                    self.abort("aborted by ABOR")
-                    self.abor_pending = True
+                if not self.queue and self._urgent(ev):
+                    self._interrupt(ev)
                     continue
                 if self.queue is None:
                     self.queue = deque()
@@ -384,9 +395,7 @@ class Session(asyncio.Protocol):
             self.proxy_handle = None
         self.close_data()
         self.drop_spare()
-        if self.busy is not None:
-            self.abort_reason = self.abort_reason or "control connection closed"
-            self.busy.cancel()
+        self.abort("control connection closed")
         if self.counted:
             self.counted = False
             self.server.release(self)
@@ -518,23 +527,52 @@ class Session(asyncio.Protocol):
             if exc is not None:
                 log.error("[%s] command failed", self.sid, exc_info=exc)
                 self.reply(451, "Command failed: internal server error (logged).")
+        self.xfer = None
+        self.xfer_running = False
         if self.abor_pending:
             self.abor_pending = False
             self.reply(226, "ABOR command successful; the transfer was aborted.")
         if self.closing:
             return
         self.last_active = self.loop.time()
-        while self.queue and self.busy is None and not self.closing:
-            self.handle(self.queue.popleft())
+        while self.queue and not self.closing:
+            if self.busy is None:
+                self.handle(self.queue.popleft())
+            elif self._urgent(self.queue[0]):
+                # ABOR or STAT right behind the transfer just started: it is this one's
+                self._interrupt(self.queue.popleft())
+            else:
+                break
         if self.paused and self.busy is None and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
 
+    def _urgent(self, ev: Command | BadLine) -> bool:
+        """Whether ``ev`` acts on the running transfer now instead of waiting its turn:
+        ABOR (once) and STAT without an argument, while a transfer has not replied."""
+        if self.xfer is None or not isinstance(ev, Command):
+            return False
+        if ev.name == "ABOR":
+            return not self.abor_pending
+        return ev.name == "STAT" and not ev.arg.strip() and not self.abor_pending
+
+    def _interrupt(self, ev: Command | BadLine) -> None:
+        if isinstance(ev, Command) and ev.name == "ABOR":
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("[%s] <- ABOR (transfer in progress)", self.sid)
+            self.abort("aborted by ABOR")
+            self.abor_pending = True  # 226 once the transfer has replied 426
+        else:
+            self.handle(ev)  # STAT: the status, with the transfer's progress
+
     def abort(self, why: str) -> None:
-        """Cancel the busy task (a transfer); it replies 426 and cleans up."""
+        """Cancel the busy task (a transfer replies 426 and cleans up). A transfer that
+        has not started yet is not cancelled but told: it starts, sees ``abort_reason``
+        and ends the same way (a task cancelled before it runs never runs its cleanup)."""
         if self.busy is not None:
             self.abort_reason = self.abort_reason or why
-            self.busy.cancel()
+            if self.xfer is None or self.xfer_running:
+                self.busy.cancel()
 
     # -- timers ----------------------------------------------------------------------
 
@@ -656,10 +694,9 @@ class Session(asyncio.Protocol):
             first = sent
 
             async def rest(chan: data.Channel, prog: data.Progress) -> int:
-                prog.bytes = first
                 return first + await chan.send_file(fd, offset, prog, end)
             return self.transfer("RETR", what, mark, rest, fd=fd, hold_mark=True,
-                                 conn=conn)
+                                 conn=conn, done=first)
         except OSError as e:
             conn.close()
             os.close(fd)
@@ -674,10 +711,22 @@ class Session(asyncio.Protocol):
         self.reply(226, f"Transfer complete ({sent} bytes).")
         return None
 
-    async def transfer(self, verb: str, what: str, mark: str,
-                       body: Callable[[data.Channel, data.Progress], Awaitable[int]],
-                       upload: Upload | None = None, fd: int | None = None,
-                       hold_mark: bool = False, conn: socket.socket | None = None) -> None:
+    def transfer(self, verb: str, what: str, mark: str,
+                 body: Callable[[data.Channel, data.Progress], Awaitable[int]],
+                 upload: Upload | None = None, fd: int | None = None,
+                 hold_mark: bool = False, conn: socket.socket | None = None,
+                 done: int = 0) -> Coroutine[Any, Any, None]:
+        """The busy task of a transfer (:meth:`_transfer`), made the one that ABOR and
+        STAT act on. ``done``: bytes already sent (see :meth:`send_now`)."""
+        progress = data.Progress()
+        progress.bytes = done
+        self.xfer = (verb, what, progress)
+        return self._transfer(verb, what, mark, body, progress, upload, fd, hold_mark, conn)
+
+    async def _transfer(self, verb: str, what: str, mark: str,
+                        body: Callable[[data.Channel, data.Progress], Awaitable[int]],
+                        progress: data.Progress, upload: Upload | None, fd: int | None,
+                        hold_mark: bool, conn: socket.socket | None) -> None:
         """Open the data connection, say 150, run ``body``, say 226 or why not.
 
         Every exit path closes the socket and the file, and discards an unfinished
@@ -691,10 +740,13 @@ class Session(asyncio.Protocol):
         as always), with no watchdog timer.
 
         ``conn``: the data connection, already taken (see :meth:`send_now`).
+
+        The final reply (226, 426, 425...) ends ``xfer`` first: an ABOR or STAT that
+        comes after it is not about this transfer any more, and waits its turn.
         """
-        progress = data.Progress()
         watchdog: asyncio.TimerHandle | None = None
         sock: socket.socket | None = None
+        handshake: asyncio.Task[data.TLSChannel] | None = None
         chan: data.Channel | None = None
         ok = False
         how = ""
@@ -711,9 +763,17 @@ class Session(asyncio.Protocol):
             watchdog = self.loop.call_later(timeout, watch)
 
         try:
+            self.xfer_running = True
             if conn is not None:
-                sock, handshake, conn = conn, None, None
-            else:
+                sock, conn = conn, None
+            if self.abort_reason:
+                # aborted before it started (ABOR in the same read as the command): the
+                # data connection it would have used is closed, as ABOR says
+                self.close_data()
+                if sock is not None:
+                    self.held = Reply.of(150, mark).format()  # data moved (send_now)
+                raise asyncio.CancelledError
+            if sock is None:
                 sock, handshake = await self.open_data()
             if hold_mark and not self.prot_p:
                 self.held = Reply.of(150, mark).format()
@@ -740,9 +800,11 @@ class Session(asyncio.Protocol):
             closing, chan = chan, None
             await closing.close()
         except data.DataError as e:
+            self.xfer = None
             self.refuse(e.code, e.reply_text or f"Cannot open data connection: {e}.")
             return
         except asyncio.CancelledError:
+            self.xfer = None
             why = self.abort_reason or "cancelled"
             self.refuse(426, f"{verb} {what}: transfer aborted ({why}) after "
                              f"{progress.bytes} bytes.")
@@ -750,6 +812,7 @@ class Session(asyncio.Protocol):
                 raise
             return
         except OSError as e:
+            self.xfer = None
             self.refuse(426, f"{verb} {what}: data connection or file failed "
                              f"({e.strerror or e}) after {progress.bytes} bytes.")
             return
@@ -765,6 +828,7 @@ class Session(asyncio.Protocol):
             if upload is not None and not ok:
                 upload.discard()
         secs = time.monotonic() - started
+        self.xfer = None
         self.event("%s %s: %d bytes in %.2f s%s", verb, what, n, secs, how)
         self.reply(226, f"Transfer complete ({n} bytes).")
 
