@@ -47,6 +47,8 @@ _ROWS = [
     CommandSpec("USER", h.user, "Send the user name.", login=False, arg="a user name",
                 syntax="<name>"),
     CommandSpec("PASS", h.pass_, "Send the password.", login=False, syntax="<password>"),
+    CommandSpec("REIN", h.rein, "Reinitialize: log out and reset the transfer parameters.",
+                login=False),
     CommandSpec("QUIT", h.quit_, "Close the connection.", login=False),
     CommandSpec("NOOP", h.noop, "Do nothing (keep the connection alive).", login=False),
     CommandSpec("SYST", h.syst, "Name the system type.", login=False),
@@ -134,7 +136,7 @@ TABLE: dict[str, CommandSpec] = {row.name: row for row in _ROWS}
 #: commands real clients send that this server knowingly does not implement (-> 502)
 NOT_IMPLEMENTED = {
     "ACCT": "accounts are not used", "SMNT": "structure mount is obsolete",
-    "REIN": "reconnect instead", "SITE": "no SITE commands",
+    "SITE": "no SITE commands",
     "LPRT": "use EPRT", "LPSV": "use EPSV", "CLNT": "not needed", "LANG": "English only",
     "XRCP": "obsolete", "XSEN": "obsolete", "MAIL": "obsolete", "MLFL": "obsolete",
 }

@@ -48,10 +48,11 @@ def vpath(s: Session, verb: str, arg: str) -> str | None:
 # -- login -------------------------------------------------------------------------
 
 def user(s: Session, arg: str) -> Result:
-    if s.user is not None:
-        s.refuse(503, f"Already logged in as {s.login_name}; reconnect to change user.")
-        return None
     name = arg.strip()
+    if s.user is not None:
+        # RFC 959 §4.1.1: USER at any time flushes the login and starts a new one;
+        # transfer parameters stay (a transfer in progress ended before this ran)
+        _leave(s, f"USER {name} sent")
     need = tls_required(s, name)
     if need != "off" and s.tls_ctx is None:
         s.refuse(530, f"TLS is required {_required_for(s, name)}: send AUTH TLS before "
@@ -158,6 +159,35 @@ def _enter(s: Session, name: str, home: str, perms: Permissions, *,
 
         s.user = User(name=name, home=s.server.config.root, permissions=perms)
     s.event("%s logged in from %s (home %s)", name, s.client_ip, home)
+
+
+def _leave(s: Session, why: str) -> None:
+    """Back to "connected, not logged in" (USER while logged in, REIN): the login and
+    what belongs to it (home, permissions, working directory, a pending RNFR) go; failed
+    login attempts still count."""
+    s.event("%s logged out (%s)", s.login_name, why)
+    s.user = None
+    s.login_name = ""
+    s.storage = None
+    s.perms, s.perm_source = Permissions.read_only(), {}
+    s.cwd = "/"
+    s.rnfr = None
+    s.pending_user = None
+
+
+def rein(s: Session, arg: str) -> Result:
+    # RFC 959 §4.1.1: queued behind a transfer in progress, so that one completes first
+    if s.user is not None:
+        _leave(s, "REIN")
+    s.pending_user = None
+    s.binary = False
+    s.rest = 0
+    s.epsv_all = False
+    s.close_data()
+    s.mlst_facts = listing.MLST_FACTS
+    s.reply(220, "Session reinitialized: not logged in, transfer parameters reset (TLS "
+                 "stays as it is); send USER.")
+    return None
 
 
 def quit_(s: Session, arg: str) -> Result:
