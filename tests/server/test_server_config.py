@@ -188,3 +188,20 @@ def test_default_user_is_generated_and_printed_once(natftp_server: Callable[...,
     with Ctl(r.host, r.port) as c:
         c.login("natftp", m.group(1))
         assert c.cmd("MKD writable").code == 257
+
+
+def test_permissions_chmod_defaults_to_the_users_write(tmp_path: Path) -> None:
+    def perms(table: dict[str, bool]) -> tuple[bool, bool]:
+        cfg = from_dict({"root": str(tmp_path), "users": [
+            {"name": "bob", "password_hash": HASH, "permissions": table}]})
+        u = cfg.user("bob")
+        assert u is not None
+        return u.permissions.write, u.permissions.chmod
+
+    assert perms({}) == (True, True)
+    assert perms({"write": False}) == (False, False)
+    assert perms({"write": False, "chmod": True}) == (False, True)
+    assert perms({"chmod": False}) == (True, False)
+    msg = err(tmp_path, {"users": [{"name": "bob", "password_hash": HASH,
+                                    "permissions": {"chmd": False}}]})
+    assert "users[0].permissions.chmd" in msg and "did you mean users[0].permissions.chmod" in msg

@@ -30,7 +30,7 @@ from natftp.proto.addr import IPAddress
 
 DEFAULT_LISTEN = "[::]:2121"
 DEFAULT_BANNER = "natftp ready."
-PERMISSIONS = ("list", "read", "write", "delete", "rename", "mkdir")
+PERMISSIONS = ("list", "read", "write", "delete", "rename", "mkdir", "chmod")
 
 #: CLI flags that set a key (named in errors so the user knows which to change)
 FLAGS = {
@@ -80,10 +80,12 @@ class Permissions:
     delete: bool = True
     rename: bool = True
     mkdir: bool = True
+    #: SITE CHMOD (issue 16); in a [[users]] table it defaults to that user's ``write``
+    chmod: bool = True
 
     @classmethod
     def read_only(cls) -> Permissions:
-        return cls(write=False, delete=False, rename=False, mkdir=False)
+        return cls(write=False, delete=False, rename=False, mkdir=False, chmod=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,8 +543,12 @@ def _user(key: str, u: object, root: Path) -> User:
     home = _home(f"{key}.home", t.get("home", "."), root)
     perms_t = _typed(f"{key}.permissions", t.get("permissions", {}), dict)
     _check_keys(f"{key}.permissions.", perms_t, PERMISSIONS)
-    perms = Permissions(**{p: _typed(f"{key}.permissions.{p}", perms_t.get(p, True), bool)
-                           for p in PERMISSIONS})
+    given = {p: _typed(f"{key}.permissions.{p}", perms_t[p], bool)
+             for p in PERMISSIONS if p in perms_t}
+    # changing permissions is a write: a user who may not write may not chmod either,
+    # unless the table says so
+    given.setdefault("chmod", given.get("write", True))
+    perms = Permissions(**given)
     user_tls = _typed(f"{key}.tls", t.get("tls", {}), dict)
     _check_keys(f"{key}.tls.", user_tls, ("required",))
     required = (_tls_required(f"{key}.tls.required", user_tls["required"])

@@ -15,6 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from natftp.nat.policy import NoUsableAddress
@@ -132,10 +133,12 @@ async def _login(s: Session, name: str, password: str) -> None:
     s.reply(230, f"User {u.name} logged in.")
 
 
-_WRITES = ("write", "delete", "rename", "mkdir")
+_WRITES = ("write", "delete", "rename", "mkdir", "chmod")
 #: why a permission is off, for the refusal text (shared: sessions hold a reference)
 _SOURCE_USER = {p: f"permissions.{p} = false" for p in ("list", "read", *_WRITES)}
-_SOURCE_ANONYMOUS = {**_SOURCE_USER, **{p: "anonymous users are read-only" for p in _WRITES}}
+_SOURCE_ANONYMOUS = {**_SOURCE_USER, **{p: "anonymous users are read-only" for p in _WRITES},
+                     "chmod": "anonymous users are read-only: permissions.chmod is always "
+                              "off for them"}
 _SOURCE_READ_ONLY = {**_SOURCE_USER, **{p: "read_only = true / --read-only" for p in _WRITES}}
 
 
@@ -146,8 +149,7 @@ def _enter(s: Session, name: str, home: str, perms: Permissions, *,
     if anonymous:
         source = _SOURCE_ANONYMOUS
     elif cfg.read_only:
-        perms = Permissions(list=perms.list, read=perms.read, write=False, delete=False,
-                            rename=False, mkdir=False)
+        perms = replace(perms, **{p: False for p in _WRITES})
         source = _SOURCE_READ_ONLY
     s.user = cfg.user(name) if not anonymous else None
     s.login_name = name

@@ -52,7 +52,8 @@ log = logging.getLogger("natftp.server")
 MAX_QUEUED = 64
 
 _PERM_NOUN = {"list": "Listing", "read": "Downloads", "write": "Writes",
-              "delete": "Deletes", "rename": "Renames", "mkdir": "Creating directories"}
+              "delete": "Deletes", "rename": "Renames", "mkdir": "Creating directories",
+              "chmod": "Permission changes (SITE CHMOD)"}
 
 
 #: natftp.server.commands (the command table), imported on first use: it imports this

@@ -206,6 +206,30 @@ class LocalStorage:
         except OSError as e:
             raise StorageError(f"{vpath}: {_why(e)}") from e
 
+    def chmod(self, vpath: str, mode: int) -> None:
+        """Set the permission bits of ``vpath`` (SITE CHMOD). The name is changed from
+        its parent directory's fd without following a symlink (``fchmodat`` with
+        ``AT_SYMLINK_NOFOLLOW``): a symlink is refused, never its target changed."""
+        if vpath == "/":
+            raise StorageError("the home directory's permissions cannot be changed")
+        name = paths.basename(vpath)
+        try:
+            dfd = os.open(self.real(paths.parent(vpath)), _DIR_FLAGS)
+        except OSError as e:
+            raise StorageError(f"{paths.parent(vpath)}: {_why(e)}") from e
+        try:
+            if stat.S_ISLNK(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
+                raise StorageError(f"{vpath} is a symbolic link; change its target instead")
+            os.chmod(name, mode, dir_fd=dfd, follow_symlinks=False)
+        except (ValueError, NotImplementedError) as e:
+            # the name became a symlink since the check (glibc refuses, EOPNOTSUPP)
+            raise StorageError(f"{vpath} is a symbolic link; change its target "
+                               "instead") from e
+        except OSError as e:
+            raise StorageError(f"{vpath}: {_why(e)}") from e
+        finally:
+            os.close(dfd)
+
     # -- file data -----------------------------------------------------------------
 
     def open_read(self, vpath: str) -> tuple[int, int]:
