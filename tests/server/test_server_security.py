@@ -110,7 +110,8 @@ def test_unknown_and_unimplemented_commands(server: Running) -> None:
         assert r.code == 500 and "FOO" in r.text
         r = c.cmd("AUTH TLS")
         assert r.code == 502 and "TLS" in r.text
-        assert c.cmd("SITE CHMOD 777 x").code == 502
+        assert c.cmd("ACCT x").code == 502
+        assert c.cmd("SITE CHMOD 777 x").code == 530  # SITE HELP works before login
         c.login(server.user, server.password)
         assert c.cmd("XYZZY").code == 500
         r = c.cmd("RETR")

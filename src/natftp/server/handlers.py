@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from natftp.nat.policy import NoUsableAddress
 from natftp.proto import addr, listing, paths
@@ -27,6 +27,9 @@ from natftp.server import data
 from natftp.server.config import Permissions
 from natftp.server.session import Session
 from natftp.storage.local import LocalStorage, StorageError
+
+if TYPE_CHECKING:
+    from natftp.server.commands import CommandSpec
 
 log = logging.getLogger("natftp.server")
 
@@ -949,3 +952,70 @@ def mlst(s: Session, arg: str) -> Result:
     s.send_reply(Reply(250, (f"Listing {p}", line, "End.")))
     return None
 
+
+# -- SITE ---------------------------------------------------------------------------------
+
+def site(s: Session, arg: str) -> Result:
+    from natftp.server.commands import SITE_NOT_IMPLEMENTED, SITE_TABLE
+
+    sub, _, rest = arg.lstrip(" ").partition(" ")
+    name = sub.upper()
+    spec = SITE_TABLE.get(name)
+    if spec is None:
+        why = SITE_NOT_IMPLEMENTED.get(name)
+        if why is not None:
+            s.refuse(502, f"SITE {name} is not implemented by this server ({why}); SITE "
+                          "HELP lists the SITE commands.")
+        else:
+            shown = sub[:20].encode("ascii", "backslashreplace").decode()
+            s.refuse(500, f"SITE {shown!r}: unknown SITE command; SITE HELP lists them.")
+        return None
+    s.dispatch(spec, f"SITE {name}", rest)
+    return None
+
+
+def site_help(s: Session, arg: str) -> Result:
+    from natftp.server.commands import SITE_TABLE
+
+    def line(spec: CommandSpec) -> str:
+        text = f"SITE {spec.name} {spec.syntax}".rstrip() + f" -- {spec.help}"
+        if spec.perm is not None and not getattr(s.perms, spec.perm):
+            why = s.perm_source.get(spec.perm, f"permissions.{spec.perm} = false")
+            text += f" (not for this login: {why})" if s.user else " (after login)"
+        return text
+
+    want = arg.strip().upper()
+    if want:
+        spec = SITE_TABLE.get(want)
+        if spec is None:
+            s.refuse(501, f"SITE HELP: unknown SITE command {arg.strip()!r}.")
+        else:
+            s.reply(214, line(spec))
+        return None
+    s.send_reply(Reply(214, ("The following SITE commands are recognized:",
+                             *(line(spec) for spec in SITE_TABLE.values()),
+                             "End of SITE HELP.")))
+    return None
+
+
+def site_chmod(s: Session, arg: str) -> Result:
+    mode_s, _, name = arg.lstrip(" ").partition(" ")
+    if not name.strip():
+        s.refuse(501, "SITE CHMOD needs an octal mode and a path, e.g. SITE CHMOD 644 "
+                      "notes.txt.")
+        return None
+    if not (1 <= len(mode_s) <= 4 and all(c in "01234567" for c in mode_s)):
+        shown = mode_s[:20].encode("ascii", "backslashreplace").decode()
+        s.refuse(501, f"SITE CHMOD: {shown!r} is not an octal mode; give up to 4 octal "
+                      "digits, e.g. 644 or 0755.")
+        return None
+    mode = int(mode_s, 8)
+    if mode & ~0o777:
+        s.refuse(550, f"SITE CHMOD {mode_s} refused: only the permission bits (000-777) can "
+                      "be set here; setuid, setgid and sticky bits cannot.")
+        return None
+    p = _path_op(s, "SITE CHMOD", name, lambda st, path: st.chmod(path, mode))
+    if p is not None:
+        s.event("SITE CHMOD %03o %s", mode, p)
+        s.reply(200, f"SITE CHMOD {mode:03o} {p}: permissions changed.")
+    return None

@@ -45,6 +45,7 @@ from natftp.storage.local import LocalStorage, StorageError, Upload
 
 if TYPE_CHECKING:
     from natftp.server.app import Server
+    from natftp.server.commands import CommandSpec
 
 log = logging.getLogger("natftp.server")
 
@@ -493,20 +494,26 @@ class Session(asyncio.Protocol):
             return
         if self.rnfr is not None and ev.name != "RNTO" and ev.name != "RNFR":
             self.rnfr = None
+        self.dispatch(spec, ev.name, ev.arg)
+
+    def dispatch(self, spec: CommandSpec, name: str, arg: str) -> None:
+        """Check a table row's preconditions (login, argument, permission), then run its
+        handler. ``spec`` is a ``CommandSpec`` (a command, or a SITE subcommand named
+        ``SITE X``)."""
         if spec.login and self.user is None:
-            self.refuse(530, f"Please log in with USER and PASS before {ev.name}.")
+            self.refuse(530, f"Please log in with USER and PASS before {name}.")
             return
-        if spec.arg and not ev.arg.strip():
-            self.refuse(501, f"{ev.name} needs an argument: {spec.arg}.")
+        if spec.arg and not arg.strip():
+            self.refuse(501, f"{name} needs an argument: {spec.arg}.")
             return
         if spec.perm is not None and not getattr(self.perms, spec.perm):
             self.deny(spec.perm)
             return
         try:
-            result = spec.handler(self, ev.arg)
+            result = spec.handler(self, arg)
         except Exception:
-            log.exception("[%s] %s failed", self.sid, ev.name)
-            self.reply(451, f"{ev.name} failed: internal server error (logged).")
+            log.exception("[%s] %s failed", self.sid, name)
+            self.reply(451, f"{name} failed: internal server error (logged).")
             return
         if result is not None:
             self.run_busy(result)
