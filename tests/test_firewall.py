@@ -102,8 +102,9 @@ def test_invalid_parameters_are_refused(bad: FirewallParams, msg: str) -> None:
 def test_parse_port_range() -> None:
     assert parse_port_range("50000-50100") == (50000, 50100)
     assert parse_port_range("50000:50100") == (50000, 50100)
-    with pytest.raises(FirewallError):
-        parse_port_range("50000")
+    assert parse_port_range("50000") == (50000, 50000)  # as the server reads it
+    with pytest.raises(FirewallError, match="LOW above HIGH"):
+        parse_port_range("50001-50000")
 
 
 def test_cli_prints_what_the_function_returns() -> None:

@@ -104,7 +104,8 @@ def _gateway(lab: Lab, node: str, public: str, state: Path) -> Iterator[Path]:
         p = lab.spawn(node, [sys.executable, "-m", "natftp", "gateway", "--listen",
                              f"{addr}:{lab.control_port}", "--upstream",
                              f"{addr}:{UPSTREAM_PORT}", "--masquerade", public,
-                             "--passive-ports", f"{lo}-{hi}", "--data-timeout", "6"],
+                             "--passive-ports", f"{lo}-{hi}", "--data-timeout", "6",
+                             "--tls"],
                       stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_listening(lab, node, lab.control_port, p, log)

@@ -208,7 +208,8 @@ def test_tls_termination_curl(tls_gw: tuple[Peer, GW, str], tmp_path: Path,
 
 
 def test_plain_client_cannot_skip_tls_when_required() -> None:
-    with pyftpdlib() as peer, gateway((peer.host, peer.port), args=["--require-tls"]) as gw:
+    with pyftpdlib() as peer, gateway((peer.host, peer.port),
+                                            args=["--tls", "--require-tls"]) as gw:
         f = ftplib.FTP()
         f.connect(gw.host, gw.port, timeout=5)
         with pytest.raises(ftplib.error_perm, match="requires TLS"):
@@ -261,7 +262,8 @@ def test_pipelined_commands_and_multiline_reply(wrong_pasv: tuple[Peer, GW, str]
         assert c.reply()[0].startswith("257")
         feat = c.reply()
         assert feat[0].startswith("211-") and feat[-1].startswith("211 ")
-        assert " AUTH TLS" in feat and " MDTM" in feat
+        assert " EPSV" in feat and " MDTM" in feat
+        assert " AUTH TLS" not in feat  # TLS is offered only when asked for (--tls)
         assert c.reply()[0].startswith("200")
         epsv = c.reply()[0]
         assert epsv.startswith("229")

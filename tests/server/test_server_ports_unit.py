@@ -6,7 +6,9 @@ import socket
 
 import pytest
 
-from natftp.nat.ports import PortPool, PortRangeError, format_range, parse_range
+from natftp.nat.ports import PortPool, PortRangeError
+from natftp.proto.hostport import format_port_range as format_range
+from natftp.proto.hostport import parse_port_range as parse_range
 from natftp.server.data import queued
 
 

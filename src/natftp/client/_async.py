@@ -52,7 +52,6 @@ from natftp.client.errors import (
     reply_error,
 )
 from natftp.client.tls import SessionReuseContext, check_pin, make_context
-from natftp.client.url import parse_url
 from natftp.proto import addr
 from natftp.proto.commands import Command
 from natftp.proto.listparse import (
@@ -66,6 +65,7 @@ from natftp.proto.listparse import (
 )
 from natftp.proto.replies import Reply, ReplyParser
 from natftp.proto.replies import ReplyError as ReplySyntaxError
+from natftp.proto.url import parse_url
 
 if TYPE_CHECKING:
     from natftp.client.zeroconf import ActiveDiscovery

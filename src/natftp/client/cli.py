@@ -40,8 +40,9 @@ from natftp.client.errors import (
     TLSError,
     TransientError,
 )
-from natftp.client.url import FTPURL, URLError, is_url, netrc_credentials, parse_url
+from natftp.client.url import netrc_credentials
 from natftp.proto.listparse import Entry
+from natftp.proto.url import FTPURL, URLError, is_url, mask, parse_url
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONNECT, EXIT_LOGIN = 0, 1, 2, 3, 4
 EXIT_REFUSED, EXIT_TRANSFER, EXIT_TIMEOUT, EXIT_TLS = 5, 6, 7, 8
@@ -227,7 +228,7 @@ def _describe(e: BaseException) -> str:
 
 def _url(text: str) -> FTPURL:
     if not is_url(text):
-        raise URLError(f"{text!r} is not an ftp://, ftps:// or ftpes:// URL")
+        raise URLError(f"{mask(text)!r} is not an ftp://, ftps:// or ftpes:// URL")
     return parse_url(text)
 
 

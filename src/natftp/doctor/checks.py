@@ -16,7 +16,6 @@ import ssl
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from natftp.doctor import knowledge as K
 from natftp.doctor.conn import (
@@ -43,10 +42,9 @@ from natftp.proto.addr import (
     parse_229,
 )
 from natftp.proto.replies import Reply
+from natftp.proto.url import URLError, parse_url
 
-
-class TargetError(ValueError):
-    """The ftp:// URL does not parse."""
+TargetError = URLError  # the URL does not parse (natftp.proto.url says why, masked)
 
 
 @dataclass(frozen=True)
@@ -56,24 +54,18 @@ class Target:
     user: str
     password: str
     implicit_tls: bool = False
+    explicit_tls: bool = False
 
     @classmethod
     def parse(cls, url: str, implicit_tls: bool = False) -> Target:
-        if "://" not in url:
-            url = "ftp://" + url
-        u = urlsplit(url)
-        if u.scheme not in ("ftp", "ftps", "ftpes"):
-            raise TargetError(f"unsupported scheme {u.scheme!r}: use ftp://")
-        if not u.hostname:
-            raise TargetError(f"no host in {url!r}")
-        implicit = implicit_tls or u.scheme == "ftps"
-        try:
-            port = u.port or (990 if implicit else 21)
-        except ValueError as e:
-            raise TargetError(str(e)) from e
-        user = unquote(u.username) if u.username else "anonymous"
-        password = unquote(u.password) if u.password is not None else "doctor@natftp"
-        return cls(u.hostname, port, user, password, implicit)
+        """``ftp://``, ``ftpes://`` (explicit TLS) or ``ftps://`` (implicit TLS); a bare
+        ``host[:port]`` is ftp://."""
+        u = parse_url(url, default_scheme="ftps" if implicit_tls else "ftp")
+        if implicit_tls and u.scheme != "ftps":  # --implicit-tls: read it as ftps://
+            u = parse_url("ftps://" + url.strip().split("://", 1)[1])
+        return cls(u.host, u.port, u.user or "anonymous",
+                   u.password if u.password is not None else "doctor@natftp",
+                   u.tls == "implicit", u.tls == "explicit")
 
     def display(self) -> str:
         h = f"[{self.host}]" if ":" in self.host else self.host
@@ -1191,4 +1183,5 @@ def _same_ip(a: ipaddress.IPv4Address | ipaddress.IPv6Address, n: str) -> bool:
 async def diagnose(url: str, tls: bool = False, implicit_tls: bool = False,
                    write: bool = False, timeout: float = 3.0) -> Report:
     target = Target.parse(url, implicit_tls=implicit_tls)
-    return await Doctor(target, tls=tls, write=write, timeout=timeout).run()
+    return await Doctor(target, tls=tls or target.explicit_tls, write=write,
+                        timeout=timeout).run()

@@ -9,6 +9,7 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from natftp.gateway.relay import HAVE_SPLICE, RelayStats, splice_relay, stream_relay
@@ -30,6 +31,14 @@ class Listen:
     sock: socket.socket
     allowed: str
     what: str  # "client" / "upstream", for messages
+    #: gives the port back to the pool it came from (called once, on close)
+    release: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.release is not None:
+            release, self.release = self.release, None
+            release()
 
 
 @dataclass
@@ -148,7 +157,7 @@ class DataChannel:
             try:
                 return await _accept(end, self.timeout)
             finally:
-                end.sock.close()
+                end.close()
         if end.what == "client":
             await asyncio.wait_for(self._go.wait(), self.timeout * 4)
         return await _dial(end, self.timeout)
@@ -197,4 +206,4 @@ class DataChannel:
                 s.close()
             for end in (self.client, self.upstream):
                 if isinstance(end, Listen):
-                    end.sock.close()
+                    end.close()

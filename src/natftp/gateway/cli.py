@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from natftp import logsetup
+from natftp.proto.hostport import parse_hostport, parse_port_range
 
 
 def register(app: typer.Typer) -> None:
@@ -18,28 +19,38 @@ def register(app: typer.Typer) -> None:
 
 def gateway(
     listen: str = typer.Option(..., "--listen", metavar="HOST:PORT",
-                               help="Where clients connect (plain FTP, AUTH TLS offered)."),
+                               help="Where clients connect (FTP; AUTH TLS when TLS is on)."),
     upstream: str = typer.Option(..., "--upstream", metavar="HOST:PORT",
                                  help="The FTP server behind the gateway."),
-    masquerade: str = typer.Option(None, "--masquerade", metavar="ADDR",
+    masquerade: str = typer.Option(None, "--masquerade", metavar="ADDR|HOSTNAME",
                                    help="Address told to clients outside the local "
-                                   "networks in 227 replies."),
+                                   "networks in 227 replies; a hostname is resolved again "
+                                   "every 5 minutes."),
     passive_ports: str = typer.Option(None, "--passive-ports", metavar="LOW-HIGH",
                                       help="Ports for the gateway's client-facing data "
                                       "listeners (forward them on the router)."),
+    advertised_ports: str = typer.Option(None, "--advertised-ports", metavar="LOW-HIGH",
+                                         help="The ports clients are told instead, when a "
+                                         "NAT in front translates --passive-ports (same "
+                                         "size)."),
     override: Annotated[list[str] | None, typer.Option(
         "--override", metavar="NET[,NET]=ADDR",
         help="Clients in NET are told ADDR (repeatable).")] = None,
-    tls_cert: str = typer.Option(None, "--tls-cert", metavar="FILE"),
+    tls: bool = typer.Option(False, "--tls", help="Offer AUTH TLS to clients (without "
+                             "--tls-cert, with a self-signed certificate)."),
+    tls_cert: str = typer.Option(None, "--tls-cert", metavar="FILE",
+                                 help="Certificate clients see (implies --tls)."),
     tls_key: str = typer.Option(None, "--tls-key", metavar="FILE"),
     implicit_listen: str = typer.Option(None, "--implicit-listen", metavar="HOST:PORT",
                                         help="Also accept implicit FTPS (TLS from the "
-                                        "first byte) here."),
-    no_tls: bool = typer.Option(False, "--no-tls", help="Do not offer AUTH TLS."),
+                                        "first byte) here (implies --tls)."),
+    no_tls: bool = typer.Option(False, "--no-tls", help="Do not offer AUTH TLS, even with "
+                                "--upstream-tls."),
     require_tls: bool = typer.Option(False, "--require-tls",
                                      help="Refuse USER/PASS before AUTH TLS."),
     upstream_tls: bool = typer.Option(False, "--upstream-tls",
-                                      help="Speak explicit FTPS (AUTH TLS, PROT P) upstream."),
+                                      help="Speak explicit FTPS (AUTH TLS, PROT P) upstream "
+                                      "(implies --tls unless --no-tls)."),
     upstream_mode: str = typer.Option("auto", "--upstream-mode",
                                       help="auto (mirror the client, fall back to the other "
                                       "mode), passive or active."),
@@ -55,7 +66,7 @@ def gateway(
 ) -> None:
     """A userspace FTP helper: relays FTP/FTPS to an unchanged server and rewrites its
     passive and active addresses, translating modes and terminating TLS."""
-    from natftp.gateway.server import Gateway, GatewayConfig, parse_hostport, parse_range
+    from natftp.gateway.server import Gateway, GatewayConfig
     from natftp.nat.policy import Override
 
     logsetup.setup(logging.DEBUG if verbose else logging.INFO)  # the server's line format
@@ -64,6 +75,8 @@ def gateway(
             raise ValueError(f"--upstream-mode {upstream_mode!r}: auto, passive or active")
         if (tls_cert is None) != (tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
+        if tls and no_tls:
+            raise ValueError("--tls and --no-tls contradict each other")
         overrides = []
         for ov in override or []:
             nets, sep, addr = ov.partition("=")
@@ -71,17 +84,21 @@ def gateway(
                 raise ValueError(f"--override {ov!r}: expected NET[,NET]=ADDR")
             overrides.append(Override.parse(nets.split(","), addr))
         cfg = GatewayConfig(
-            listen=parse_hostport(listen, "--listen"),
-            upstream=parse_hostport(upstream, "--upstream"),
+            listen=_endpoint(listen, "--listen", allow_zero=True),
+            upstream=_endpoint(upstream, "--upstream"),
             masquerade=masquerade, overrides=overrides,
-            passive_ports=parse_range(passive_ports) if passive_ports else (0, 0),
-            implicit_listen=parse_hostport(implicit_listen, "--implicit-listen")
+            passive_ports=_range(passive_ports, "--passive-ports"),
+            advertised_ports=_range(advertised_ports, "--advertised-ports"),
+            implicit_listen=_endpoint(implicit_listen, "--implicit-listen", allow_zero=True)
             if implicit_listen else None,
-            tls_cert=tls_cert, tls_key=tls_key, tls=not no_tls, require_tls=require_tls,
+            tls_cert=tls_cert, tls_key=tls_key,
+            tls=True if tls else False if no_tls else None, require_tls=require_tls,
             upstream_tls=upstream_tls, upstream_mode=upstream_mode,  # type: ignore[arg-type]
             connect_timeout=connect_timeout, data_timeout=data_timeout,
             idle_timeout=idle_timeout, max_sessions=max_sessions,
             zero_copy=not no_zero_copy)
+        if cfg.advertised_ports is not None and cfg.passive_ports is None:
+            raise ValueError("--advertised-ports maps --passive-ports: give both")
         gw = Gateway(cfg)
     except (ValueError, OSError) as e:
         typer.echo(f"natftp gateway: {e}", err=True)
@@ -93,3 +110,19 @@ def gateway(
     except OSError as e:
         typer.echo(f"natftp gateway: cannot listen: {e}", err=True)
         raise typer.Exit(1) from None
+
+
+def _endpoint(text: str, what: str, allow_zero: bool = False) -> tuple[str, int]:
+    try:
+        return parse_hostport(text, allow_zero=allow_zero)
+    except ValueError as e:
+        raise ValueError(f"{what} {e}") from None
+
+
+def _range(text: str | None, what: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        return parse_port_range(text)
+    except ValueError as e:
+        raise ValueError(f"{what} {e}") from None

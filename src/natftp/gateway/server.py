@@ -13,41 +13,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from natftp.gateway.ports import PortPool
 from natftp.gateway.session import Session
-from natftp.nat.policy import AdvertisePolicy, Override
+from natftp.nat import resolver
+from natftp.nat.policy import AdvertisePolicy, Override, UnreachableWarnings
+from natftp.nat.ports import PortPool
+from natftp.nat.resolver import Resolver
+from natftp.proto.addr import IPAddress
+from natftp.proto.feat import rewrite_feat
 from natftp.proto.replies import Reply
+from natftp.proto.security import TLS_FEATURES
 
 log = logging.getLogger("natftp.gateway")
 
 UpstreamMode = Literal["auto", "passive", "active"]
-
-
-def parse_hostport(text: str, what: str = "address") -> tuple[str, int]:
-    """``HOST:PORT``, ``[V6]:PORT`` -> (host, port)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"{what} {text!r}: expected [IPV6]:PORT")
-        port_s = rest[1:]
-    else:
-        host, sep, port_s = text.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"{what} {text!r}: expected HOST:PORT")
-    if not port_s.isdigit() or not 0 < int(port_s) <= 65535:
-        raise ValueError(f"{what} {text!r}: port must be 1-65535")
-    return host, int(port_s)
-
-
-def parse_range(text: str) -> tuple[int, int]:
-    low, sep, high = text.partition("-")
-    if not sep or not low.isdigit() or not high.isdigit():
-        raise ValueError(f"passive ports {text!r}: expected LOW-HIGH, e.g. 50000-50100")
-    lo, hi = int(low), int(high)
-    if not 1024 <= lo <= hi <= 65535:
-        raise ValueError(f"passive ports {text!r}: need 1024 <= LOW <= HIGH <= 65535")
-    return lo, hi
 
 
 @dataclass
@@ -56,11 +34,16 @@ class GatewayConfig:
     upstream: tuple[str, int]
     masquerade: str | None = None
     overrides: Sequence[Override] = ()
-    passive_ports: tuple[int, int] = (0, 0)
+    #: the client-facing passive ports (None: any free port) and, when a NAT in front
+    #: translates them, the ports clients are told (same size)
+    passive_ports: tuple[int, int] | None = None
+    advertised_ports: tuple[int, int] | None = None
     implicit_listen: tuple[str, int] | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
-    tls: bool = True  # terminate TLS (self-signed certificate when none given)
+    #: offer AUTH TLS: None = when asked for by a certificate, an implicit listener or
+    #: an FTPS upstream (as `natftp serve` does); True = --tls; False = --no-tls
+    tls: bool | None = None
     require_tls: bool = False
     upstream_tls: bool = False
     upstream_mode: UpstreamMode = "auto"
@@ -70,26 +53,57 @@ class GatewayConfig:
     max_sessions: int = 200
     max_line: int = 4096
     zero_copy: bool = True
+    #: how often a masquerade hostname is resolved again (serve's nat.refresh_interval)
+    refresh_interval: float = 300.0
     local_networks: Sequence[object] | None = field(default=None)
+
+    @property
+    def offers_tls(self) -> bool:
+        if self.tls is not None:
+            return self.tls
+        return bool(self.tls_cert or self.implicit_listen or self.upstream_tls)
 
 
 class Gateway:
-    def __init__(self, cfg: GatewayConfig) -> None:
+    def __init__(self, cfg: GatewayConfig, *, resolve: Resolver | None = None) -> None:
         from natftp.nat.localnets import local_networks
 
+        if cfg.tls is False and (cfg.tls_cert or cfg.implicit_listen):
+            raise ValueError("--no-tls contradicts --tls-cert and --implicit-listen")
+        if cfg.require_tls and not cfg.offers_tls:
+            raise ValueError("--require-tls needs TLS: add --tls (or --tls-cert)")
         self.cfg = cfg
         self.policy = AdvertisePolicy(cfg.masquerade, tuple(cfg.overrides),
                                       local_networks=local_networks())
-        self.ports = PortPool(*cfg.passive_ports)
-        self.upstream_ports = PortPool(0, 0)
+        self.ports = PortPool(cfg.passive_ports, cfg.advertised_ports)
+        self.upstream_ports = PortPool()
         self.tls_ctx: ssl.SSLContext | None = None
-        self.tls_note = "TLS off"
-        if cfg.tls or cfg.implicit_listen or cfg.tls_cert:
+        self.tls_note = "TLS not offered (--tls to offer it)"
+        if cfg.offers_tls:
             from natftp.gateway.tls import server_context
 
             self.tls_ctx, self.tls_note = server_context(cfg.tls_cert, cfg.tls_key)
         self.sessions: set[asyncio.Task[None]] = set()
         self.servers: list[asyncio.base_events.Server] = []
+        self._resolve = resolve or resolver.system_resolver
+        self._refresh: asyncio.Task[None] | None = None
+        self._unreachable = UnreachableWarnings()
+
+    def rewrite_feat(self, reply: Reply) -> Reply:
+        """The upstream's FEAT, with what the gateway answers itself: EPSV and EPRT
+        always (it translates modes), AUTH TLS/PBSZ/PROT exactly when it offers TLS
+        (whatever the upstream offers: those commands never reach it)."""
+        add = ("EPSV", "EPRT", *(TLS_FEATURES if self.tls_ctx is not None else ()))
+        return rewrite_feat(reply, add=add, remove=("AUTH", "PBSZ", "PROT", "CCC"))
+
+    def warn_unreachable(self, peer: IPAddress, told: IPAddress) -> None:
+        """S2: once per client network, say that a public client got a private address."""
+        net = self._unreachable.first(peer)
+        if net is None:
+            return
+        log.warning("PASV: public client %s (network %s) was told the gateway's private "
+                    "address %s, which it cannot reach from outside; set --masquerade to "
+                    "the gateway's public address or hostname", peer, net, told)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -101,6 +115,8 @@ class Gateway:
         return out
 
     async def start(self) -> None:
+        self._refresh = await resolver.follow(self.policy, self.cfg.refresh_interval,
+                                              self._resolve)
         host, port = self.cfg.listen
         self.servers.append(await asyncio.start_server(
             self._plain, host, port, reuse_address=True, limit=1 << 16))
@@ -113,7 +129,7 @@ class Gateway:
         log.info("gateway listening on %s -> upstream %s:%s, masquerade=%s, passive ports "
                  "%s, upstream mode %s%s, %s", ", ".join(f"{h}:{p}" for h, p in self.addresses),
                  self.cfg.upstream[0], self.cfg.upstream[1], self.cfg.masquerade or "-",
-                 "{}-{}".format(*self.cfg.passive_ports) if self.cfg.passive_ports[0] else "any",
+                 self.ports.describe(),
                  self.cfg.upstream_mode, ", FTPS upstream" if self.cfg.upstream_tls else "",
                  self.tls_note)
 
@@ -156,6 +172,8 @@ class Gateway:
             await self.close()
 
     async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
         for s in self.servers:
             s.close()
         for t in list(self.sessions):

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 import ssl
 import time
 from collections import deque
@@ -26,22 +27,24 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from natftp.gateway.channel import DataChannel, Dial, Listen
-from natftp.gateway.ports import PortsExhausted
 from natftp.nat.policy import NoUsableAddress
+from natftp.nat.ports import bind_passive
 from natftp.proto.addr import (
+    ActiveTargetRefused,
     AddressError,
+    active_target,
     format_227,
     format_229,
     format_eprt_arg,
     format_port_arg,
     ip,
-    parse_227,
-    parse_229,
     parse_eprt_arg,
     parse_port_arg,
+    passive_target,
 )
 from natftp.proto.commands import BadLine, Command, LineReader
 from natftp.proto.replies import Reply, ReplyError, ReplyParser
+from natftp.proto.security import auth_mechanism
 
 if TYPE_CHECKING:
     from natftp.gateway.server import Gateway
@@ -51,7 +54,6 @@ log = logging.getLogger("natftp.gateway")
 TRANSFER = {"RETR", "STOR", "STOU", "APPE", "LIST", "NLST", "MLSD"}
 DATA_SETUP = {"PASV", "EPSV", "PORT", "EPRT", "LPSV", "LPRT", "SPSV"}
 TLS_LOCAL = {"AUTH", "PBSZ", "PROT", "CCC", "ADAT", "MIC", "CONF", "ENC"}
-GATEWAY_FEATURES = ("AUTH TLS", "PBSZ", "PROT", "EPSV", "EPRT")
 
 
 class UpstreamGone(Exception):
@@ -275,8 +277,8 @@ class Session:
                     continue
                 if head.channel is not None:
                     reply = await self._finish_transfer(head, reply)
-                elif head.kind == "feat" and reply.code == 211:
-                    reply = _with_features(reply)
+                elif head.kind == "feat":
+                    reply = self.gw.rewrite_feat(reply)
                 elif head.cmd.name == "USER" and reply.kind in (2, 3):
                     self.user = head.cmd.arg.strip()[:64] or "-"
                 await self.send(reply)
@@ -393,15 +395,17 @@ class Session:
         name, arg = cmd.name, cmd.arg.strip().upper()
         ctx = self.gw.tls_ctx
         if name == "AUTH":
-            if arg not in ("TLS", "TLS-C", "SSL", "TLS-P"):
+            mech = auth_mechanism(arg)
+            if mech is None:
                 await self._local(Reply.of(504, f"AUTH {arg} is not supported; use AUTH TLS."))
                 return False
             if self.client_tls:
                 await self._local(Reply.of(503, "TLS is already on for this connection."))
                 return False
             if ctx is None:
-                await self._local(Reply.of(502, "This gateway has no TLS certificate "
-                                           "configured (--tls-cert/--tls-key)."))
+                await self._local(Reply.of(502, "This gateway does not offer TLS (it was "
+                                           "started without --tls, --tls-cert or "
+                                           "--upstream-tls)."))
                 return False
             await self._drain_replies()
             # Stop reading before the 234 leaves: the ClientHello that answers it must go
@@ -412,8 +416,7 @@ class Session:
             self.cw.write(Reply.of(234, "Gateway: proceed with TLS negotiation.").format())
             await self.cw.start_tls(ctx, ssl_handshake_timeout=self.cfg.connect_timeout)
             self.client_tls = True
-            if arg == "TLS-P" or arg == "SSL":
-                self.prot_p = arg == "TLS-P"
+            self.prot_p = mech.prot_p  # AUTH SSL / TLS-P protect data, as in the server
             return True
         if not self.client_tls:
             await self._local(Reply.of(503, f"{name} needs AUTH TLS first."))
@@ -474,11 +477,17 @@ class Session:
                 if advertised.address.version != 4:
                     return Reply.of(425, f"Gateway would advertise {advertised.address}, not "
                                     "IPv4; use EPSV.")
+                if advertised.warn_unreachable:
+                    self.gw.warn_unreachable(ip(self.client_ip), advertised.address)
             try:
-                lsock = self.gw.ports.listen(self.local_ip)
-            except (PortsExhausted, OSError) as e:
-                return Reply.of(425, f"Gateway cannot open a data port: {e}")
-            client_end = Listen(lsock, self.client_ip, "client")
+                client_end = self._client_listener()
+            except OSError as e:
+                return Reply.of(425, f"Gateway cannot open a data port: {e.strerror or e}")
+            if client_end is None:
+                pool = self.gw.ports
+                return Reply.of(425, f"Gateway has no free data port: all {pool.size} ports "
+                                f"of {pool.describe()} (--passive-ports) are in use; try "
+                                "again later.")
         else:
             host: ipaddress.IPv4Address | ipaddress.IPv6Address
             try:
@@ -486,28 +495,25 @@ class Session:
                     host, port = parse_port_arg(cmd.arg)
                 else:
                     host, port = parse_eprt_arg(cmd.arg)
+                target = active_target(host, port, self.client_ip)
+            except ActiveTargetRefused as e:
+                if e.kind == "foreign":
+                    log.warning("session %s: refused %s to third host %s (FTP bounce)",
+                                self.who, name, host)
+                return Reply.of(e.code, e.reply_text(name))
             except AddressError as e:
                 return Reply.of(501, f"{name} refused: {e}")
-            if ip(host) != ip(self.client_ip):
-                log.warning("session %s: refused %s to third host %s (FTP bounce)",
-                            self.who, name, host)
-                return Reply.of(501, f"{name} refused: the gateway connects back only to "
-                                f"your own address {self.client_ip}, not {ip(host)} "
-                                "(FTP bounce protection).")
-            if port < 1024:
-                return Reply.of(501, f"{name} refused: port {port} is below 1024 "
-                                "(privileged ports are never connected to).")
-            client_end = Dial(str(ip(host)), port, "client")
+            client_end = Dial(str(target), port, "client")
         # The upstream's end.
         try:
             up = await self._upstream_end(name, client_passive)
         except BaseException:
             if isinstance(client_end, Listen):
-                client_end.sock.close()
+                client_end.close()
             raise
         if isinstance(up, Reply):
             if isinstance(client_end, Listen):
-                client_end.sock.close()
+                client_end.close()
             return up
         up_end, up_label = up
         label = f"client {'passive' if client_passive else 'active'} / upstream {up_label}"
@@ -517,12 +523,24 @@ class Session:
             timeout=self.cfg.data_timeout, idle=self.cfg.data_timeout,
             zero_copy=self.cfg.zero_copy, label=label)
         if isinstance(client_end, Listen):
-            port = client_end.sock.getsockname()[1]
+            port = self.gw.ports.advertise(client_end.sock.getsockname()[1])
             if name == "PASV":
                 assert advertised is not None
                 return Reply.of(227, format_227(advertised.address, port))
             return Reply.of(229, format_229(port))
         return Reply.of(200, f"{name} command successful (via the gateway).")
+
+    def _client_listener(self) -> Listen | None:
+        """A listening socket for the client on a free port of the gateway's pool (on the
+        address the client reached us at); None when the pool is exhausted."""
+        pool = self.gw.ports
+        local = (self.local_ip, 0, 0, 0) if ":" in self.local_ip else (self.local_ip, 0)
+        family = socket.AF_INET6 if ":" in self.local_ip else socket.AF_INET
+        bound = bind_passive(pool, family, local)
+        if bound is None:
+            return None
+        sock, port = bound
+        return Listen(sock, self.client_ip, "client", release=lambda: pool.release(port))
 
     def _upstream_order(self, name: str, client_passive: bool) -> list[str]:
         up_v6 = ipaddress.ip_address(self.up_ip).version == 6
@@ -546,12 +564,15 @@ class Session:
             if up_cmd in ("PASV", "EPSV"):
                 cmd = Command(up_cmd)
             else:
+                family = socket.AF_INET6 if ":" in self.up_local_ip else socket.AF_INET
                 try:
-                    lsock = self.gw.upstream_ports.listen(self.up_local_ip)
+                    bound = bind_passive(self.gw.upstream_ports, family, (self.up_local_ip, 0))
                 except OSError as e:
                     refusals.append(f"{up_cmd}: cannot listen ({e})")
                     continue
-                port = lsock.getsockname()[1]
+                assert bound is not None  # no range: the kernel picks a port
+                lsock, port = bound
+                self.gw.upstream_ports.release(port)
                 arg = (format_port_arg(self.up_local_ip, port) if up_cmd == "PORT"
                        else format_eprt_arg(self.up_local_ip, port))
                 cmd = Command(up_cmd, arg)
@@ -571,36 +592,19 @@ class Session:
             if lsock is not None:
                 return Listen(lsock, self.up_ip, "upstream"), "active"
             try:
-                if up_cmd == "PASV":
-                    if reply.code != 227:
-                        raise AddressError(f"PASV answered {reply.code}, not 227")
-                    host4, port = parse_227(reply.text)
-                    # 0.0.0.0, a private address we cannot route to, or a third host:
-                    # the upstream's own control address is the only one we trust.
-                    target = str(host4) if ip(host4) == ip(self.up_ip) else self.up_ip
-                else:
-                    if reply.code != 229:
-                        raise AddressError(f"EPSV answered {reply.code}, not 229")
-                    port, target = parse_229(reply.text), self.up_ip
-                if port == 0:
-                    raise AddressError("port 0")
+                want = 227 if up_cmd == "PASV" else 229
+                if reply.code != want:
+                    raise AddressError(f"{up_cmd} answered {reply.code}, not {want}")
+                # the rule the client follows: 0.0.0.0, a private address we cannot
+                # route to, or a third host is replaced by the upstream's own address
+                passive = passive_target(reply.code, reply.text, self.up_ip)
+                if passive.ignored is not None:
+                    log.info("session %s: upstream %s", self.who, passive.note())
             except AddressError as e:
                 log.warning("session %s: malformed %s reply from upstream: %s", self.who,
                             up_cmd, e)
                 return Reply.of(425, f"Gateway: the FTP server sent a malformed reply to "
                                 f"{up_cmd} ({e}); no data connection was made.")
-            return Dial(target, port, "upstream"), "passive"
+            return Dial(str(passive.host), passive.port, "upstream"), "passive"
         return Reply.of(425, "Gateway: the FTP server refused every data connection mode: "
                         + "; ".join(refusals))
-
-
-def _with_features(reply: Reply) -> Reply:
-    """FEAT from upstream plus what the gateway itself provides (TLS, EPSV, EPRT)."""
-    if len(reply.lines) < 2:
-        return reply
-    body = list(reply.lines[1:-1])
-    have = {line.strip().upper() for line in body}
-    for f in GATEWAY_FEATURES:
-        if f not in have:
-            body.append(f)
-    return Reply(reply.code, (reply.lines[0], *body, reply.lines[-1]))

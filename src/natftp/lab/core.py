@@ -34,8 +34,7 @@ from types import FrameType, TracebackType
 from typing import Any, Literal
 
 from natftp.lab.topologies import CONTROL_PORT, PASSIVE_PORTS, TOPOLOGIES, Topology
-from natftp.nat.cli import params_from_options
-from natftp.nat.firewall import FirewallParams, iptables_remove, render
+from natftp.nat.firewall import FirewallParams, iptables_remove, params_from_options, render
 
 NS_PREFIX = "natftp-"
 STATE_DIR = Path("/run/natftp-lab")

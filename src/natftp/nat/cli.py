@@ -7,52 +7,7 @@ from typing import Annotated, Any, Optional  # noqa: UP035 (typer reads Optional
 
 import typer
 
-from natftp.nat.firewall import (
-    BACKENDS,
-    FirewallError,
-    FirewallParams,
-    Router,
-    parse_port_range,
-    render,
-)
-
-
-def params_from_options(
-    *,
-    control_port: int = 21,
-    passive_ports: str | None = None,
-    router: str | None = None,
-    server: str | None = None,
-    lan_if: str | None = None,
-    ftp_helper: bool = False,
-    no_host: bool = False,
-    active: bool = True,
-    active_source_port: int | None = 20,
-) -> FirewallParams:
-    """The parameters `natftp firewall` builds from its options (the lab uses this too)."""
-    if (router is None) != (server is None):
-        raise FirewallError("--router WAN_IF and --server ADDR go together")
-    r: Router | None = None
-    if router is not None and server is not None:
-        addr, port = server, None
-        if server.count(":") == 1:  # ADDR:PORT (IPv4)
-            addr, p = server.split(":")
-            if not p.isdigit():
-                raise FirewallError(f"--server {server!r}: port is not a number")
-            port = int(p)
-        elif server.startswith("[") and "]:" in server:
-            addr, p = server[1:].split("]:")
-            port = int(p)
-        r = Router(wan_if=router, server=addr.strip("[]"), lan_if=lan_if, server_port=port)
-    return FirewallParams(
-        control_port=control_port,
-        passive_ports=parse_port_range(passive_ports) if passive_ports else None,
-        host=not no_host,
-        active=active,
-        active_source_port=active_source_port,
-        router=r,
-        ftp_helper=ftp_helper,
-    )
+from natftp.nat.firewall import BACKENDS, FirewallError, params_from_options, render
 
 
 def _cluster(config: str) -> Any:

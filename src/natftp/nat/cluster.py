@@ -40,7 +40,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from natftp.nat.ports import PortRangeError, format_range, parse_range, split_range
+from natftp.nat.ports import split_range
+from natftp.proto.hostport import PortRangeError
+from natftp.proto.hostport import format_port_range as format_range
+from natftp.proto.hostport import parse_port_range as parse_range
 
 KINDS = ("haproxy", "nftables")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

@@ -31,6 +31,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
+from natftp.proto import hostport
+
 Backend = Literal["nftables", "iptables"]
 BACKENDS: tuple[Backend, ...] = ("nftables", "iptables")
 
@@ -66,14 +68,45 @@ class FirewallParams:
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
-    """``"50000-50100"`` (or ``"50000:50100"``) -> ``(50000, 50100)``."""
-    sep = "-" if "-" in text else ":"
-    parts = text.split(sep)
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise FirewallError(f"passive port range {text!r} is not LOW-HIGH")
-    low, high = int(parts[0]), int(parts[1])
-    _check_range((low, high))
-    return low, high
+    """``"50000-50100"`` (or ``"50000:50100"``) -> ``(50000, 50100)``, as every port range
+    is written (:func:`natftp.proto.hostport.parse_port_range`)."""
+    try:
+        return hostport.parse_port_range(text)
+    except hostport.PortRangeError as e:
+        raise FirewallError(f"passive port range {e}") from None
+
+
+def params_from_options(
+    *,
+    control_port: int = 21,
+    passive_ports: str | None = None,
+    router: str | None = None,
+    server: str | None = None,
+    lan_if: str | None = None,
+    ftp_helper: bool = False,
+    no_host: bool = False,
+    active: bool = True,
+    active_source_port: int | None = 20,
+) -> FirewallParams:
+    """The parameters `natftp firewall` builds from its options (the lab uses this too)."""
+    if (router is None) != (server is None):
+        raise FirewallError("--router WAN_IF and --server ADDR go together")
+    r: Router | None = None
+    if router is not None and server is not None:
+        try:  # ADDR, ADDR:PORT, [V6]:PORT; a bare IPv6 address has no port
+            addr, port = hostport.parse_hostport(server, default_port=0)
+        except hostport.HostPortError as e:
+            raise FirewallError(f"--server {e}") from None
+        r = Router(wan_if=router, server=addr, lan_if=lan_if, server_port=port or None)
+    return FirewallParams(
+        control_port=control_port,
+        passive_ports=parse_port_range(passive_ports) if passive_ports else None,
+        host=not no_host,
+        active=active,
+        active_source_port=active_source_port,
+        router=r,
+        ftp_helper=ftp_helper,
+    )
 
 
 def _check_port(port: int, what: str) -> None:

@@ -129,3 +129,20 @@ class AdvertisePolicy:
             raise NoUsableAddress(f"local address {loc} is unspecified and no masquerade set")
         warn = cli_class is AddrClass.PUBLIC and classify(loc) in _INSIDE
         return Decision(loc, "no masquerade address: told the local address", warn)
+
+
+class UnreachableWarnings:
+    """Say once per client network (a /24, or a /64 for IPv6) that a public client was
+    told a private address (:attr:`Decision.warn_unreachable`, scenario S2): often
+    enough to be seen, not once per PASV."""
+
+    def __init__(self) -> None:
+        self._seen: set[IPNetwork] = set()
+
+    def first(self, peer: IPAddress) -> IPNetwork | None:
+        """The client's network the first time it is seen, else None."""
+        net = ipaddress.ip_network(f"{peer}/{24 if peer.version == 4 else 64}", strict=False)
+        if net in self._seen:
+            return None
+        self._seen.add(net)
+        return net

@@ -1,9 +1,11 @@
 """The passive port pool, and the port each passive port is advertised as.
 
-Pure bookkeeping (the server does the binding): which ports of the configured range this
-server holds, which one to try next, and how a local port maps to the port a client is
-told when a NAT in front translates ports (``nat.advertised_ports``, e.g. a container
-published as ``-p 31000-31099:30000-30099``).
+One pool for the server and the gateway. :class:`PortPool` is the bookkeeping: which
+ports of the configured range are held, which one to try next, and how a local port maps
+to the port a client is told when a NAT in front translates ports
+(``nat.advertised_ports`` / ``--advertised-ports``, e.g. a container published as
+``-p 31000-31099:30000-30099``). :func:`bind_passive` binds a listening socket on a free
+port of it.
 
 When the range is exhausted the pool says so; it never falls back to a port outside the
 range, which a firewall opened for that range would drop (pyftpdlib and ProFTPD do).
@@ -11,30 +13,12 @@ range, which a firewall opened for that range would drop (pyftpdlib and ProFTPD 
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-
-class PortRangeError(ValueError):
-    """A port range that cannot be used (reversed, out of 1-65535, mismatched sizes)."""
-
-
-def parse_range(text: str) -> tuple[int, int]:
-    """``"30000-30099"`` -> ``(30000, 30099)``; a single ``"30000"`` is a one-port range."""
-    low_s, sep, high_s = text.strip().partition("-")
-    if not low_s.strip().isdigit() or (sep and not high_s.strip().isdigit()):
-        raise PortRangeError(f"{text!r} is not LOW-HIGH")
-    low = int(low_s)
-    high = int(high_s) if sep else low
-    if not (1 <= low <= 65535 and 1 <= high <= 65535):
-        raise PortRangeError(f"{text!r} has a port outside 1-65535")
-    if low > high:
-        raise PortRangeError(f"{text!r} has LOW above HIGH")
-    return low, high
-
-
-def format_range(r: tuple[int, int]) -> str:
-    return f"{r[0]}-{r[1]}" if r[0] != r[1] else str(r[0])
+from natftp.proto.hostport import PortRangeError, format_port_range
 
 
 @dataclass
@@ -59,8 +43,8 @@ class PortPool:
                 raise PortRangeError("advertised ports need a passive port range to map")
             if self.advertised[1] - self.advertised[0] != self.range[1] - self.range[0]:
                 raise PortRangeError(
-                    f"advertised ports {format_range(self.advertised)} and passive ports "
-                    f"{format_range(self.range)} differ in size")
+                    f"advertised ports {format_port_range(self.advertised)} and passive ports "
+                    f"{format_port_range(self.range)} differ in size")
 
     @property
     def size(self) -> int:
@@ -95,7 +79,7 @@ class PortPool:
         """Record ``port`` as held (the caller bound it)."""
         if self.range is not None:
             if not self.range[0] <= port <= self.range[1]:
-                raise PortRangeError(f"port {port} is outside {format_range(self.range)}")
+                raise PortRangeError(f"port {port} is outside {format_port_range(self.range)}")
             self._next = (port - self.range[0] + 1) % self.size
         self._in_use.add(port)
 
@@ -113,9 +97,9 @@ class PortPool:
         """For replies and logs: ``30000-30099`` (and ``advertised as ...``)."""
         if self.range is None:
             return "any free port"
-        text = format_range(self.range)
+        text = format_port_range(self.range)
         if self.advertised is not None:
-            text += f" (advertised as {format_range(self.advertised)})"
+            text += f" (advertised as {format_port_range(self.advertised)})"
         return text
 
 
@@ -133,3 +117,31 @@ def split_range(r: tuple[int, int], n: int) -> list[tuple[int, int]] | None:
         out.append((low, high))
         low = high + 1
     return out
+
+
+def bind_passive(pool: PortPool, family: int, local: tuple[object, ...],
+                 ) -> tuple[socket.socket, int] | None:
+    """Bind a non-blocking listening socket on ``local`` (the control connection's local
+    address, as ``getsockname`` gives it) and a free port of ``pool``, and :meth:`take`
+    the port; None when every port of the range is busy."""
+    for port in pool.candidates():
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            # On Linux SO_REUSEADDR never lets two sockets *listen* on one port; it only
+            # lets us rebind a port whose last data connection is still in TIME_WAIT.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.bind((local[0], port, 0, local[3] if len(local) > 3 else 0))
+            else:
+                s.bind((local[0], port))
+            s.listen(1)
+            s.setblocking(False)
+        except OSError as e:
+            s.close()
+            if e.errno in (errno.EADDRINUSE, errno.EACCES):
+                continue
+            raise
+        real = int(s.getsockname()[1])
+        pool.take(real)
+        return s, real
+    return None

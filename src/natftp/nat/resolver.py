@@ -64,3 +64,14 @@ async def refresher(policy: AdvertisePolicy, interval: float = 60.0,
     while True:
         await resolve_once(policy, resolver)
         await asyncio.sleep(interval)
+
+
+async def follow(policy: AdvertisePolicy, interval: float,
+                 resolver: Resolver = system_resolver) -> asyncio.Task[None] | None:
+    """What the server and the gateway do at start: resolve a masquerade hostname once
+    (so the first PASV already gets it), then keep it current in a task the caller owns
+    and cancels. None when the masquerade is not a hostname."""
+    if not policy.masquerade_is_hostname:
+        return None
+    await resolve_once(policy, resolver)
+    return asyncio.get_running_loop().create_task(refresher(policy, interval, resolver))

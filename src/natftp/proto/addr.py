@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+from dataclasses import dataclass
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -93,6 +94,93 @@ def pasv_address_usable(advertised: str | IPAddress, control_peer: str | IPAddre
     server wants us to connect to (CVE-2020-8284). Callers then use the control peer.
     """
     return ip(advertised) == ip(control_peer)
+
+
+@dataclass(frozen=True, slots=True)
+class PassiveTarget:
+    """Where a client opens a passive data connection, and whether that is not what the
+    server said (``ignored``: the 227 address that was replaced by the control peer)."""
+
+    host: IPAddress
+    port: int
+    ignored: IPAddress | None = None
+
+    def note(self) -> str:
+        """A sentence for logs and -v output when the advertised address was replaced."""
+        if self.ignored is None:
+            return ""
+        return (f"PASV advertised {self.ignored} ({classify(self.ignored).value}), not the "
+                f"server's address {self.host}; connecting to {self.host} instead")
+
+
+def passive_target(code: int, text: str, control_peer: str | IPAddress, *,
+                   trust: bool = False) -> PassiveTarget:
+    """The data connection target for a 227 (PASV) or 229 (EPSV) reply received on a
+    control connection to ``control_peer``: the rule every client-side part follows
+    (client, doctor, the gateway's upstream side).
+
+    229 names only a port: the control peer it is. 227's address is followed only when
+    :func:`pasv_address_usable` says so or ``trust`` is set (the client's
+    ``trust_pasv_address``); any other address is replaced by the control peer.
+    Raises :class:`AddressError` for another reply code, an unreadable reply or port 0.
+    """
+    peer = ip(control_peer)
+    if code == 229:
+        return PassiveTarget(peer, parse_229(text))
+    if code != 227:
+        raise AddressError(f"expected a 227 or 229 reply, got {code}")
+    advertised, port = parse_227(text)
+    if port == 0:
+        raise AddressError(f"227 reply names port 0: {text!r}")
+    if trust or pasv_address_usable(advertised, peer):
+        return PassiveTarget(advertised, port)
+    return PassiveTarget(peer, port, ignored=advertised)
+
+
+class ActiveTargetRefused(AddressError):
+    """PORT/EPRT names a target an FTP server (or gateway) must not connect to.
+
+    ``kind`` is ``"family"`` (522: the other IP version), ``"foreign"`` (501: not the
+    client's own address, an FTP bounce) or ``"low-port"`` (501: a privileged port).
+    """
+
+    def __init__(self, kind: str, code: int, why: str) -> None:
+        super().__init__(why)
+        self.kind, self.code, self.why = kind, code, why
+
+    def reply_text(self, verb: str, setting: str = "") -> str:
+        """The refusal's reply text; ``setting`` names what would allow it (server)."""
+        if self.kind == "family":
+            return f"{verb} refused: {self.why}."
+        extra = f"; {setting}" if setting else ""
+        return f"{verb} refused: {self.why} (FTP bounce protection{extra})."
+
+
+def active_target(host: str | IPAddress, port: int, control_peer: str | IPAddress, *,
+                  allow_foreign: bool = False, allow_low_ports: bool = False) -> IPAddress:
+    """Where an active-mode data connection for PORT/EPRT ``host``/``port`` may go, for a
+    client whose control connection comes from ``control_peer``. The server and the
+    gateway both ask this.
+
+    An unspecified address of the client's own family is the client itself (lftp sends
+    ``EPRT |2|::|port|`` from a socket listening on any address: "connect back to me",
+    so no bounce is possible). Raises :class:`ActiveTargetRefused`.
+    """
+    peer = ip(control_peer)
+    target = ip(host)
+    if target.is_unspecified and target.version == peer.version:
+        target = peer
+    if target.version != peer.version:
+        want = "1" if peer.version == 4 else "2"
+        raise ActiveTargetRefused(
+            "family", 522, f"an IPv{target.version} address on an IPv{peer.version} "
+            f"connection; network protocol not supported, use ({want})")
+    if target != peer and not allow_foreign:
+        raise ActiveTargetRefused("foreign", 501,
+                                  f"address {target} is not your address {peer}")
+    if port < 1024 and not allow_low_ports:
+        raise ActiveTargetRefused("low-port", 501, f"port {port} is below 1024")
+    return target
 
 
 # -- PORT and 227: h1,h2,h3,h4,p1,p2 ------------------------------------------------

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from natftp.nat import resolver
 from natftp.nat.localnets import local_networks
-from natftp.nat.policy import AdvertisePolicy
+from natftp.nat.policy import AdvertisePolicy, UnreachableWarnings
 from natftp.nat.ports import PortPool
 from natftp.proto.addr import IPAddress
 from natftp.server import data
@@ -51,7 +51,7 @@ class Server:
         #: sessions holding a kept passive listening socket, oldest first
         self.spares: dict[Session, None] = {}
         self._per_ip: Counter[IPAddress] = Counter()
-        self._warned: set[str] = set()
+        self._unreachable = UnreachableWarnings()
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._sid = 0
@@ -92,10 +92,8 @@ class Server:
                               "run with CAP_NET_BIND_SERVICE (e.g. setcap "
                               "cap_net_bind_service=+ep on the Python binary) or as root, "
                               "or set active.source_port = 0")
-        if self.policy.masquerade_is_hostname:
-            await resolver.resolve_once(self.policy, self._resolve)
-            task = self.loop.create_task(resolver.refresher(
-                self.policy, cfg.nat.refresh_interval, self._resolve))
+        task = await resolver.follow(self.policy, cfg.nat.refresh_interval, self._resolve)
+        if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         v4_any_ports = {la.port for la in cfg.listen
@@ -225,12 +223,9 @@ class Server:
 
     def warn_unreachable(self, peer: IPAddress, told: IPAddress) -> None:
         """S2: once per client network, say that a public client got a private address."""
-        net = ipaddress.ip_network(f"{peer}/{24 if peer.version == 4 else 64}",
-                                   strict=False)
-        key = str(net)
-        if key in self._warned:
+        net = self._unreachable.first(peer)
+        if net is None:
             return
-        self._warned.add(key)
         pending = (" (public-address discovery, nat.masquerade = auto, has not answered "
                    "yet)" if self.zeroconf.pending else "")
         log.warning("PASV: public client %s (network %s) was told this server's private "

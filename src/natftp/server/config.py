@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from natftp.nat.policy import IPNetwork, Override
-from natftp.nat.ports import PortRangeError, format_range, parse_range
 from natftp.proto import paths
 from natftp.proto.addr import IPAddress
+from natftp.proto.hostport import HostPortError, PortRangeError, parse_hostport
+from natftp.proto.hostport import format_port_range as format_range
+from natftp.proto.hostport import parse_port_range as parse_range
 
 DEFAULT_LISTEN = "[::]:2121"
 DEFAULT_BANNER = "natftp ready."
@@ -235,16 +237,10 @@ class ServerConfig:
 
 def parse_listen(text: str, key: str = "listen") -> ListenAddress:
     """``HOST:PORT``, ``[v6]:PORT`` or a bare ``v6:PORT`` (``:::2121``)."""
-    s = text.strip()
-    if s.startswith("["):
-        host, sep, port = s[1:].partition("]:")
-        if not sep:
-            raise ConfigError(key, text, "not HOST:PORT", 'write "[::]:2121" or '
-                              '"0.0.0.0:2121"')
-    else:
-        host, sep, port = s.rpartition(":")
-        if not sep:
-            raise ConfigError(key, text, "no port given", f'write "{s}:2121"')
+    try:
+        host, port = parse_hostport(text, allow_zero=True)
+    except HostPortError as e:
+        raise ConfigError(key, text, e.reason, e.fix or 'e.g. "[::]:2121"') from None
     host = host or "::"
     try:
         ipaddress.ip_address(host.split("%")[0])
@@ -252,9 +248,7 @@ def parse_listen(text: str, key: str = "listen") -> ListenAddress:
         raise ConfigError(key, text, f"{host!r} is not an IP address",
                           'listen on an address of this host, e.g. "0.0.0.0:2121" or '
                           '"[::]:2121"') from None
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(key, text, f"port {port!r} is not 0-65535", 'e.g. "[::]:2121"')
-    return ListenAddress(host, int(port))
+    return ListenAddress(host, port)
 
 
 def _range(key: str, value: object) -> tuple[int, int]:

@@ -24,7 +24,6 @@ when the pool has no free port left, so they never cause a "no free passive port
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import socket
@@ -706,31 +705,6 @@ def drain_backlog(sock: socket.socket, port: int, sid: str) -> None:
         log.info("[%s] closed a connection from %s that came to passive port %d between "
                  "transfers", sid, addr[0], port)
         conn.close()
-
-
-def bind_passive(family: int, local: tuple[object, ...], pool: PortPool,
-                 ) -> tuple[socket.socket, int] | None:
-    """Bind a listening socket on the control connection's local address, on a free port
-    of the pool; None when every port of the range is busy."""
-    for port in pool.candidates():
-        s = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                s.bind((local[0], port, 0, local[3] if len(local) > 3 else 0))
-            else:
-                s.bind((local[0], port))
-            s.listen(1)
-            s.setblocking(False)
-        except OSError as e:
-            s.close()
-            if e.errno in (errno.EADDRINUSE, errno.EACCES):
-                continue
-            raise
-        real = s.getsockname()[1]
-        pool.take(real)
-        return s, real
-    return None
 
 
 async def connect_active(loop: asyncio.AbstractEventLoop, family: int, local_host: str,

@@ -18,11 +18,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from natftp.nat import ports
 from natftp.nat.policy import NoUsableAddress
 from natftp.proto import addr, listing, paths
 from natftp.proto.ascii import ToWire
 from natftp.proto.paths import PathError
 from natftp.proto.replies import Reply, feat_reply
+from natftp.proto.security import auth_mechanism
 from natftp.server import data
 from natftp.server.config import Permissions
 from natftp.server.session import Session
@@ -300,8 +302,8 @@ def host(s: Session, arg: str) -> Result:
 # -- TLS (RFC 4217) --------------------------------------------------------------------
 
 def auth(s: Session, arg: str) -> Result:
-    mech = arg.strip().upper()
-    if mech not in ("TLS", "TLS-C", "SSL", "TLS-P"):
+    mech = auth_mechanism(arg)
+    if mech is None:
         s.refuse(504, f"AUTH {arg.strip()}: unsupported mechanism; use AUTH TLS.")
         return None
     if s.tls is not None:
@@ -315,11 +317,10 @@ def auth(s: Session, arg: str) -> Result:
         s.refuse(503, f"AUTH refused: already logged in as {s.login_name}; send AUTH TLS "
                       "before USER.")
         return None
-    s.reply(234, f"AUTH {mech} ok; proceed with TLS negotiation.")
+    s.reply(234, f"AUTH {mech.name} ok; proceed with TLS negotiation.")
     s.pending_user = None
     s.start_tls()
-    # AUTH SSL / TLS-P are the pre-RFC 4217 names that also protect data
-    s.prot_p = mech in ("SSL", "TLS-P")
+    s.prot_p = mech.prot_p  # AUTH SSL / TLS-P (pre-RFC 4217) also protect data
     return None
 
 
@@ -617,9 +618,9 @@ def _open_passive(s: Session, verb: str) -> int | None:
         if bound is not None:
             data.drain_backlog(bound[0], bound[1], s.sid)
         else:
-            bound = data.bind_passive(s.family, s.local, pool)
+            bound = ports.bind_passive(pool, s.family, s.local)
             while bound is None and s.server.reclaim_spare():
-                bound = data.bind_passive(s.family, s.local, pool)
+                bound = ports.bind_passive(pool, s.family, s.local)
     except OSError as e:
         s.refuse(425, f"{verb}: cannot open a passive port ({e.strerror or e}).",
                  level=logging.ERROR)
@@ -689,24 +690,15 @@ def _active_target(s: Session, verb: str, host: addr.IPAddress, port: int) -> Re
         s.refuse(503, f"{verb} refused after EPSV ALL (RFC 2428); use EPSV.")
         return None
     cfg = s.server.config.active
-    target = addr.unmap(host)
-    if target.is_unspecified and target.version == s.client_ip.version:
-        # lftp sends EPRT |2|::|port| from a socket listening on any address: it means
-        # "connect back to me", which is the control peer (no bounce possible)
-        target = s.client_ip
-    if target.version != s.client_ip.version:
-        want = "1" if s.client_ip.version == 4 else "2"
-        s.refuse(522, f"{verb} to an IPv{target.version} address on an IPv{s.client_ip.version} "
-                      f"connection; network protocol not supported, use ({want}).")
-        return None
-    if target != s.client_ip and not cfg.allow_foreign_address:
-        s.refuse(501, f"{verb} refused: address {target} is not your address {s.client_ip} "
-                      "(FTP bounce protection; active.allow_foreign_address = false).",
-                 level=logging.WARNING)
-        return None
-    if port < 1024 and not cfg.allow_low_ports:
-        s.refuse(501, f"{verb} refused: port {port} is below 1024 (FTP bounce protection; "
-                      "active.allow_low_ports = false).", level=logging.WARNING)
+    try:
+        target = addr.active_target(host, port, s.client_ip,
+                                    allow_foreign=cfg.allow_foreign_address,
+                                    allow_low_ports=cfg.allow_low_ports)
+    except addr.ActiveTargetRefused as e:
+        setting = {"foreign": "active.allow_foreign_address = false",
+                   "low-port": "active.allow_low_ports = false"}.get(e.kind, "")
+        s.refuse(e.code, e.reply_text(verb, setting),
+                 level=logging.INFO if e.kind == "family" else logging.WARNING)
         return None
     s.close_data()
     host_s = str(target)
