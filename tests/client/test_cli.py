@@ -179,3 +179,17 @@ def test_progress_bar_on_a_terminal_only(server: Server, tmp_path: Path) -> None
     assert sha256(tmp_path / "p.bin") == sha256(server.root / "p.bin")
     piped = natftp("get", server.url + "p.bin", str(tmp_path / "q.bin"))
     assert piped.returncode == 0 and piped.stdout == "" and piped.stderr == ""
+
+
+def test_get_of_a_missing_file_leaves_the_local_file_alone(server: Server,
+                                                          tmp_path: Path) -> None:
+    """The destination is opened only after the server accepted RETR: a 550 must not
+    truncate (or create) the local file."""
+    keep = tmp_path / "keep.txt"
+    keep.write_text("precious\n")
+    r = natftp("get", server.url + "no-such-file", str(keep))
+    assert r.returncode == 5 and "550" in r.stderr, r.stderr
+    assert keep.read_text() == "precious\n"
+    r = natftp("get", server.url + "no-such-file", cwd=tmp_path)
+    assert r.returncode == 5
+    assert not (tmp_path / "no-such-file").exists()

@@ -29,31 +29,29 @@ import contextlib
 import logging
 import os
 import posixpath
-import socket
 import ssl
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from natftp.client.errors import (
+from natftp.ftpio import ActiveListener, Control, dial, make_context, start_tls, streams
+from natftp.ftpio.errors import (
     Attempt,
     ConnectionFailed,
     ConnectionLost,
     DataConnectionError,
+    DialError,
     FTPError,
-    LoginError,
     PermanentError,
     ProtocolError,
     ReplyError,
     TimeoutError,
-    TLSError,
     reply_error,
 )
-from natftp.client.tls import SessionReuseContext, check_pin, make_context
 from natftp.proto import addr
 from natftp.proto.commands import Command
+from natftp.proto.feat import Features, parse_feat
 from natftp.proto.listparse import (
     Entry,
     ListingError,
@@ -63,8 +61,7 @@ from natftp.proto.listparse import (
     parse_mlsx_line,
     parse_mlsx_time,
 )
-from natftp.proto.replies import Reply, ReplyParser
-from natftp.proto.replies import ReplyError as ReplySyntaxError
+from natftp.proto.replies import Reply
 from natftp.proto.url import parse_url
 
 if TYPE_CHECKING:
@@ -172,15 +169,12 @@ class Client:
         if self.tls is not None:
             self._ssl = ssl_context or make_context(verify, fingerprint)
         self._trace = trace
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._parser = ReplyParser()
-        self._replies: deque[Reply] = deque()
+        self._ctl: Control | None = None
         self._data_tls = False
         self.peer: tuple[str, int] | None = None
         self.local: tuple[str, int] | None = None
         self.welcome: str = ""
-        self.features: dict[str, str] = {}
+        self.features: Features = Features()
         self.data_strategy: Strategy | None = None
         self.last_data_address: tuple[str, int] | None = None
         self.last_data_tls_reused: bool | None = None
@@ -199,183 +193,84 @@ class Client:
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None
+        return self._ctl is not None and self._ctl.connected
+
+    def _hook(self, direction: str, text: str) -> None:
+        """Every line of the dialogue: the debug log, and the caller's ``trace``."""
+        log.debug("%s %s", direction, text)
+        if self._trace is not None:
+            self._trace(direction, text)
 
     async def connect(self) -> None:
         """Open the control connection, do TLS if asked, log in, read FEAT."""
-        self._note(f"Connecting to {self.host} port {self.port}")
         implicit = self._ssl if self.tls == "implicit" else None
+        ctl = await Control.connect(self.host, self.port, timeout=self.timeout,
+                                    connect_timeout=self.connect_timeout,
+                                    implicit_tls=implicit, fingerprint=self.fingerprint,
+                                    trace=self._hook)
+        self._ctl = ctl
+        self.peer, self.local = ctl.peer, ctl.local
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=implicit,
-                                        server_hostname=self.host if implicit else None),
-                self.connect_timeout)
-        except builtins.TimeoutError as e:
-            raise TimeoutError(f"no connection to {self.host}:{self.port} within "
-                               f"{self.connect_timeout:g} s") from e
-        except ssl.SSLError as e:
-            raise TLSError(f"TLS with {self.host}:{self.port} failed: {e}") from e
-        except OSError as e:
-            raise ConnectionFailed(f"could not connect to {self.host}:{self.port}: "
-                                   f"{e.strerror or e}") from e
-        self._reader, self._writer = reader, writer
-        peer = writer.get_extra_info("peername")
-        local = writer.get_extra_info("sockname")
-        self.peer = (peer[0], peer[1])
-        self.local = (local[0], local[1])
-        self._note(f"Connected to {self.host} ({self.peer[0]}) port {self.peer[1]}")
-        try:
-            if implicit is not None and self.fingerprint:
-                check_pin(writer.get_extra_info("ssl_object"), self.fingerprint)
-            banner = await self._read_reply(self.connect_timeout)
-            while banner.code == 120:
-                banner = await self._read_reply()
+            banner = await ctl.greet(self.connect_timeout)
             if banner.code != 220:
                 raise ConnectionFailed(f"server refused the session: {banner.code} "
                                        f"{banner.text}")
             self.welcome = banner.text
             if self.tls == "explicit":
-                await self._auth_tls()
-            await self._login()
+                assert self._ssl is not None
+                await ctl.auth_tls(self._ssl, server_hostname=self.host,
+                                   timeout=self.connect_timeout, fingerprint=self.fingerprint)
+            await ctl.login(self.user, self.password)
             if self.tls is not None and self.protect_data:
-                await self.command("PBSZ", "0")
-                await self.command("PROT", "P")
+                await ctl.protect()
                 self._data_tls = True
-            await self._feat()
+            self.features = parse_feat(await ctl.cmd("FEAT"))
+            if not self.features.has("MLSD"):
+                self._mlsd = False
             if "UTF8" in self.features:
-                await self._cmd("OPTS", "UTF8 ON")
-            await self.command("TYPE", "I")
+                await ctl.cmd("OPTS", "UTF8 ON")
+            await ctl.command("TYPE", "I")
         except BaseException:
             self._drop()
             raise
 
-    async def _auth_tls(self) -> None:
-        assert self._writer is not None and self._ssl is not None
-        r = await self._cmd("AUTH", "TLS")
-        if r.code != 234:
-            raise TLSError(f"server refused AUTH TLS: {r.code} {r.text}")
-        try:
-            await asyncio.wait_for(
-                self._writer.start_tls(self._ssl, server_hostname=self.host),
-                self.connect_timeout)
-        except ssl.SSLError as e:
-            raise TLSError(f"TLS handshake with {self.host} failed: {e}") from e
-        except builtins.TimeoutError as e:
-            raise TimeoutError("TLS handshake timed out") from e
-        if self.fingerprint:
-            check_pin(self._writer.get_extra_info("ssl_object"), self.fingerprint)
-        self._note("TLS established on the control connection")
-
-    async def _login(self) -> None:
-        r = await self._cmd("USER", self.user)
-        if r.code == 331 or r.code == 332:
-            r = await self._cmd("PASS", self.password)
-        if r.code == 332:
-            raise LoginError(r, "ACCT (accounts are not supported)")
-        if r.kind == 4:
-            raise reply_error(r, "PASS")
-        if r.code not in (230, 202):
-            raise LoginError(r, "login")
-
-    async def _feat(self) -> None:
-        r = await self._cmd("FEAT")
-        if r.code != 211:
-            return
-        for line in r.lines[1:-1]:
-            name, _, params = line.strip().partition(" ")
-            if name:
-                self.features[name.upper()] = params
-        if "MLST" not in self.features:
-            self._mlsd = False
-
     async def close(self) -> None:
         """Say QUIT (briefly) and close. Safe to call twice or after a failure."""
-        if self._writer is None:
+        if self._ctl is None:
             return
-        with contextlib.suppress(FTPError, OSError):
-            await self._send(Command("QUIT"))
-            await self._read_reply(min(self.timeout, 2.0))
-        self._drop()
+        ctl, self._ctl = self._ctl, None
+        await ctl.quit(min(self.timeout, 2.0))
         if self._discovery is not None:
             await self._discovery.close()
 
     def _drop(self) -> None:
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.close()
-        self._writer = None
-        self._reader = None
+        if self._ctl is not None:
+            self._ctl.abort()
+        self._ctl = None
 
     # -- the dialogue ------------------------------------------------------------------
 
+    @property
+    def _c(self) -> Control:
+        if self._ctl is None or not self._ctl.connected:
+            raise ConnectionLost("not connected")
+        return self._ctl
+
     def _note(self, text: str) -> None:
-        log.debug("%s", text)
-        if self._trace is not None:
-            self._trace("*", text)
+        self._hook("*", text)
 
     def _fallback(self, text: str) -> None:
         log.info("%s", text)
         if self._trace is not None:
             self._trace("*", text)
 
-    async def _send(self, cmd: Command) -> None:
-        if self._writer is None:
-            raise ConnectionLost("not connected")
-        if self._trace is not None:
-            self._trace(">", cmd.masked())
-        log.debug("> %s", cmd.masked())
-        try:
-            self._writer.write(cmd.format())
-            await asyncio.wait_for(self._writer.drain(), self.timeout)
-        except builtins.TimeoutError as e:
-            raise TimeoutError(f"could not send {cmd.name} within {self.timeout:g} s") from e
-        except OSError as e:
-            self._drop()
-            raise ConnectionLost(f"control connection broke while sending {cmd.name}: "
-                                 f"{e}") from e
-
-    async def _read_reply(self, timeout: float | None = None) -> Reply:
-        t = self.timeout if timeout is None else timeout
-        while not self._replies:
-            if self._reader is None:
-                raise ConnectionLost("not connected")
-            try:
-                data = await asyncio.wait_for(self._reader.read(8192), t)
-            except builtins.TimeoutError as e:
-                raise TimeoutError(f"no reply from the server within {t:g} s") from e
-            except OSError as e:
-                self._drop()
-                raise ConnectionLost(f"control connection broke: {e}") from e
-            if not data:
-                self._drop()
-                raise ConnectionLost("the server closed the control connection")
-            try:
-                self._replies.extend(self._parser.feed(data))
-            except ReplySyntaxError as e:
-                self._drop()
-                raise ProtocolError(f"malformed reply: {e}") from e
-        r = self._replies.popleft()
-        if self._trace is not None:
-            for i, line in enumerate(r.lines):
-                last = i == len(r.lines) - 1
-                self._trace("<", f"{r.code}{' ' if last else '-'}{line}")
-        log.debug("< %s %s", r.code, r.text)
-        return r
-
     async def _cmd(self, name: str, arg: str = "") -> Reply:
         """Send a command and return its reply, whatever it is."""
-        await self._send(Command(name, arg))
-        r = await self._read_reply()
-        while r.kind == 1:  # a preliminary reply to a non-transfer command: wait for more
-            r = await self._read_reply()
-        return r
+        return await self._c.cmd(name, arg)
 
     async def command(self, name: str, arg: str = "") -> Reply:
         """Send any command; a 4xx/5xx reply raises TransientError/PermanentError."""
-        r = await self._cmd(name.upper(), arg)
-        if r.kind >= 4:
-            raise reply_error(r, name.upper())
-        return r
+        return await self._c.command(name.upper(), arg)
 
     # -- data connections ------------------------------------------------------------
 
@@ -429,47 +324,30 @@ class Client:
                                                                  asyncio.StreamWriter]:
         self._note(f"Opening data connection to {host} port {port}")
         try:
-            return await asyncio.wait_for(asyncio.open_connection(host, port),
-                                          self.data_timeout)
-        except builtins.TimeoutError as e:
-            raise _Skip(f"no data connection to {host}:{port} within "
-                        f"{self.data_timeout:g} s") from e
-        except OSError as e:
-            raise _Skip(f"data connection to {host}:{port} failed: "
-                        f"{e.strerror or e}") from e
+            sock = await dial(host, port, self.data_timeout)
+        except DialError as e:
+            raise _Skip(f"data connection to {e}") from e
+        return await streams(sock, timeout=self.timeout)
 
     async def _passive(self, strategy: Strategy) -> _Data:
-        assert self.peer is not None
-        control_ip = str(addr.ip(self.peer[0]))
-        if strategy == "epsv":
-            r = await self._cmd("EPSV")
-            if r.code != 229:
-                raise _Skip(f"EPSV refused: {r.code} {r.text}", refused=r.kind == 5)
-            try:
-                port = addr.parse_229(r.text)
-            except addr.AddressError as e:
-                raise _Skip(f"unreadable 229 reply: {e}") from e
-            host = control_ip
-        else:
-            r = await self._cmd("PASV")
-            if r.code != 227:
-                raise _Skip(f"PASV refused: {r.code} {r.text}", refused=r.kind == 5)
-            try:
-                advertised, port = addr.parse_227(r.text)
-            except addr.AddressError as e:
-                raise _Skip(f"unreadable 227 reply: {e}") from e
-            if self.trust_pasv_address or addr.pasv_address_usable(advertised, control_ip):
-                host = str(advertised)
-            else:
-                host = control_ip
-                kind = addr.classify(advertised).value
-                say = self._note if str(advertised) in self._pasv_warned else self._fallback
-                self._pasv_warned.add(str(advertised))
-                say(f"PASV advertised {advertised} ({kind}), not the server's "
-                               f"address {control_ip}; connecting to {control_ip} instead "
-                               "(use trust_pasv_address to follow it)")
-        reader, writer = await self._connect_data(host, port)
-        return _Data(reader, writer, strategy, (host, port))
+        c = self._c
+        verb = strategy.upper()
+        r = await c.cmd(verb)
+        if r.code != (229 if strategy == "epsv" else 227):
+            raise _Skip(f"{verb} refused: {r.code} {r.text}", refused=r.kind == 5)
+        try:
+            target = addr.passive_target(r.code, r.text, c.peer_ip,
+                                         trust=self.trust_pasv_address)
+        except addr.AddressError as e:
+            raise _Skip(f"unreadable {r.code} reply: {e}") from e
+        if target.ignored is not None:
+            seen = str(target.ignored) in self._pasv_warned
+            self._pasv_warned.add(str(target.ignored))
+            say = self._note if seen else self._fallback
+            say(f"{target.note()} (use trust_pasv_address to follow it)")
+        host = str(target.host)
+        reader, writer = await self._connect_data(host, target.port)
+        return _Data(reader, writer, strategy, (host, target.port))
 
     async def _start(self, cmd: Command, rest: int, active: bool = False) -> Reply:
         """REST (if resuming) and the transfer command; returns the 1xx (or early 2xx).
@@ -481,9 +359,10 @@ class Client:
             r = await self._cmd("REST", str(rest))
             if r.code != 350:
                 raise reply_error(r, "REST")
-        await self._send(cmd)
+        c = self._c
+        await c.send(cmd)
         try:
-            r = await self._read_reply(self.data_timeout if active else None)
+            r = await c.reply(self.data_timeout if active else self.timeout)
         except TimeoutError as e:
             if not active:
                 raise
@@ -497,46 +376,39 @@ class Client:
         raise reply_error(r, cmd.name)
 
     async def _active(self, cmd: Command, rest: int) -> tuple[_Data, Reply]:
-        assert self.local is not None
-        bind_ip = str(addr.ip(self.local[0]))
-        family = socket.AF_INET6 if ":" in bind_ip else socket.AF_INET
+        c = self._c
+        bind_ip = str(c.local_ip)
         advertised, want_port = self.active_address or bind_ip, 0
         if (self._discovery is not None and self.active_address is None
-                and self.peer is not None
-                and self._discovery.needed(bind_ip, str(addr.ip(self.peer[0])))):
+                and self._discovery.needed(bind_ip, str(c.peer_ip))):
             plan = await self._discovery.prepare(bind_ip)
             self._note(f"active mode: {plan.note}")
             advertised, want_port = plan.address, plan.port
-        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener = ActiveListener.open(bind_ip, want_port)
         try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((bind_ip, want_port))
-            listener.listen(1)
-            listener.setblocking(False)
-            port = listener.getsockname()[1]
+            port = listener.port
             ok = False
             if "eprt" not in self._refused:
-                r = await self._cmd("EPRT", addr.format_eprt_arg(advertised, port))
+                r = await c.cmd("EPRT", addr.format_eprt_arg(advertised, port))
                 ok = r.kind == 2
                 if r.kind == 5:
                     self._refused.add("eprt")
                 why = f"EPRT refused: {r.code} {r.text}"
             if not ok and ":" not in str(addr.ip(advertised)):
-                r = await self._cmd("PORT", addr.format_port_arg(advertised, port))
+                r = await c.cmd("PORT", addr.format_port_arg(advertised, port))
                 ok = r.kind == 2
                 why = f"PORT refused: {r.code} {r.text}"
             if not ok:
                 raise _Skip(why, refused=r.kind == 5)
             self._note(f"Waiting for the server to connect to {advertised} port {port}")
             prelim = await self._start(cmd, rest, active=True)
-            loop = asyncio.get_running_loop()
             try:
-                conn, _ = await asyncio.wait_for(loop.sock_accept(listener), self.data_timeout)
+                conn, _ = await listener.accept(self.data_timeout)
             except builtins.TimeoutError as e:
                 await self._abort()
                 raise _Skip(f"the server did not connect back to {advertised}:{port} within "
                             f"{self.data_timeout:g} s (a firewall or NAT on our side?)") from e
-            reader, writer = await asyncio.open_connection(sock=conn)
+            reader, writer = await streams(conn, timeout=self.timeout)
             return _Data(reader, writer, "active", (advertised, port)), prelim
         finally:
             listener.close()
@@ -545,34 +417,25 @@ class Client:
         """ABOR a transfer and read the replies it causes; drop the session if they
         do not come, since the dialogue would be out of step."""
         try:
-            await self._send(Command("ABOR"))
+            c = self._c
+            await c.send(Command("ABOR"))
             deadline = asyncio.get_running_loop().time() + max(self.data_timeout, 2.0)
             while True:
                 left = deadline - asyncio.get_running_loop().time()
-                r = await self._read_reply(max(left, 0.1))
+                r = await c.reply(max(left, 0.1))
                 if r.kind != 1 and r.code != 426 and r.code != 425 and r.code != 451:
                     break
         except FTPError:
             self._drop()
 
     async def _secure(self, data: _Data) -> None:
-        if not self._data_tls or self._ssl is None:
+        if not self._data_tls:
             return
-        assert self._writer is not None
-        control = self._writer.get_extra_info("ssl_object")
-        if isinstance(self._ssl, SessionReuseContext) and control is not None:
-            self._ssl.reuse_session = control.session
-        try:
-            await asyncio.wait_for(
-                data.writer.start_tls(self._ssl, server_hostname=self.host),
-                self.timeout)
-        except ssl.SSLError as e:
-            raise TLSError(f"TLS on the data connection failed: {e}") from e
-        except builtins.TimeoutError as e:
-            raise TimeoutError("TLS handshake on the data connection timed out") from e
-        except OSError as e:
-            raise DataConnectionError(f"data connection broke during TLS: {e}") from e
-        obj = data.writer.get_extra_info("ssl_object")
+        ctx = self._c.data_tls(reuse=True)
+        if ctx is None:
+            return
+        obj = await start_tls(data.writer, ctx, server_hostname=self.host,
+                              timeout=self.timeout)
         self.last_data_tls_reused = bool(obj.session_reused) if obj is not None else None
 
     async def _close_data(self, data: _Data) -> None:
@@ -583,17 +446,22 @@ class Client:
     async def _finish(self, prelim: Reply, what: str) -> Reply:
         if prelim.kind == 2:
             return prelim
-        r = await self._read_reply()
+        r = await self._c.final()
         if r.kind != 2:
             raise reply_error(r, what)
         return r
 
     async def _retrieve(self, cmd: Command, consume: Callable[[bytes], None],
-                        rest: int = 0) -> Reply:
+                        rest: int = 0, started: Callable[[], None] | None = None) -> Reply:
+        """Run a download command; ``started`` is called once the server has accepted it
+        (its 1xx, or an early 2xx), before the first byte: a refused RETR never reaches
+        it, so nothing local is created or truncated for a file that is not there."""
         data, prelim = await self._open_transfer(cmd, rest)
         received = 0
         done = False
         try:
+            if started is not None:
+                started()
             await self._secure(data)
             while True:
                 try:
@@ -611,7 +479,7 @@ class Client:
             done = True
         finally:
             await self._close_data(data)
-            if not done and self._writer is not None:
+            if not done and self.connected:
                 await self._abort()
         return await self._finish(prelim, cmd.name)
 
@@ -640,7 +508,7 @@ class Client:
             done = True
         finally:
             await self._close_data(data)
-            if not done and self._writer is not None:
+            if not done and self.connected:
                 await self._abort()
         await self._finish(prelim, cmd.name)
         return sent
@@ -820,36 +688,44 @@ class Client:
         if r.code == 213 and r.text.strip().isdigit():
             total = int(r.text.strip())
         owned: IO[bytes] | None = None
+        sink: IO[bytes] | None = None
         offset = 0
+        path: str | os.PathLike[str] | None = None
         if isinstance(dest, (str, os.PathLike)):
+            path = dest
             if resume and os.path.exists(dest):
                 offset = os.path.getsize(dest)
                 if total is not None and offset > total:
                     self._note(f"local file is larger than the remote ({offset} > {total}); "
                                "downloading again")
                     offset = 0
-            owned = open(dest, "ab" if offset else "wb")  # noqa: SIM115
-            fh: IO[bytes] = owned
         else:
-            fh = dest
+            sink = dest
             if resume:
                 with contextlib.suppress(OSError, ValueError):
-                    offset = fh.tell()
+                    offset = dest.tell()
         received = 0
+
+        def started() -> None:
+            nonlocal owned, sink
+            if path is not None:
+                owned = sink = open(path, "ab" if offset else "wb")  # noqa: SIM115
+
+        def consume(chunk: bytes) -> None:
+            nonlocal received
+            assert sink is not None
+            sink.write(chunk)
+            received += len(chunk)
+            if progress is not None:
+                progress(offset + received, total)
+
         try:
             if progress is not None:
                 progress(offset, total)
             if total is not None and resume and offset == total:
                 return 0
-
-            def consume(chunk: bytes) -> None:
-                nonlocal received
-                fh.write(chunk)
-                received += len(chunk)
-                if progress is not None:
-                    progress(offset + received, total)
-
-            await self._retrieve(Command("RETR", remote), consume, rest=offset)
+            await self._retrieve(Command("RETR", remote), consume, rest=offset,
+                                 started=started)
         finally:
             if owned is not None:
                 owned.close()

@@ -8,12 +8,12 @@ import contextlib
 import logging
 import socket
 import ssl
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from natftp.ftpio import ActiveListener, dial, streams
+from natftp.ftpio.errors import DialError
 from natftp.gateway.relay import HAVE_SPLICE, RelayStats, splice_relay, stream_relay
-from natftp.proto.addr import ip
 
 log = logging.getLogger("natftp.gateway")
 
@@ -26,16 +26,16 @@ class DataError(Exception):
 
 @dataclass
 class Listen:
-    """The far side connects to ``sock``; only ``allowed`` (an IP) may."""
+    """The far side connects to ``listener``; only ``allowed`` (an IP) may."""
 
-    sock: socket.socket
+    listener: ActiveListener
     allowed: str
     what: str  # "client" / "upstream", for messages
     #: gives the port back to the pool it came from (called once, on close)
     release: Callable[[], None] | None = None
 
     def close(self) -> None:
-        self.sock.close()
+        self.listener.close()
         if self.release is not None:
             release, self.release = self.release, None
             release()
@@ -51,52 +51,27 @@ class Dial:
 
 
 async def _accept(end: Listen, timeout: float) -> socket.socket:
-    loop = asyncio.get_running_loop()
-    deadline = time.monotonic() + timeout
-    want = ip(end.allowed)
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise DataError(f"the {end.what} did not open the data connection within "
-                            f"{timeout:g} s")
-        try:
-            conn, peer = await asyncio.wait_for(loop.sock_accept(end.sock), remaining)
-        except TimeoutError:
-            continue
-        if ip(peer[0]) == want:
-            conn.setblocking(False)
-            return conn
-        # Data-connection theft protection: only the expected peer may connect.
-        log.warning("refused a data connection to the %s port from %s (expected %s)",
-                    end.what, peer[0], end.allowed)
-        conn.close()
+    try:
+        conn, _ = await end.listener.accept(timeout, end.allowed, end.what)
+    except TimeoutError:
+        raise DataError(f"the {end.what} did not open the data connection within "
+                        f"{timeout:g} s") from None
+    return conn
 
 
 async def _dial(end: Dial, timeout: float) -> socket.socket:
-    loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in end.host else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.setblocking(False)
     try:
-        await asyncio.wait_for(loop.sock_connect(s, (end.host, end.port)), timeout)
-    except TimeoutError:
-        s.close()
-        raise DataError(f"connecting to the {end.what} at {end.host} port {end.port} timed "
-                        f"out after {timeout:g} s") from None
-    except OSError as e:
-        s.close()
+        return await dial(end.host, end.port, timeout)
+    except DialError as e:
         raise DataError(f"cannot connect to the {end.what} at {end.host} port {end.port}: "
-                        f"{e.strerror or e}") from None
-    return s
+                        f"{e.status} ({e.detail})") from None
 
 
 async def _streams(sock: socket.socket, ctx: ssl.SSLContext | None, server_side: bool,
                    hostname: str | None, timeout: float) -> Streams:
     loop = asyncio.get_running_loop()
     if ctx is None or not server_side:
-        return await asyncio.wait_for(asyncio.open_connection(
-            sock=sock, ssl=ctx, server_hostname=hostname if ctx else None,
-            ssl_handshake_timeout=timeout if ctx else None, limit=1 << 16), timeout + 1)
+        return await streams(sock, tls=ctx, server_hostname=hostname, timeout=timeout)
     reader = asyncio.StreamReader(limit=1 << 16)
     proto = asyncio.StreamReaderProtocol(reader)
     transport, _ = await loop.connect_accepted_socket(

@@ -26,6 +26,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from natftp.ftpio import ActiveListener, Control, make_context
+from natftp.ftpio.errors import FTPError, FTPTimeout
 from natftp.gateway.channel import DataChannel, Dial, Listen
 from natftp.nat.policy import NoUsableAddress
 from natftp.nat.ports import bind_passive
@@ -43,7 +45,7 @@ from natftp.proto.addr import (
     passive_target,
 )
 from natftp.proto.commands import BadLine, Command, LineReader
-from natftp.proto.replies import Reply, ReplyError, ReplyParser
+from natftp.proto.replies import Reply
 from natftp.proto.security import auth_mechanism
 
 if TYPE_CHECKING:
@@ -92,13 +94,10 @@ class Session:
         self.client_tls = implicit
         self.prot_p = False
         self.user = "-"
-        self.ur: asyncio.StreamReader | None = None
-        self.uw: asyncio.StreamWriter | None = None
+        #: the upstream control connection (the gateway is its FTP client)
+        self.up: Control | None = None
         self.up_ip = ""
         self.up_local_ip = ""
-        self.up_ctx: ssl.SSLContext | None = None
-        self.parser = ReplyParser()
-        self._replies: deque[Reply] = deque()
         self._fifo: deque[Pending] = deque()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -120,35 +119,20 @@ class Session:
         await asyncio.wait_for(self.cw.drain(), self.cfg.idle_timeout)
 
     async def up_send(self, cmd: Command) -> None:
-        assert self.uw is not None
-        self.uw.write(cmd.format())
-        await asyncio.wait_for(self.uw.drain(), self.cfg.idle_timeout)
+        assert self.up is not None
+        try:
+            await self.up.send(cmd)
+        except FTPError as e:
+            raise UpstreamGone(f"upstream: {e}") from None
 
     async def up_reply(self) -> Reply:
-        """The next upstream reply (any code); raises UpstreamGone."""
-        assert self.ur is not None
-        while not self._replies:
-            try:
-                data = await self.ur.read(65536)
-            except (OSError, ssl.SSLError) as e:
-                raise UpstreamGone(f"upstream connection failed: {e}") from None
-            if not data:
-                if self.parser.pending:
-                    raise UpstreamGone("upstream closed the connection in the middle of a "
-                                       "reply")
-                raise UpstreamGone("upstream closed the connection")
-            try:
-                self._replies.extend(self.parser.feed(data))
-            except ReplyError as e:
-                raise UpstreamGone(f"upstream sent a malformed reply ({e})") from None
-        return self._replies.popleft()
-
-    async def up_final(self) -> Reply:
-        """Skip preliminary (1xx) replies; only used before the pumps run."""
-        while True:
-            r = await self.up_reply()
-            if r.kind != 1:
-                return r
+        """The next upstream reply (any code), however long the upstream takes (a
+        transfer runs meanwhile); raises UpstreamGone."""
+        assert self.up is not None
+        try:
+            return await self.up.reply(None)
+        except FTPError as e:
+            raise UpstreamGone(f"upstream: {e}") from None
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -161,9 +145,9 @@ class Session:
             for ch in (self.channel, self.transfer):
                 if ch is not None:
                     ch.abort()
-            for w in (self.uw, self.cw):
-                if w is not None:
-                    w.close()
+            if self.up is not None:
+                self.up.abort()
+            self.cw.close()
             dt = time.monotonic() - self.n.started
             log.info("session client=%s upstream=%s:%s user=%s tls=%s seconds=%.1f "
                      "commands=%d transfers=%d failed=%d bytes=%d end=%r",
@@ -175,29 +159,34 @@ class Session:
     async def _connect_upstream(self) -> bool:
         host, port = self.cfg.upstream
         try:
-            ur, uw = await asyncio.wait_for(
-                asyncio.open_connection(host, port, limit=1 << 16),
-                self.cfg.connect_timeout)
-        except (OSError, TimeoutError) as e:
-            why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
-            self.end_reason = f"upstream {host}:{port} unreachable: {why}"
+            self.up = await Control.connect(host, port, timeout=self.cfg.idle_timeout,
+                                            connect_timeout=self.cfg.connect_timeout)
+        except FTPError as e:
+            self.end_reason = f"upstream {host}:{port} unreachable: {e}"
             await self.send(Reply.of(421, f"Gateway cannot reach the FTP server {host} port "
-                                     f"{port} ({why}); try again later."))
+                                     f"{port} ({e}); try again later."))
             return False
-        self.ur, self.uw = ur, uw
-        self.up_ip = str(ip(uw.get_extra_info("peername")[0]))
-        self.up_local_ip = str(ip(uw.get_extra_info("sockname")[0]))
+        self.up_ip = str(self.up.peer_ip)
+        self.up_local_ip = str(self.up.local_ip)
         return True
 
     async def _run(self) -> None:
         if not await self._connect_upstream():
             return
+        assert self.up is not None
         try:
-            banner = await asyncio.wait_for(self.up_final(), self.cfg.connect_timeout)
+            banner = await self.up.greet(self.cfg.connect_timeout)
             if banner.code == 220 and self.cfg.upstream_tls:
-                await self._upstream_tls()
-        except (UpstreamGone, TimeoutError) as e:
-            why = e.why if isinstance(e, UpstreamGone) else "no greeting in time"
+                # AUTH TLS, PBSZ 0 and PROT P toward an FTPS upstream, before any client
+                # command. Its certificate is not checked: the upstream is the operator's
+                # own server on a private network, usually with a self-signed certificate.
+                await self.up.auth_tls(make_context(verify=False),
+                                       server_hostname=self.cfg.upstream[0],
+                                       timeout=self.cfg.connect_timeout)
+                await self.up.protect()
+        except FTPError as e:
+            why = ("no greeting in time" if isinstance(e, FTPTimeout) else
+                   f"upstream: {e}")
             self.end_reason = why
             await self.send(Reply.of(421, f"Gateway: the FTP server did not greet ({why})."))
             return
@@ -219,34 +208,10 @@ class Session:
                 if pend.fut is not None and not pend.fut.done():
                     pend.fut.cancel()
 
-    async def _upstream_tls(self) -> None:
-        """AUTH TLS, PBSZ 0 and PROT P toward an FTPS upstream, before any client command."""
-        assert self.uw is not None
-        await self.up_send(Command("AUTH", "TLS"))
-        r = await self.up_final()
-        if r.code != 234:
-            raise UpstreamGone(f"upstream refused AUTH TLS: {r.code} {r.text}")
-        from natftp.gateway.tls import upstream_context
-
-        ctx = upstream_context()
-        await self.uw.start_tls(ctx, server_hostname=self.cfg.upstream[0],
-                                ssl_handshake_timeout=self.cfg.connect_timeout)
-        for cmd in (Command("PBSZ", "0"), Command("PROT", "P")):
-            await self.up_send(cmd)
-            r = await self.up_final()
-            if r.kind != 2:
-                raise UpstreamGone(f"upstream refused {cmd.name}: {r.code} {r.text}")
-        self.up_ctx = ctx
-
     def _upstream_data_ctx(self) -> ssl.SSLContext | None:
-        if self.up_ctx is None or self.uw is None:
-            return None
-        from natftp.gateway.tls import ReuseContext
-
-        obj = self.uw.get_extra_info("ssl_object")
-        if isinstance(self.up_ctx, ReuseContext) and obj is not None:
-            self.up_ctx.reuse_session = obj.session
-        return self.up_ctx
+        """The upstream data connections' TLS: the control connection's context, resuming
+        its session (vsftpd and ProFTPD require it by default)."""
+        return self.up.data_tls(reuse=True) if self.up is not None else None
 
     # --- reply pump -------------------------------------------------------------------
 
@@ -480,14 +445,15 @@ class Session:
                 if advertised.warn_unreachable:
                     self.gw.warn_unreachable(ip(self.client_ip), advertised.address)
             try:
-                client_end = self._client_listener()
+                listening = self._client_listener()
             except OSError as e:
                 return Reply.of(425, f"Gateway cannot open a data port: {e.strerror or e}")
-            if client_end is None:
+            if listening is None:
                 pool = self.gw.ports
                 return Reply.of(425, f"Gateway has no free data port: all {pool.size} ports "
                                 f"of {pool.describe()} (--passive-ports) are in use; try "
                                 "again later.")
+            client_end = listening
         else:
             host: ipaddress.IPv4Address | ipaddress.IPv6Address
             try:
@@ -523,7 +489,7 @@ class Session:
             timeout=self.cfg.data_timeout, idle=self.cfg.data_timeout,
             zero_copy=self.cfg.zero_copy, label=label)
         if isinstance(client_end, Listen):
-            port = self.gw.ports.advertise(client_end.sock.getsockname()[1])
+            port = self.gw.ports.advertise(client_end.listener.port)
             if name == "PASV":
                 assert advertised is not None
                 return Reply.of(227, format_227(advertised.address, port))
@@ -540,7 +506,8 @@ class Session:
         if bound is None:
             return None
         sock, port = bound
-        return Listen(sock, self.client_ip, "client", release=lambda: pool.release(port))
+        return Listen(ActiveListener(sock), self.client_ip, "client",
+                      release=lambda: pool.release(port))
 
     def _upstream_order(self, name: str, client_passive: bool) -> list[str]:
         up_v6 = ipaddress.ip_address(self.up_ip).version == 6
@@ -564,15 +531,12 @@ class Session:
             if up_cmd in ("PASV", "EPSV"):
                 cmd = Command(up_cmd)
             else:
-                family = socket.AF_INET6 if ":" in self.up_local_ip else socket.AF_INET
                 try:
-                    bound = bind_passive(self.gw.upstream_ports, family, (self.up_local_ip, 0))
+                    lsock = ActiveListener.open(self.up_local_ip)
                 except OSError as e:
                     refusals.append(f"{up_cmd}: cannot listen ({e})")
                     continue
-                assert bound is not None  # no range: the kernel picks a port
-                lsock, port = bound
-                self.gw.upstream_ports.release(port)
+                port = lsock.port
                 arg = (format_port_arg(self.up_local_ip, port) if up_cmd == "PORT"
                        else format_eprt_arg(self.up_local_ip, port))
                 cmd = Command(up_cmd, arg)

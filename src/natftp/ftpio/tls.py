@@ -1,23 +1,21 @@
-"""TLS for FTPS: contexts with verification on, fingerprint pins, session reuse.
+"""TLS for the client side of FTPS: contexts, certificate pins.
 
 Servers such as vsftpd (``require_ssl_reuse=YES``, its default) and ProFTPD
 (``TLSOptions`` without ``NoSessionReuseRequired``) refuse a data connection whose TLS
-session is not the control connection's. asyncio has no ``session=`` argument, so the
-context used for data connections hands the control connection's session to every new
-TLS object it makes (:class:`natftp.tls.ReuseContext`).
+session is not the control connection's. Every context made here is a
+:class:`natftp.tls.ReuseContext`, and the control channel hands its session to it before
+each data connection (:meth:`natftp.ftpio.control.Control.data_tls`). A session can only
+be resumed through the context that made it, so the control and data connections of one
+session share one context.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ssl
-from typing import Any
 
-from natftp.client.errors import TLSError
+from natftp.ftpio.errors import TLSError
 from natftp.tls import ReuseContext
-
-#: the client's name for the shared session-resuming context
-SessionReuseContext = ReuseContext
 
 
 def normalise_fingerprint(fp: str) -> str:
@@ -31,11 +29,12 @@ def normalise_fingerprint(fp: str) -> str:
     return fp
 
 
-def make_context(verify: bool | str = True, fingerprint: str | None = None) -> SessionReuseContext:
-    """A client context. ``verify`` True uses the system CAs, a string is a CA file;
-    a ``fingerprint`` replaces chain verification by a pin on the certificate itself
-    (the usual way to trust a self-signed server certificate)."""
-    ctx = SessionReuseContext(ssl.PROTOCOL_TLS_CLIENT)
+def make_context(verify: bool | str = True, fingerprint: str | None = None) -> ReuseContext:
+    """A client context. ``verify`` True uses the system CAs, a string is a CA file, False
+    checks nothing (the doctor inspects the certificate itself; the gateway's upstream is
+    the operator's own server); a ``fingerprint`` replaces chain verification by a pin on
+    the certificate itself (the usual way to trust a self-signed server certificate)."""
+    ctx = ReuseContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if fingerprint is not None or verify is False:
         ctx.check_hostname = False
@@ -47,14 +46,14 @@ def make_context(verify: bool | str = True, fingerprint: str | None = None) -> S
     return ctx
 
 
-def cert_fingerprint(ssl_object: Any) -> str:
+def cert_fingerprint(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str:
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     if not der:
         raise TLSError("the server presented no certificate")
     return hashlib.sha256(der).hexdigest()
 
 
-def check_pin(ssl_object: Any, fingerprint: str) -> None:
+def check_pin(ssl_object: ssl.SSLObject | ssl.SSLSocket | None, fingerprint: str) -> None:
     got = cert_fingerprint(ssl_object)
     want = normalise_fingerprint(fingerprint)
     if got != want:
