@@ -177,3 +177,18 @@ def test_proftpd_limit_write_denyall_names_limit_write() -> None:
         assert w is not None and w.verdict == "fail"
         assert any("<Limit WRITE>" in f for f in rep.fixes), rep.fixes
         assert [r.id for r in rep.results if r.verdict == "fail"] == ["write"]
+
+
+def test_ftpes_url_means_tls_without_the_flag() -> None:
+    """ftpes:// is explicit TLS for the doctor as for the client: the server demands TLS
+    before USER, so a doctor that sent USER/PASS in the clear would fail the login."""
+    with pyftpd(tls=True, tls_required=True) as s:
+        rep = run_doctor(s.url.replace("ftp://", "ftpes://"))
+        assert rep.target.startswith("ftpes://") and s.password not in rep.target
+        assert verdicts(rep)["tls"] == "warn"  # self-signed, but TLS was used
+        assert verdicts(rep)["login"] == "ok"
+        listing = rep.result("listing")
+        assert listing is not None and listing.verdict == "ok" and listing.facts["tls"]
+        login = rep.result("login")
+        assert login is not None and "-> AUTH TLS" in login.evidence
+        assert not any(e.startswith("-> PASS") and s.password in e for e in login.evidence)
