@@ -439,7 +439,7 @@ def test_ftps_upstream_with_session_reuse(tmp_path_factory: pytest.TempPathFacto
     """--upstream-tls in front of vsftpd forcing TLS on logins and data (and, by default,
     requiring the data connections to resume the control connection's TLS session): a
     plain client and an FTPS client both work, in both modes."""
-    from natftp.gateway.tls import self_signed
+    from natftp.tls import self_signed
 
     certdir = tmp_path_factory.mktemp("vsftpd-cert")
     cert, key = self_signed(certdir)

@@ -1,6 +1,6 @@
-"""TLS for the gateway: the server context clients see, the client context for an FTPS
-upstream (resuming the control session on data connections, as vsftpd and ProFTPD
-require), and a throwaway self-signed certificate when none is configured."""
+"""TLS for the gateway: the server context clients see, with a throwaway self-signed
+certificate when none is configured. (Its upstream side is an FTPS client:
+:mod:`natftp.ftpio.tls`.)"""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import ssl
 import tempfile
 from pathlib import Path
 
-from natftp.tls import ReuseContext, self_signed
+from natftp.tls import self_signed
 from natftp.tls import server_context as _server_context
-
-__all__ = ["ReuseContext", "self_signed", "server_context", "upstream_context"]
 
 
 def server_context(cert: str | Path | None, key: str | Path | None) -> tuple[ssl.SSLContext, str]:
@@ -26,17 +24,3 @@ def server_context(cert: str | Path | None, key: str | Path | None) -> tuple[ssl
         d.rmdir()
         return ctx, "self-signed certificate generated at start (clients must not verify)"
     return _server_context(cert, key), f"certificate {cert}"
-
-
-def upstream_context(verify: bool = False) -> ReuseContext:
-    """Client context toward an FTPS upstream. The upstream is the operator's own server
-    reached on a private network, usually with a self-signed certificate: no
-    verification unless asked."""
-    ctx = ReuseContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if verify:
-        ctx.load_default_certs()
-    else:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
