@@ -31,9 +31,12 @@ serve: venv
 test: system venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# ruff, mypy --strict on the pure and shared layers, and the layering contract
+# (.importlinter: which package may import which; docs/HACKING.md draws it)
 lint: venv
 	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/mypy --strict src/natftp/proto src/natftp/nat
+	$(VENV)/bin/mypy --strict src/natftp/proto src/natftp/nat src/natftp/ftpio
+	$(VENV)/bin/lint-imports
 
 # benchmarks are never part of `make test`: peers from Debian (system) and PyPI (the bench
 # extra: pyftpdlib, aioftp, py-spy, pyinstrument); BENCH_ARGS=--quick for a short run

@@ -6,7 +6,12 @@ server, client, lab, doctor and gateway can grow without touching each other.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import typer
+
+if TYPE_CHECKING:
+    from natftp.nat.firewall import ServerPorts
 
 app = typer.Typer(
     name="natftp",
@@ -31,11 +36,38 @@ def _register_all() -> None:
     from natftp.server import cli as server_cli
 
     server_cli.register(app)
-    nat_cli.register(app)
+    nat_cli.register(app, read_server_ports=_server_ports,
+                     check_server_config=_check_server_config)
     client_cli.register(app)
     lab_cli.register(app)
     doctor_cli.register(app)
     gateway_cli.register(app)
+
+
+def _server_ports(path: str) -> ServerPorts:
+    """`natftp firewall --config`: the ports a natftp server configuration opens (read
+    here, on top of both: nat/ sits below the server and does not import it)."""
+    from natftp.nat.firewall import ServerPorts
+    from natftp.server.config import ConfigError, load
+
+    try:
+        cfg = load(path)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
+    return ServerPorts(cfg.listen[0].port if cfg.listen else None, cfg.passive_ports,
+                       cfg.active.source_port)
+
+
+def _check_server_config(data: dict[str, Any]) -> tuple[str, str] | None:
+    """`natftp cluster node`: whether the configuration it writes is one `natftp serve`
+    takes (the key at fault and why, or None)."""
+    from natftp.server.config import ConfigError, from_dict
+
+    try:
+        from_dict(data)
+    except ConfigError as e:
+        return e.key, str(e)
+    return None
 
 
 _register_all()

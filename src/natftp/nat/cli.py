@@ -1,13 +1,33 @@
-"""CLI commands of this part of natftp (registered by natftp.cli): `natftp firewall`."""
+"""CLI commands of this part of natftp (registered by natftp.cli): `natftp firewall` and
+`natftp cluster`.
+
+`firewall --config` reads a natftp server configuration and `cluster node` checks the one
+it writes; only the server knows its configuration, so the top-level CLI hands
+:func:`register` the reader and the check (nat sits below the server and does not
+import it).
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any, Optional  # noqa: UP035 (typer reads Optional)
 
 import typer
 
-from natftp.nat.firewall import BACKENDS, FirewallError, params_from_options, render
+from natftp.nat.firewall import (
+    BACKENDS,
+    FirewallError,
+    ServerPorts,
+    params_from_options,
+    render,
+)
+
+#: reads a server configuration file; raises ValueError saying what is wrong with it
+ServerPortsReader = Callable[[str], ServerPorts]
+#: checks a server configuration (a dict shaped like its TOML file): None when it is
+#: valid, else the key at fault and the problem in words
+ServerConfigCheck = Callable[[dict[str, Any]], tuple[str, str] | None]
 
 
 def _cluster(config: str) -> Any:
@@ -33,7 +53,8 @@ _CLUSTER_CONFIG = typer.Option("--config", metavar="FILE",
                                "passive range (docs/deploy.md)")
 
 
-def register_cluster(app: typer.Typer) -> None:
+def register_cluster(app: typer.Typer,
+                     check_server_config: ServerConfigCheck | None = None) -> None:
     """``natftp cluster haproxy|node|nftables``: one plan, printed for each piece."""
     cluster = typer.Typer(name="cluster", no_args_is_help=True, help="Configuration for "
                           "N natftp nodes behind one public address (docs/deploy.md).")
@@ -62,7 +83,6 @@ def register_cluster(app: typer.Typer) -> None:
         import tomli_w
 
         from natftp.nat.cluster import ClusterError, node_config
-        from natftp.server.config import ConfigError, from_dict
 
         c = _cluster(config)
         try:
@@ -70,10 +90,10 @@ def register_cluster(app: typer.Typer) -> None:
         except ClusterError as e:
             typer.echo(f"natftp cluster node: {e}", err=True)
             raise typer.Exit(2) from None
-        try:
-            from_dict(data)
-        except ConfigError as e:
-            if e.key != "root" and not e.key.endswith(".home"):
+        problem = check_server_config(data) if check_server_config is not None else None
+        if problem is not None:
+            key, e = problem
+            if key != "root" and not key.endswith(".home"):
                 typer.echo(f"natftp cluster node: the [serve] table of {config} gives "
                            f"an invalid node configuration: {e}", err=True)
                 raise typer.Exit(2) from None
@@ -84,9 +104,10 @@ def register_cluster(app: typer.Typer) -> None:
         sys.stdout.write(tomli_w.dumps(data))
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, read_server_ports: ServerPortsReader | None = None,
+             check_server_config: ServerConfigCheck | None = None) -> None:
     """Add this part's commands to the `natftp` app."""
-    register_cluster(app)
+    register_cluster(app, check_server_config)
 
     @app.command("firewall")
     def firewall(
@@ -141,18 +162,19 @@ def register(app: typer.Typer) -> None:
                        "(nftables or iptables)", err=True)
             raise typer.Exit(2)
         if config is not None:
-            from natftp.server.config import ConfigError, load
-
+            if read_server_ports is None:
+                typer.echo("natftp firewall: --config is not available here", err=True)
+                raise typer.Exit(2)
             try:
-                cfg = load(config)
-            except ConfigError as e:
+                sp = read_server_ports(config)
+            except ValueError as e:
                 typer.echo(f"natftp firewall: {e}", err=True)
                 raise typer.Exit(2) from None
-            if control_port is None and cfg.listen:
-                control_port = cfg.listen[0].port
-            if passive_ports is None and cfg.passive_ports is not None:
-                passive_ports = f"{cfg.passive_ports[0]}-{cfg.passive_ports[1]}"
-            active_source_port = cfg.active.source_port
+            if control_port is None and sp.control_port is not None:
+                control_port = sp.control_port
+            if passive_ports is None and sp.passive_ports is not None:
+                passive_ports = f"{sp.passive_ports[0]}-{sp.passive_ports[1]}"
+            active_source_port = sp.active_source_port
         try:
             params = params_from_options(
                 control_port=21 if control_port is None else control_port,

@@ -67,6 +67,15 @@ class FirewallParams:
     extra_comment: tuple[str, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class ServerPorts:
+    """What a server's configuration says about the ports rules must open."""
+
+    control_port: int | None  # the first listen address's port
+    passive_ports: tuple[int, int] | None
+    active_source_port: int  # 0: active connections from any port
+
+
 def parse_port_range(text: str) -> tuple[int, int]:
     """``"50000-50100"`` (or ``"50000:50100"``) -> ``(50000, 50100)``, as every port range
     is written (:func:`natftp.proto.hostport.parse_port_range`)."""
