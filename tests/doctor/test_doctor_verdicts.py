@@ -22,7 +22,7 @@ from natftp.doctor.probes import (
     Transfer,
     Write,
 )
-from natftp.ftpio import Probe
+from natftp.ftpio.data import Probe
 from natftp.proto.feat import Features
 from natftp.proto.replies import Reply
 from natftp.proto.url import URLError

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from natftp.client._async import Client
 from natftp.client._sync import BlockingClient, SyncClient
-from natftp.client.errors import (
+from natftp.client.mirror import Action, MirrorResult
+from natftp.ftpio.errors import (
     Attempt,
     ConnectionFailed,
     ConnectionLost,
@@ -30,7 +31,6 @@ from natftp.client.errors import (
     TLSError,
     TransientError,
 )
-from natftp.client.mirror import Action, MirrorResult
 from natftp.proto.listparse import Entry
 
 __all__ = [

@@ -30,12 +30,13 @@ import logging
 import os
 import posixpath
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from natftp.ftpio import ActiveListener, Control, dial, make_context, start_tls, streams
+from natftp.ftpio.control import Control
+from natftp.ftpio.data import ActiveListener, dial, start_tls, streams
 from natftp.ftpio.errors import (
     Attempt,
     ConnectionFailed,
@@ -49,6 +50,7 @@ from natftp.ftpio.errors import (
     TimeoutError,
     reply_error,
 )
+from natftp.ftpio.tls import make_context
 from natftp.proto import addr
 from natftp.proto.commands import Command
 from natftp.proto.feat import Features, parse_feat
@@ -451,18 +453,35 @@ class Client:
             raise reply_error(r, what)
         return r
 
-    async def _retrieve(self, cmd: Command, consume: Callable[[bytes], None],
-                        rest: int = 0, started: Callable[[], None] | None = None) -> Reply:
-        """Run a download command; ``started`` is called once the server has accepted it
-        (its 1xx, or an early 2xx), before the first byte: a refused RETR never reaches
-        it, so nothing local is created or truncated for a file that is not there."""
+    async def _transfer(self, cmd: Command, rest: int,
+                        move: Callable[[_Data], Awaitable[int]],
+                        started: Callable[[], None] | None = None) -> int:
+        """Run a transfer command: a data connection by the first strategy that works,
+        the command, ``started()`` once the server accepted it (its 1xx, or an early 2xx),
+        TLS, ``move`` (the bytes), and the final reply. A transfer that did not finish is
+        ABORted. Returns what ``move`` returned (the byte count)."""
         data, prelim = await self._open_transfer(cmd, rest)
-        received = 0
         done = False
         try:
             if started is not None:
                 started()
             await self._secure(data)
+            moved = await move(data)
+            done = True
+        finally:
+            await self._close_data(data)
+            if not done and self.connected:
+                await self._abort()
+        await self._finish(prelim, cmd.name)
+        return moved
+
+    async def _retrieve(self, cmd: Command, consume: Callable[[bytes], None],
+                        rest: int = 0, started: Callable[[], None] | None = None) -> int:
+        """A download command; ``started`` is called before the first byte, only when the
+        server accepted the command: a refused RETR never reaches it, so nothing local is
+        created or truncated for a file that is not there."""
+        async def move(data: _Data) -> int:
+            received = 0
             while True:
                 try:
                     chunk = await asyncio.wait_for(data.reader.read(CHUNK), self.timeout)
@@ -473,27 +492,17 @@ class Client:
                     raise DataConnectionError(f"{cmd.name}: data connection broke after "
                                               f"{received} bytes: {e}") from e
                 if not chunk:
-                    break
+                    return received
                 received += len(chunk)
                 consume(chunk)
-            done = True
-        finally:
-            await self._close_data(data)
-            if not done and self.connected:
-                await self._abort()
-        return await self._finish(prelim, cmd.name)
+
+        return await self._transfer(cmd, rest, move, started)
 
     async def _store(self, cmd: Command, source: IO[bytes], rest: int,
                      progress: Callable[[int], None]) -> int:
-        data, prelim = await self._open_transfer(cmd, rest)
-        done = False
-        sent = 0
-        try:
-            await self._secure(data)
-            while True:
-                chunk = source.read(CHUNK)
-                if not chunk:
-                    break
+        async def move(data: _Data) -> int:
+            sent = 0
+            while chunk := source.read(CHUNK):
                 try:
                     data.writer.write(chunk)
                     await asyncio.wait_for(data.writer.drain(), self.timeout)
@@ -505,13 +514,9 @@ class Client:
                                               f"{sent} bytes: {e}") from e
                 sent += len(chunk)
                 progress(sent)
-            done = True
-        finally:
-            await self._close_data(data)
-            if not done and self.connected:
-                await self._abort()
-        await self._finish(prelim, cmd.name)
-        return sent
+            return sent
+
+        return await self._transfer(cmd, rest, move)
 
     async def _lines(self, cmd: Command) -> StrList:
         buf = bytearray()

@@ -29,7 +29,8 @@ from typing import Any, TypeVar
 import typer
 
 from natftp.client._async import Client, Mode
-from natftp.client.errors import (
+from natftp.client.url import netrc_credentials
+from natftp.ftpio.errors import (
     ConnectionFailed,
     DataConnectionError,
     FTPError,
@@ -40,7 +41,6 @@ from natftp.client.errors import (
     TLSError,
     TransientError,
 )
-from natftp.client.url import netrc_credentials
 from natftp.proto.listparse import Entry
 from natftp.proto.url import FTPURL, URLError, is_url, mask, parse_url
 

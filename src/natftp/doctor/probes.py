@@ -13,21 +13,23 @@ import asyncio
 import builtins
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
-from natftp.ftpio import (
+from natftp.ftpio.control import Control
+from natftp.ftpio.data import (
     ActiveListener,
-    Control,
     Probe,
     close_writer,
     dial,
-    make_context,
     probe,
     read_all,
     start_tls,
     streams,
 )
 from natftp.ftpio.errors import DialError, FTPError, ReplyError, TLSError
+from natftp.ftpio.tls import make_context
 from natftp.proto.addr import (
     AddrClass,
     AddressError,
@@ -181,6 +183,13 @@ class Sample:
     ports: list[int] = field(default_factory=list)
     probes: list[Probe] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
+
+
+class _Observation(Protocol):
+    broken: str
+
+
+Obs = TypeVar("Obs", bound=_Observation)
 
 
 # -- the prober ---------------------------------------------------------------------------
@@ -354,19 +363,29 @@ class Prober:
             return r, None, str(e)
         return r, (str(a), p), ""
 
-    async def pasv_pair(self, tls: bool) -> PasvPair:
-        obs = PasvPair()
+    async def _observe(self, tls: bool, obs: Obs,
+                       body: Callable[[Control, Obs], Awaitable[None]]) -> Obs:
+        """Run ``body`` on a fresh session, filling ``obs``; ``obs.broken`` says why it
+        stopped when there was no session or the control connection broke."""
         try:
             c = await self.session(tls)
         except SessionError as e:
             obs.broken = f"no session: {e}"
             return obs
         try:
-            obs.first, got, err = await self._pasv(c)
+            await body(c, obs)
+        except FTPError as e:
+            c.abort()
+            obs.broken = str(e)
+            return obs
+        await c.quit(1.0)
+        return obs
+
+    async def pasv_pair(self, tls: bool) -> PasvPair:
+        async def body(c: Control, obs: PasvPair) -> None:
+            obs.first, got, obs.error = await self._pasv(c)
             if got is None:
-                obs.error = err
-                await c.quit(1.0)
-                return obs
+                return
             obs.advertised = got
             if classify(got[0]) is not AddrClass.UNSPECIFIED:
                 obs.advertised_probe = await probe(got[0], got[1], self.timeout)
@@ -374,12 +393,8 @@ class Prober:
             if got2 is not None:
                 obs.second_port = got2[1]
                 obs.control_probe = await probe(self.host, got2[1], self.timeout)
-        except FTPError as e:
-            c.abort()
-            obs.broken = str(e)
-            return obs
-        await c.quit(1.0)
-        return obs
+
+        return await self._observe(tls, PasvPair(), body)
 
     async def pasv_once(self, tls: bool) -> tuple[Reply | None, tuple[str, int] | None]:
         """One PASV on a fresh session (plain or TLS): what it advertises."""
@@ -393,27 +408,19 @@ class Prober:
         return r, got
 
     async def epsv(self, tls: bool) -> Epsv:
-        obs = Epsv()
-        try:
-            c = await self.session(tls)
-        except SessionError as e:
-            obs.broken = f"no session: {e}"
-            return obs
-        try:
+        async def body(c: Control, obs: Epsv) -> None:
             obs.reply = await c.cmd("EPSV")
-        except FTPError as e:
-            c.abort()
-            obs.broken = str(e)
-            return obs
-        try:
-            if obs.reply.code == 229:
+            if obs.reply.code != 229:
+                return
+            try:
                 obs.port = parse_229(obs.reply.text)
-                # while the session lives: servers close its passive port with it
-                obs.probe = await probe(self.host, obs.port, self.timeout)
-        except AddressError as e:
-            obs.error = str(e)
-        await c.quit(1.0)
-        return obs
+            except AddressError as e:
+                obs.error = str(e)
+                return
+            # while the session lives: servers close its passive port with it
+            obs.probe = await probe(self.host, obs.port, self.timeout)
+
+        return await self._observe(tls, Epsv(), body)
 
     async def pasv_sample(self, tls: bool, samples: int) -> Sample | str:
         """PASV ``samples`` times on one session, probing the ports at the control

@@ -31,7 +31,7 @@ from natftp.doctor.probes import (
     q,
 )
 from natftp.doctor.result import FAIL, OK, SKIP, WARN, Result
-from natftp.ftpio import Probe
+from natftp.ftpio.data import Probe
 from natftp.proto.addr import AddrClass, classify
 from natftp.proto.feat import Features
 from natftp.proto.hostport import format_hostport

@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from natftp.ftpio import ActiveListener, dial, streams
+from natftp.ftpio.data import ActiveListener, dial, streams
 from natftp.ftpio.errors import DialError
 from natftp.gateway.relay import HAVE_SPLICE, RelayStats, splice_relay, stream_relay
 

@@ -26,8 +26,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from natftp.ftpio import ActiveListener, Control, make_context
+from natftp.ftpio.control import Control
+from natftp.ftpio.data import ActiveListener
 from natftp.ftpio.errors import FTPError, FTPTimeout
+from natftp.ftpio.tls import make_context
 from natftp.gateway.channel import DataChannel, Dial, Listen
 from natftp.nat.policy import NoUsableAddress
 from natftp.nat.ports import bind_passive
