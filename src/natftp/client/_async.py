@@ -33,7 +33,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
 from natftp.ftpio.control import Control
 from natftp.ftpio.data import ActiveListener, dial, start_tls, streams
@@ -82,6 +82,8 @@ EntryList = list[Entry]
 StrList = list[str]
 AttemptList = list[Attempt]
 StrategyList = list[Strategy]
+
+T = TypeVar("T")
 
 CHUNK = 64 * 1024
 _UNSUPPORTED = (500, 502, 504)  # "I don't know that command" replies
@@ -475,6 +477,18 @@ class Client:
         await self._finish(prelim, cmd.name)
         return moved
 
+    async def _step(self, cmd: Command, io: Awaitable[T], moved: int, stalled: str) -> T:
+        """One read or drain of a transfer, bounded by the timeout; its failures say how
+        far the transfer got."""
+        try:
+            return await asyncio.wait_for(io, self.timeout)
+        except builtins.TimeoutError as e:
+            raise TimeoutError(f"{cmd.name}: {stalled} for {self.timeout:g} s after {moved} "
+                               "bytes") from e
+        except OSError as e:
+            raise DataConnectionError(f"{cmd.name}: data connection broke after {moved} "
+                                      f"bytes: {e}") from e
+
     async def _retrieve(self, cmd: Command, consume: Callable[[bytes], None],
                         rest: int = 0, started: Callable[[], None] | None = None) -> int:
         """A download command; ``started`` is called before the first byte, only when the
@@ -482,19 +496,11 @@ class Client:
         created or truncated for a file that is not there."""
         async def move(data: _Data) -> int:
             received = 0
-            while True:
-                try:
-                    chunk = await asyncio.wait_for(data.reader.read(CHUNK), self.timeout)
-                except builtins.TimeoutError as e:
-                    raise TimeoutError(f"{cmd.name}: no data for {self.timeout:g} s after "
-                                       f"{received} bytes") from e
-                except OSError as e:
-                    raise DataConnectionError(f"{cmd.name}: data connection broke after "
-                                              f"{received} bytes: {e}") from e
-                if not chunk:
-                    return received
+            while chunk := await self._step(cmd, data.reader.read(CHUNK), received,
+                                            "no data"):
                 received += len(chunk)
                 consume(chunk)
+            return received
 
         return await self._transfer(cmd, rest, move, started)
 
@@ -503,15 +509,8 @@ class Client:
         async def move(data: _Data) -> int:
             sent = 0
             while chunk := source.read(CHUNK):
-                try:
-                    data.writer.write(chunk)
-                    await asyncio.wait_for(data.writer.drain(), self.timeout)
-                except builtins.TimeoutError as e:
-                    raise TimeoutError(f"{cmd.name}: could not send for {self.timeout:g} s "
-                                       f"after {sent} bytes") from e
-                except OSError as e:
-                    raise DataConnectionError(f"{cmd.name}: data connection broke after "
-                                              f"{sent} bytes: {e}") from e
+                data.writer.write(chunk)
+                await self._step(cmd, data.writer.drain(), sent, "could not send")
                 sent += len(chunk)
                 progress(sent)
             return sent

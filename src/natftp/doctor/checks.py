@@ -255,9 +255,6 @@ class Doctor:
         name = f"natftp-doctor-{uuid.uuid4().hex[:12]}.txt"
         payload = f"natftp doctor write test {name}\n".encode() * 8
         w = await self.probe.write(self.tls, modes[0], name, payload, self.tls_reuse)
-        if isinstance(w, str):
-            self.add(V.result("write", V.WRITE_TITLE, FAIL, w))
-            return
         self.add(V.write(w, self.facts))
 
     async def check_pasv_plain_vs_tls(self) -> None:

@@ -464,29 +464,21 @@ class Prober:
         return tr
 
     async def write(self, tls: bool, mode: str, name: str, payload: bytes,
-                    reuse: bool) -> Write | str:
+                    reuse: bool) -> Write:
         """Upload, read back and delete a small file on one session."""
-        try:
-            c = await self.session(tls)
-        except SessionError as e:
-            return f"no session: {e}"
-        w = Write(name, payload)
-        try:
+        async def body(c: Control, w: Write) -> None:
             w.upload = await self.transfer(c, "STOR", name, mode, upload=payload, reuse=reuse)
             w.evidence.extend(w.upload.evidence)
             if not w.upload.ok:
-                (c.abort() if w.upload.broken else await c.quit(1.0))
-                return w
+                if w.upload.broken:
+                    c.abort()
+                return
             w.readback = await self.transfer(c, "RETR", name, mode, reuse=reuse)
             w.evidence.extend(w.readback.evidence)
             w.delete = await c.cmd("DELE", name)
             w.evidence.append(f"DELE {name} -> {q(w.delete)}")
-        except FTPError as e:
-            c.abort()
-            w.broken = str(e)
-            return w
-        await c.quit(1.0)
-        return w
+
+        return await self._observe(tls, Write(name, payload), body)
 
     async def transfer(self, c: Control, verb: str, arg: str, mode: str, *,
                        upload: bytes | None = None, reuse: bool = False) -> Transfer:

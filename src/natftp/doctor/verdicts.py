@@ -451,7 +451,9 @@ WRITE_TITLE = "Upload, read back, delete"
 def write(w: Write, f: Facts) -> Result:
     ev = w.evidence
     up = w.upload
-    if up is not None and not up.ok:
+    if up is None:
+        return result("write", WRITE_TITLE, FAIL, w.broken)  # no session
+    if not up.ok:
         code = up.final.code if up.final else 0
         denied = code in (550, 553, 532, 450, 452) or "permission" in up.error.lower()
         return result("write", WRITE_TITLE, FAIL, f"upload refused: {up.error}", ev,
