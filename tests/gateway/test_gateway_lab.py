@@ -96,14 +96,15 @@ def _vsftpd(lab: Lab, node: str, root: Path, state: Path, zero: bool,
 
 
 @contextmanager
-def _gateway(lab: Lab, node: str, public: str, state: Path) -> Iterator[Path]:
+def _gateway(lab: Lab, node: str, public: str | None, state: Path) -> Iterator[Path]:
     addr = lab.addr(node)
     lo, hi = lab.passive_ports
     log = state / "gateway.log"
+    masquerade = ["--masquerade", public] if public else []
     with open(log, "ab") as out:
         p = lab.spawn(node, [sys.executable, "-m", "natftp", "gateway", "--listen",
                              f"{addr}:{lab.control_port}", "--upstream",
-                             f"{addr}:{UPSTREAM_PORT}", "--masquerade", public,
+                             f"{addr}:{UPSTREAM_PORT}", *masquerade,
                              "--passive-ports", f"{lo}-{hi}", "--data-timeout", "6",
                              "--tls"],
                       stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
@@ -204,3 +205,29 @@ def test_contest_vsftpd_zero_address_every_client_through_gateway() -> None:
 
 def test_fourway_public_client_vsftpd_zero_address_through_gateway() -> None:
     _check_through_gateway(True, "fourway", "cpub", "snat", "198.51.100.2", "198.51.100.2")
+
+
+def test_public_client_told_a_private_address_is_warned_about_once() -> None:
+    """Without --masquerade a public client is told the gateway's private address (all
+    the gateway knows); like the server, the gateway says so in its log, once per client
+    network, with the fix."""
+    tmp = Path(tempfile.mkdtemp(prefix="natftp-gwlab-"))
+    try:
+        os.chmod(tmp, 0o755)
+        owner = pwd.getpwnam(USER)
+        root, state = tmp / "root", tmp / "state"
+        root.mkdir()
+        state.mkdir()
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+        with Lab.build("fourway", helper=False) as lab, \
+                _vsftpd(lab, "snat", root, state, False, "198.51.100.2"), \
+                _gateway(lab, "snat", None, state) as gwlog:
+            private = lab.addr("snat")
+            for _ in range(2):
+                told = _pasv_seen_by(lab, "cpub", "198.51.100.2", lab.control_port)
+                assert f"({private.replace('.', ',')}," in told, told
+            log = gwlog.read_text()
+            assert log.count("was told the gateway's private address") == 1, log[-3000:]
+            assert f"private address {private}" in log and "--masquerade" in log
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
