@@ -92,12 +92,12 @@ def register_cluster(app: typer.Typer,
             raise typer.Exit(2) from None
         problem = check_server_config(data) if check_server_config is not None else None
         if problem is not None:
-            key, e = problem
+            key, why = problem
             if key != "root" and not key.endswith(".home"):
                 typer.echo(f"natftp cluster node: the [serve] table of {config} gives "
-                           f"an invalid node configuration: {e}", err=True)
-                raise typer.Exit(2) from None
-            typer.echo(f"natftp cluster node: note: {e} (on this machine; the node "
+                           f"an invalid node configuration: {why}", err=True)
+                raise typer.Exit(2)
+            typer.echo(f"natftp cluster node: note: {why} (on this machine; the node "
                        "needs it)", err=True)
         sys.stdout.write(f"# natftp cluster node {name}: generated from {config}\n"
                          f"# run on {name}: natftp serve --config THIS_FILE\n")

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from natftp.nat.ports import split_range
-from natftp.proto.hostport import PortRangeError
+from natftp.proto.hostport import PortRangeError, format_hostport
 from natftp.proto.hostport import format_port_range as format_range
 from natftp.proto.hostport import parse_port_range as parse_range
 
@@ -221,10 +221,6 @@ def parse(data: Mapping[str, Any]) -> Cluster:
 
 # -- HAProxy -------------------------------------------------------------------------------
 
-def _hp(addr: str, port: int | str) -> str:
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
-
-
 def haproxy(c: Cluster, source: str = "cluster.toml") -> str:
     """A complete haproxy.cfg (``mode tcp``) for the cluster."""
     bind = c.bind_address or c.public_address
@@ -261,7 +257,7 @@ def haproxy(c: Cluster, source: str = "cluster.toml") -> str:
         "    option redispatch",
         "",
         "frontend ftp_control",
-        f"    bind {_hp(bind, c.control_port)}",
+        f"    bind {format_hostport(bind, c.control_port)}",
         "    default_backend ftp_nodes",
         "",
         "backend ftp_nodes",
@@ -273,13 +269,13 @@ def haproxy(c: Cluster, source: str = "cluster.toml") -> str:
         "    tcp-check expect rstring ^221",
         f"    default-server send-proxy-v2 check inter {iv}ms fall 2 rise 2{src}",
     ]
-    out += [f"    server {n.name} {_hp(n.address, n.port)}" for n in c.nodes]
+    out += [f"    server {n.name} {format_hostport(n.address, n.port)}" for n in c.nodes]
     for n in c.nodes:
         out += [
             "",
             f"# passive ports of {n.name}",
             f"frontend ftp_passive_{n.name}",
-            f"    bind {_hp(bind, format_range(n.passive))}",
+            f"    bind {format_hostport(bind, format_range(n.passive))}",
             f"    default_backend ftp_passive_{n.name}",
             "",
             f"backend ftp_passive_{n.name}",
@@ -340,7 +336,7 @@ def node_config(c: Cluster, name: str) -> dict[str, Any]:
     n = c.node(name)
     cfg: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v)
                            for k, v in c.serve.items()}
-    cfg["listen"] = [_hp(n.address, n.port)]
+    cfg["listen"] = [format_hostport(n.address, n.port)]
     cfg["passive"] = {"ports": format_range(n.passive)}
     nat = cfg.setdefault("nat", {})
     nat["masquerade"] = c.public_address

@@ -64,8 +64,8 @@ def parse_hostport(text: str, *, default_port: int | None = None,
     return host, _port(text, port_s, allow_zero)
 
 
-def format_hostport(host: str, port: int) -> str:
-    """``host:port``, with an IPv6 address in brackets."""
+def format_hostport(host: str, port: int | str) -> str:
+    """``host:port``, with an IPv6 address in brackets (``port`` may be a range)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

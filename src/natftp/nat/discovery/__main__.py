@@ -29,13 +29,14 @@ from natftp.nat.discovery.discover import (
 )
 from natftp.nat.discovery.mapping import DEFAULT_LEASE, DEFAULT_PROTOCOLS, PortMapper, PortResult
 from natftp.nat.policy import AdvertisePolicy
+from natftp.proto.hostport import parse_port_range
 
 
 def parse_ports(spec: str) -> list[int]:
     out: list[int] = []
     for part in spec.split(","):
-        lo, _, hi = part.strip().partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
+        lo, hi = parse_port_range(part)
+        out.extend(range(lo, hi + 1))
     return out
 
 

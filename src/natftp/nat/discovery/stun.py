@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from natftp.nat.discovery.udp import udp_exchange
 from natftp.proto.addr import IPAddress
+from natftp.proto.hostport import parse_hostport
 
 MAGIC_COOKIE = 0x2112A442
 BINDING_REQUEST = 0x0001
@@ -121,13 +122,7 @@ def parse_server(spec: str) -> tuple[str, int]:
     s = spec.strip()
     if s.startswith("stun:"):
         s = s[5:]
-    if s.startswith("["):
-        host, _, rest = s[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
-    if s.count(":") == 1:
-        host, port = s.split(":")
-        return host, int(port)
-    return s, DEFAULT_PORT
+    return parse_hostport(s, default_port=DEFAULT_PORT)
 
 
 async def query(server: str, timeout: float) -> Mapped:
