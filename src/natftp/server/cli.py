@@ -69,7 +69,8 @@ def _cli_users(cfg: ServerConfig, specs: list[str]) -> ServerConfig:
     for spec in specs:
         name, sep, password = spec.partition(":")
         if not sep or not name or not password:
-            raise ConfigError("--user", spec, "not NAME:PASSWORD",
+            shown = f"{name}:****" if password else spec  # never echo a password
+            raise ConfigError("--user", shown, "not NAME:PASSWORD",
                               "write --user alice:secret")
         if cfg.user(name) is not None or any(u.name == name for u in users):
             raise ConfigError("--user", name, "user defined twice",

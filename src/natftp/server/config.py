@@ -57,8 +57,25 @@ class ConfigError(Exception):
         #: where the value was set when that is not the file (a flag, a variable)
         self.origin = origin or FLAGS.get(key)
         flag = f" ({self.origin})" if self.origin else ""
-        shown = _show(value)
+        shown = _masked(key, value)
         super().__init__(f"{key}{flag} = {shown}: {problem}; fix: {fix}")
+
+
+#: key names (last part) whose value is a secret: an error shows it masked, never whole
+_SECRET_KEYS = ("password", "passwd", "pass", "pw", "pwd", "secret", "token")
+
+
+def _masked(key: str, value: object) -> str:
+    """How an error shows ``value``: a password never appears (errors end up in terminals,
+    logs and bug reports); of an argon2 hash only the parameters (what tells a placeholder
+    from a real hash), not the salt or the digest."""
+    last = key.rsplit(".", 1)[-1].lower()
+    if last == "password_hash" and isinstance(value, str) and value.startswith("$argon2"):
+        params = value.split("$")[:4]  # "", "argon2id", "v=19", "m=...,t=...,p=..."
+        return _show("$".join(params) + "$****")
+    if last in _SECRET_KEYS or last == "password_hash":
+        return "(missing)" if value is _MISSING else "****"
+    return _show(value)
 
 
 def _show(value: object) -> str:
@@ -281,6 +298,10 @@ def _check_keys(prefix: str, table: Mapping[str, object], known: tuple[str, ...]
     for k, v in table.items():
         if k not in known:
             full = f"{prefix}{k}"
+            if "password_hash" in known and k.lower() in _SECRET_KEYS:
+                raise ConfigError(full, v, "plain passwords are not accepted in the file",
+                                  "run `natftp passwd`, write its output as "
+                                  f"{prefix}password_hash and remove {full}")
             near = difflib.get_close_matches(k, known, 1)
             fix = (f"did you mean {prefix}{near[0]}?" if near else
                    f"remove it (known keys here: {', '.join(known)})")
