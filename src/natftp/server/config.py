@@ -552,9 +552,16 @@ def _user(key: str, u: object, root: Path) -> User:
                           "run `natftp passwd` and paste its output as password_hash")
     h = _typed(f"{key}.password_hash", t["password_hash"], str)
     if not h.startswith("$argon2"):
-        raise ConfigError(f"{key}.password_hash", h[:12] + "...", "not an argon2 hash",
+        raise ConfigError(f"{key}.password_hash", h, "not an argon2 hash",
                           "run `natftp passwd` and paste its output (plain passwords are "
                           "not accepted in the file)")
+    why = _unreadable_hash(h)
+    if why is not None:
+        raise ConfigError(f"{key}.password_hash", h, f"argon2 cannot read this hash "
+                          f"({why}): a placeholder or a cut-off copy, with which user "
+                          f'"{name}" could never log in',
+                          f"run `natftp passwd` and paste its whole output as {key}."
+                          "password_hash")
     home = _home(f"{key}.home", t.get("home", "."), root)
     perms_t = _typed(f"{key}.permissions", t.get("permissions", {}), dict)
     _check_keys(f"{key}.permissions.", perms_t, PERMISSIONS)
@@ -570,6 +577,36 @@ def _user(key: str, u: object, root: Path) -> User:
                 if "required" in user_tls else None)
     return User(name=name, home=home, permissions=perms, password_hash=h,
                 tls_required=required)
+
+
+def _unreadable_hash(h: str) -> str | None:
+    """Why argon2 cannot use ``h`` (None: it can). A placeholder such as
+    ``$argon2id$v=19$m=65536,t=3,p=4$...`` or a hash cut short in a copy would otherwise
+    start a server that refuses every password of that user, with nothing in the log.
+
+    argon2 reads the parameters, then decodes salt and digest before it computes; it is
+    asked to verify with the same salt, digest and parallelism but the smallest memory and
+    time cost, so a malformed hash fails at once and a good one costs microseconds rather
+    than a real verification per user at every start."""
+    from argon2 import extract_parameters
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+    from argon2.low_level import verify_secret
+
+    try:
+        params = extract_parameters(h)
+    except InvalidHashError:
+        return "not $argon2id$v=19$m=...,t=...,p=...$SALT$DIGEST"
+    if params.memory_cost < 8 * params.parallelism or params.time_cost < 1:
+        return "its memory or time cost is below argon2's minimum"
+    parts = h.split("$")  # parameters third from the end (argon2 1.0 hashes have no v=)
+    parts[-3] = f"m={8 * params.parallelism},t=1,p={params.parallelism}"
+    try:
+        verify_secret("$".join(parts).encode("ascii", "replace"), b"", params.type)
+    except VerifyMismatchError:
+        return None
+    except (VerificationError, InvalidHashError) as e:
+        return str(e).lower() or "it does not decode"
+    return None
 
 
 def _tls_required(key: str, v: object) -> str:
