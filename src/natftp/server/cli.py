@@ -89,6 +89,44 @@ def _url_host(cfg: ServerConfig) -> tuple[str, int]:
     return host, la.port
 
 
+def _scheme(cfg: ServerConfig) -> str:
+    """The URL scheme a client should use on the plain port: ftpes:// when TLS is offered,
+    so a URL copied from the start-up lines asks for it."""
+    return "ftpes" if cfg.tls.enabled else "ftp"
+
+
+def _what_is_shared(cfg: ServerConfig) -> list[str]:
+    """The start-up lines that say what this server exposes: the directory, whether anyone
+    can write, whether strangers get in, and whether passwords can cross in the clear; the
+    person who typed ``natftp serve`` should not have to work that out from the flags."""
+    if cfg.read_only:
+        access = "read-only (read_only = true / --read-only)"
+    elif any(u.permissions.write for u in cfg.users):
+        access = "writable"
+    else:
+        access = "read-only (no user has permissions.write)"
+    anon = "anonymous logins off"
+    if cfg.anonymous.enabled:
+        anon = "anonymous logins on (read-only, for anyone who can connect"
+        anon += f", home {cfg.anonymous.home})" if cfg.anonymous.home else ")"
+    tls = cfg.tls
+    if not tls.enabled:
+        how = ("TLS off: logins and files cross the network in the clear (--tls to offer "
+               "FTPS)")
+    elif tls.required == "data":
+        how = ("TLS required: AUTH TLS before every login and PROT P for every transfer "
+               "(tls.required = data)")
+    elif tls.required == "control":
+        how = ("TLS required for logins: AUTH TLS before USER (tls.required = control); "
+               "files may still cross in the clear (PROT C)")
+    else:
+        strict = [u.name for u in cfg.users if u.tls_required in ("control", "data")]
+        but = f" (except for {', '.join(strict)}: users.tls.required)" if strict else ""
+        how = ("TLS offered (AUTH TLS), not required: logins may still come in the clear"
+               f"{but}; --tls-required control refuses them")
+    return [f"natftp: sharing {cfg.root}, {access}; {anon}", f"natftp: {how}"]
+
+
 def _pick_loop(choice: str) -> Any:
     if choice == "asyncio":
         return None
@@ -129,10 +167,14 @@ async def _run(cfg: ServerConfig, generated: str | None) -> int:
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(f"natftp: event loop {loop_name}; passive ports {server.pool.describe()}",
           flush=True)
+    print("\n".join(_what_is_shared(cfg)), flush=True)
+    host, _ = _url_host(cfg)
     if generated is not None:
-        host, _ = _url_host(cfg)
         print(f"natftp: user natftp, password {generated} (shown once)\n"
-              f"natftp: ftp://natftp:{generated}@{host}:{bound[0].port}/", flush=True)
+              f"natftp: {_scheme(cfg)}://natftp:{generated}@{host}:{bound[0].port}/",
+              flush=True)
+    else:
+        print(f"natftp: {_scheme(cfg)}://{host}:{bound[0].port}/", flush=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
