@@ -33,6 +33,30 @@ async def system_resolver(host: str) -> list[IPAddress]:
     return seen
 
 
+async def resolve_at_start(policy: AdvertisePolicy, resolver: Resolver = system_resolver,
+                           timeout: float = 5.0) -> str | None:
+    """The first lookup, before the server serves: None when the hostname resolved (the
+    policy now holds its addresses), else why it did not.
+
+    Later lookups keep the last good answer, but at start there is none: a name that
+    resolves nowhere (a typo such as ``--masquerade yes``) would leave every client outside
+    told the local address, so the caller refuses to start instead of logging it.
+    """
+    host = policy.masquerade
+    if host is None or not policy.masquerade_is_hostname:
+        return None
+    try:
+        answers = await asyncio.wait_for(resolver(host), timeout)
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except OSError as e:
+        return e.strerror or str(e)
+    policy.update(answers)
+    if not policy.masquerade_addresses:
+        return "no usable address in the answer"
+    return None
+
+
 async def resolve_once(policy: AdvertisePolicy, resolver: Resolver = system_resolver,
                        timeout: float = 5.0) -> bool:
     """Resolve the masquerade hostname once; True if the advertised address changed."""
@@ -73,5 +97,6 @@ async def follow(policy: AdvertisePolicy, interval: float,
     and cancels. None when the masquerade is not a hostname."""
     if not policy.masquerade_is_hostname:
         return None
-    await resolve_once(policy, resolver)
+    if not policy.masquerade_addresses:  # the server's resolve_at_start may have done it
+        await resolve_once(policy, resolver)
     return asyncio.get_running_loop().create_task(refresher(policy, interval, resolver))

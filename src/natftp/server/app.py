@@ -37,6 +37,19 @@ def _is_any(host: str) -> bool:
     return ipaddress.ip_address(host.split("%")[0]).is_unspecified
 
 
+def masquerade_unresolved(host: str | None, why: str) -> ConfigError:
+    """The start-up error for a masquerade hostname that resolves nowhere (``serve`` and
+    ``serve --explain`` alike): serving would tell every client outside an address it
+    cannot reach."""
+    fix = ('give the public IP address or a hostname that resolves, "auto" to discover '
+           'the address, or "off"')
+    if str(host).lower() in ("yes", "on", "true", "enabled"):
+        fix = ('did you mean "auto" (discover the public address)? Else give the public '
+               'IP address or a hostname that resolves, or "off"')
+    return ConfigError("nat.masquerade", host, f"the hostname does not resolve ({why}); "
+                       "clients outside would be sent nowhere", fix)
+
+
 class Server:
     """An FTP server for one :class:`ServerConfig`."""
 
@@ -92,6 +105,9 @@ class Server:
                               "run with CAP_NET_BIND_SERVICE (e.g. setcap "
                               "cap_net_bind_service=+ep on the Python binary) or as root, "
                               "or set active.source_port = 0")
+        why = await resolver.resolve_at_start(self.policy, self._resolve)
+        if why is not None:
+            raise masquerade_unresolved(cfg.nat.masquerade, why)
         task = await resolver.follow(self.policy, cfg.nat.refresh_interval, self._resolve)
         if task is not None:
             self._tasks.add(task)

@@ -337,7 +337,13 @@ def _explain(cfg: ServerConfig) -> None:
 
     policy = AdvertisePolicy(cfg.nat.masquerade, cfg.nat.overrides, local_networks())
     if policy.masquerade_is_hostname:
-        asyncio.run(resolver.resolve_once(policy))
+        why = asyncio.run(resolver.resolve_at_start(policy))
+        if why is not None:
+            from natftp.server.app import masquerade_unresolved
+
+            print(f"natftp serve: configuration error: "
+                  f"{masquerade_unresolved(cfg.nat.masquerade, why)}", file=sys.stderr)
+            raise typer.Exit(2)
     pool = PortPool(cfg.passive_ports, cfg.nat.advertised_ports)
     for line in explain(cfg, policy, pool):
         print(line)
