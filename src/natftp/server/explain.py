@@ -41,7 +41,10 @@ def explain(cfg: ServerConfig, policy: AdvertisePolicy, pool: PortPool) -> list[
     out = [f"natftp serve --explain: ROOT {cfg.root}; listen "
            + ", ".join(str(la) for la in cfg.listen)]
     zc = cfg.nat.zeroconf
-    masq = policy.masquerade or "(none: nat.masquerade / --masquerade not set)"
+    listening = cfg.listen + cfg.tls.listen_implicit
+    loopback_only = all(ip(la.host.split("%")[0]).is_loopback for la in listening)
+    masq = policy.masquerade or ("(none: serving on loopback only)" if loopback_only else
+                                 "(none: nat.masquerade / --masquerade not set)")
     if zc.discover:
         # --explain sends nothing; say what serving would do instead of guessing an answer
         masq = (f"auto ({zc.reason}): discovered when serving, in the background, from "
@@ -78,6 +81,12 @@ def explain(cfg: ServerConfig, policy: AdvertisePolicy, pool: PortPool) -> list[
         peer = n.network_address + (1 if n.num_addresses > 1 else 0)
         cases.append((f"client in override {', '.join(map(str, ov.networks))}", peer))
     for label, peer in cases:
+        if loopback_only and not peer.is_loopback:
+            # nothing it is told matters: it never gets a control connection
+            out.append(f"  {label} {peer}: cannot connect (this server listens on loopback "
+                       "only); to serve it, listen on an address it can reach, e.g. "
+                       f"--listen 0.0.0.0:{listening[0].port}")
+            continue
         local = _local_for(cfg, peer)
         if local is None:
             out.append(f"  {label} {peer}: no route from this host (skipped)")
