@@ -316,16 +316,47 @@ def register(app: typer.Typer) -> None:
     @app.command("passwd")
     def passwd(
         password: Annotated[str | None, typer.Option(
-            "--password", help="The password (default: prompt twice, not echoed).")
+            "--password", help="The password (default: asked twice on the terminal, not "
+            "echoed; from a pipe, the first line of stdin).")
         ] = None,
     ) -> None:
-        """Print an argon2 hash of a password, for password_hash in the config file."""
+        """Print an argon2 hash of a password, for password_hash in the config file.
+
+        Only the hash goes to stdout, so H=$(natftp passwd) works; prompts go to stderr.
+        """
         from argon2 import PasswordHasher
 
         if password is None:
-            password = typer.prompt("Password", hide_input=True,
-                                    confirmation_prompt=True)
+            password = _read_password()
+        if not password:
+            print("natftp passwd: the password is empty; fix: give one (an empty password "
+                  "protects nothing)", file=sys.stderr)
+            raise typer.Exit(2)
         print(PasswordHasher().hash(password))
+
+
+def _read_password() -> str:
+    """The password for ``natftp passwd``: asked twice with the prompts on stderr (stdout
+    carries only the hash), or the first line of stdin when it is not a terminal
+    (``printf '%s\\n' "$PW" | natftp passwd``), which no prompt could be answered on."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    import getpass
+
+    for _ in range(3):
+        try:
+            first = getpass.getpass("Password: ", stream=sys.stderr)
+            if not first:
+                print("natftp passwd: empty; type a password", file=sys.stderr)
+                continue
+            if getpass.getpass("Password (again): ", stream=sys.stderr) == first:
+                return first
+        except EOFError:
+            print(file=sys.stderr)
+            break
+        print("natftp passwd: the two passwords differ; again", file=sys.stderr)
+    print("natftp passwd: no password given; nothing printed", file=sys.stderr)
+    raise typer.Exit(1)
 
 
 def _explain(cfg: ServerConfig) -> None:
