@@ -110,12 +110,13 @@ def test_parse_port_range() -> None:
 def test_cli_prints_what_the_function_returns() -> None:
     r = CliRunner().invoke(app, ["firewall", "--control-port", "2121", "--passive-ports",
                                  "50000-50100", "--router", "eth0", "--server", "10.0.0.5",
-                                 "--lan-if", "eth1", "--ftp-helper"])
+                                 "--lan-if", "eth1", "--ftp-helper", "--active-source-port", "20"])
     assert r.exit_code == 0, r.output
     assert r.output == nftables_rules(FULL)
     r = CliRunner().invoke(app, ["firewall", "--backend", "iptables", "--control-port",
                                  "2121", "--passive-ports", "50000-50100", "--router", "eth0",
-                                 "--server", "10.0.0.5", "--lan-if", "eth1", "--ftp-helper"])
+                                 "--server", "10.0.0.5", "--lan-if", "eth1", "--ftp-helper",
+                                 "--active-source-port", "20"])
     assert r.exit_code == 0 and r.output == iptables_rules(FULL)
 
 

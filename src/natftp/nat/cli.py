@@ -22,6 +22,7 @@ from natftp.nat.firewall import (
     params_from_options,
     render,
 )
+from natftp.nat.ports import DEFAULT_CONTROL_PORT
 
 #: reads a server configuration file; raises ValueError saying what is wrong with it
 ServerPortsReader = Callable[[str], ServerPorts]
@@ -114,7 +115,8 @@ def register(app: typer.Typer, read_server_ports: ServerPortsReader | None = Non
         backend: Annotated[str, typer.Option(help="nftables or iptables")] = "nftables",
         control_port: Annotated[
             Optional[int],  # noqa: UP045
-            typer.Option(help="public FTP control port [default: from --config, else 21]")
+            typer.Option(help="public FTP control port [default: from --config, else "
+                         f"{DEFAULT_CONTROL_PORT}, natftp serve's]")
         ] = None,
         config: Annotated[
             Optional[str],  # noqa: UP045
@@ -152,9 +154,10 @@ def register(app: typer.Typer, read_server_ports: ServerPortsReader | None = Non
                                "data connections")
         ] = True,
         active_source_port: Annotated[
-            int, typer.Option(help="source port of active-mode data connections "
-                              "(0: any)")
-        ] = 20,
+            Optional[int],  # noqa: UP045
+            typer.Option(help="source port of active-mode data connections (0: any) "
+                         "[default: from --config, else 0, natftp serve's]")
+        ] = None,
     ) -> None:
         """Print the firewall rules (host and/or router port forwards) for an FTP server."""
         if backend not in BACKENDS:
@@ -174,10 +177,11 @@ def register(app: typer.Typer, read_server_ports: ServerPortsReader | None = Non
                 control_port = sp.control_port
             if passive_ports is None and sp.passive_ports is not None:
                 passive_ports = f"{sp.passive_ports[0]}-{sp.passive_ports[1]}"
-            active_source_port = sp.active_source_port
+            if active_source_port is None:
+                active_source_port = sp.active_source_port
         try:
             params = params_from_options(
-                control_port=21 if control_port is None else control_port,
+                control_port=DEFAULT_CONTROL_PORT if control_port is None else control_port,
                 passive_ports=passive_ports, router=router,
                 server=server, lan_if=lan_if, ftp_helper=ftp_helper, no_host=no_host,
                 active=active, active_source_port=active_source_port or None)
@@ -185,4 +189,10 @@ def register(app: typer.Typer, read_server_ports: ServerPortsReader | None = Non
         except FirewallError as e:
             typer.echo(f"natftp firewall: {e}", err=True)
             raise typer.Exit(2) from None
+        if passive_ports is None:
+            typer.echo("natftp firewall: warning: no passive port range, so these rules "
+                       "open no passive data ports and passive transfers (PASV/EPSV) would "
+                       "be blocked; fix: give the server a range (natftp serve "
+                       "--passive-ports 30000-30099, or passive.ports) and the same one "
+                       "here (--passive-ports, or --config)", err=True)
         sys.stdout.write(text)

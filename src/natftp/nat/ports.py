@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 
 from natftp.proto.hostport import PortRangeError, format_port_range
 
+#: the control port of ``natftp serve`` without ``--listen`` (21 needs root); ``natftp
+#: firewall`` opens it by default, so its rules fit a server started with no options
+DEFAULT_CONTROL_PORT = 2121
+
 
 @dataclass
 class PortPool:

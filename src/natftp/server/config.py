@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from natftp.nat.policy import IPNetwork, Override
+from natftp.nat.ports import DEFAULT_CONTROL_PORT
 from natftp.proto import paths
 from natftp.proto.addr import IPAddress
 from natftp.proto.hostport import HostPortError, PortRangeError, parse_hostport
 from natftp.proto.hostport import format_port_range as format_range
 from natftp.proto.hostport import parse_port_range as parse_range
 
-DEFAULT_LISTEN = "[::]:2121"
+DEFAULT_LISTEN = f"[::]:{DEFAULT_CONTROL_PORT}"
 DEFAULT_BANNER = "natftp ready."
 PERMISSIONS = ("list", "read", "write", "delete", "rename", "mkdir", "chmod")
 
