@@ -6,7 +6,7 @@ server, client, lab, doctor and gateway can grow without touching each other.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,13 +17,24 @@ app = typer.Typer(
     name="natftp",
     help="FTP/FTPS that just works through NAT and firewalls.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from natftp import __version__
+
+        print(f"natftp {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print natftp's version and exit.")] = False,
+) -> None:
     """FTP/FTPS server, client, doctor, gateway and NAT lab."""
 
 
@@ -73,5 +84,23 @@ def _check_server_config(data: dict[str, Any]) -> tuple[str, str] | None:
 _register_all()
 
 
+def _plain_flags(command: Any, ctx: typer.Context) -> None:
+    """Typer's help (0.2x, with its own copy of click) gives every option a type column,
+    and for a flag that says ``<bool>`` (``<int>`` for a counted one like ``-v``), as if it
+    took a value; an empty metavar is printed instead of the type. Done here, for every
+    option of every command and the help option too, so no part has to remember it."""
+    params = list(command.params)
+    help_option = command.get_help_option(ctx)
+    if help_option is not None:
+        params.append(help_option)
+    for p in params:
+        if getattr(p, "is_flag", False) or getattr(p, "count", False):
+            p.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub, ctx)
+
+
 def main() -> None:
-    app()
+    command = typer.main.get_command(app)
+    _plain_flags(command, typer.Context(command))
+    command()
