@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,19 +63,21 @@ class ConfigError(Exception):
         super().__init__(f"{key}{flag} = {shown}: {problem}; fix: {fix}")
 
 
-#: key names (last part) whose value is a secret: an error shows it masked, never whole
+#: words in a key's name that make its value a secret: an error shows it masked
 _SECRET_KEYS = ("password", "passwd", "pass", "pw", "pwd", "secret", "token")
 
 
 def _masked(key: str, value: object) -> str:
     """How an error shows ``value``: a password never appears (errors end up in terminals,
     logs and bug reports); of an argon2 hash only the parameters (what tells a placeholder
-    from a real hash), not the salt or the digest."""
+    from a real hash), not the salt or the digest. The key's words are looked at, so
+    ``users[0].password``, ``NATFTP_PASSWORD`` (a variable that is not a setting) and
+    ``password_hash`` are masked and ``passive.ports`` is not."""
     last = key.rsplit(".", 1)[-1].lower()
     if last == "password_hash" and isinstance(value, str) and value.startswith("$argon2"):
         params = value.split("$")[:4]  # "", "argon2id", "v=19", "m=...,t=...,p=..."
         return _show("$".join(params) + "$****")
-    if last in _SECRET_KEYS or last == "password_hash":
+    if any(w in _SECRET_KEYS for w in re.split(r"[^a-z]+", key.lower())):
         return "(missing)" if value is _MISSING else "****"
     return _show(value)
 
