@@ -146,6 +146,9 @@ async def _run(cfg: ServerConfig, generated: str | None) -> int:
     loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
     logging.getLogger("natftp.server").info("stopping (signal)")
+    # a second signal while stopping: do not wait for a slow router's removals
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.zeroconf.hurry)
     await server.stop("server stopping")
     print("natftp: stopped", flush=True)
     return 0
@@ -295,6 +298,15 @@ def _explain(cfg: ServerConfig) -> None:
     policy = AdvertisePolicy(cfg.nat.masquerade, cfg.nat.overrides, local_networks())
     if policy.masquerade_is_hostname:
         asyncio.run(resolver.resolve_once(policy))
+    found = None
+    if cfg.nat.zeroconf.discover:
+        # the round serving runs at start (bounded by nat.discovery_timeout): the lines
+        # below then show the addresses serving would tell, not a guess
+        from natftp.nat.discovery import discover
+        from natftp.server.zeroconf import discovery_config
+
+        found = asyncio.run(discover(discovery_config(cfg.nat.zeroconf)))
+        policy.set_discovered(found.discovered())
     pool = PortPool(cfg.passive_ports, cfg.nat.advertised_ports)
-    for line in explain(cfg, policy, pool):
+    for line in explain(cfg, policy, pool, found):
         print(line)

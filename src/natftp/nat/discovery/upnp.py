@@ -48,6 +48,10 @@ UPNP_ERRORS = {
 }
 
 
+#: the HTTP requester's own bound on one request, seconds (callers bound them tighter)
+REQUEST_BOUND = 60
+
+
 class UpnpGatewayError(Exception):
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
@@ -113,7 +117,10 @@ class UpnpGateway:
         deadline = loop.time() + timeout
         location = await search(timeout)
         left = max(0.5, deadline - loop.time())
-        requester = AiohttpRequester(timeout=max(1, int(left + 0.999)))
+        # every call is bounded by its caller's asyncio.wait_for; the requester's own
+        # bound only has to stay out of the way of a slow router's queue (a mapper
+        # removing 101 mappings waits longer for an answer than discovery does)
+        requester = AiohttpRequester(timeout=REQUEST_BOUND)
         factory = UpnpFactory(requester, non_strict=True)
         device = await asyncio.wait_for(factory.async_create_device(location), left)
         igd = IgdDevice(device, None)
