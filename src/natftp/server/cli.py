@@ -145,10 +145,10 @@ async def _run(cfg: ServerConfig, generated: str | None) -> int:
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
-    logging.getLogger("natftp.server").info("stopping (signal)")
     # a second signal while stopping: do not wait for a slow router's removals
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.zeroconf.hurry)
+    logging.getLogger("natftp.server").info("stopping (signal)")
     await server.stop("server stopping")
     print("natftp: stopped", flush=True)
     return 0

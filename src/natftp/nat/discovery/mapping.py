@@ -12,9 +12,10 @@ chains on every request, and with its debug log on it takes ~35 s for 101 mappin
 (docs/zeroconf.md has the figures). Hence:
 
 - the control ports go first, each alone, and are removed first at stop (the door
-  opens first and closes first); the passive ports then go ``window`` requests at a time
-  (pipelined: a router that serves requests in parallel, or sits far away, answers them
-  sooner; a serial one is not slowed down);
+  opens first and closes first); through UPnP the passive ports then go ``window``
+  requests at a time (pipelined: each request is an HTTP connection of its own, whose
+  set-up overlaps with the router's work: ~30% faster on miniupnpd); NAT-PMP and PCP
+  requests go one at a time (pipelining them measured no faster on a serial router);
 - progress is logged every :data:`PROGRESS_EVERY` seconds while it lasts;
 - :meth:`PortMapper.stop` keeps removing while the router answers: its ``timeout``
   bounds a router that stopped answering (no answer at all for that long), not a slow
@@ -89,6 +90,10 @@ class _Backend:
     name = ""
     #: the first retransmission delay for UDP protocols (see the module docstring)
     first_rto = 0.25
+    #: whether requests go ``window`` at a time (UPnP: each request is its own HTTP
+    #: connection, whose set-up overlaps; NAT-PMP/PCP: one at a time, measured faster on
+    #: a serial router: docs/zeroconf.md)
+    pipelined = False
 
     async def open(self, timeout: float) -> None:
         raise NotImplementedError
@@ -106,6 +111,7 @@ class _Backend:
 
 class _Upnp(_Backend):
     name = "upnp"
+    pipelined = True
 
     def __init__(self, description: str) -> None:
         self.gw: UpnpGateway | None = None
@@ -250,8 +256,8 @@ def _clock(t: float) -> str:
 
 
 def lease_end(results: Sequence[PortResult], now: float | None = None) -> str:
-    """When the router drops these mappings by itself: "at 2026-12-03 15:04:05 (in
-    3580 s)", a span when they differ, or "never (permanent ...)"."""
+    """When the router drops these mappings by itself: "their lease ends at 2026-12-03
+    15:04:05 (in 3580 s)", a span when they differ, and a note for permanent ones."""
     now = time.time() if now is None else now
     ends = sorted(r.expires for r in results if r.expires is not None)
     permanent = len(ends) < len(results)
@@ -321,7 +327,7 @@ class PortMapper:
         return r is not None and r.state is State.MAPPED
 
     def snapshot(self) -> list[PortResult]:
-        """Every port's state, in order (control ports first): for a status page."""
+        """A copy of every port's state, in the order given: for a status page."""
         return [PortResult(**vars(r)) for r in self.results.values()]
 
     def report(self) -> list[str]:
@@ -423,7 +429,9 @@ class PortMapper:
         lat = seconds if self._latency is None else 0.7 * self._latency + 0.3 * seconds
         self._latency = lat
         if self.backend is not None:
-            self.backend.first_rto = min(max(0.25, 2 * lat), max(0.25, self.timeout / 2))
+            # never below RFC 6886's 250 ms; never so close to the bound that a request
+            # waiting in the router's queue is sent twice
+            self.backend.first_rto = max(0.25, min(2 * lat, self._bound() / 2))
 
     async def _progress(self, line: Callable[[], str]) -> None:
         while True:
@@ -433,7 +441,8 @@ class PortMapper:
     async def _pipeline(self, results: Sequence[PortResult],
                         job: Callable[[PortResult], Awaitable[None]]) -> None:
         """``job`` for each result: the control ports first, each alone, then the rest
-        ``window`` at a time, started in order."""
+        ``window`` at a time (one at a time for a protocol that gains nothing from it),
+        started in order."""
         first = [r for r in results if r.port in self.control]
         rest = iter([r for r in results if r.port not in self.control])
         for r in first:
@@ -443,7 +452,8 @@ class PortMapper:
             for r in rest:  # a shared iterator: each result is taken once, in order
                 await job(r)
 
-        await asyncio.gather(*(worker() for _ in range(self.window)))
+        width = self.window if self.backend is not None and self.backend.pipelined else 1
+        await asyncio.gather(*(worker() for _ in range(width)))
 
     async def _remove_all(self, b: _Backend, todo: list[PortResult], silence: float) -> str:
         """Remove ``todo``; returns why it stopped short ("" when nothing is left).
@@ -492,11 +502,11 @@ class PortMapper:
 
     def _bound(self) -> float:
         """How long one request may wait for its answer: the configured timeout, or
-        three times the router's recent answer time when that is longer (a slow router
-        with a queue of our requests; at most 30 s)."""
+        eight times the router's recent answer time when that is longer (a slow router
+        with a queue of our requests, on a loaded machine; at most 30 s)."""
         if self._latency is None:
             return self.timeout
-        return max(self.timeout, min(30.0, 3 * self._latency))
+        return max(self.timeout, min(30.0, 8 * self._latency))
 
     async def _select(self) -> _Backend | None:
         for name in self.protocols:
@@ -583,6 +593,11 @@ class PortMapper:
                          f"{len(self.ports)} port(s) mapped so far ({loop.time() - t0:.0f} "
                          "s; the mapped ones serve already)")))
             await self._pipeline(results, lambda r: self._map_one(b, r))
+            # a request that got no answer while the router answered the others waited
+            # in its queue (it may even have landed): ask once more now, not a minute later
+            again = [r for r in results if r.state is State.FAILED]
+            if again and self.mapped_ports():
+                await self._pipeline(again, lambda r: self._map_one(b, r))
             mapped = self.mapped_ports()
             log.info("port mapping via %s: %d of %d port(s) mapped%s in %.1f s", b.where(),
                      len(mapped), len(self.ports),
