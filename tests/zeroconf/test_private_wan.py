@@ -66,18 +66,6 @@ def double() -> Iterator[Lab]:
         yield lab
 
 
-def _root(lab: Lab, name: str) -> Path:
-    root = lab.tmp / name
-    root.mkdir()
-    return root
-
-
-def _config(lab: Lab, text: str) -> str:
-    f = lab.tmp / f"natftp-{time.monotonic_ns()}.toml"
-    f.write_text(text)
-    return str(f)
-
-
 def _took(log: str, pattern: str) -> float:
     m = re.search(pattern + r" in (\d+\.\d) s", log)
     assert m, (pattern, log[-3000:])
@@ -110,9 +98,9 @@ def test_contest_private_wan_every_passive_client_and_nothing_left_after_sigterm
     assert "helper" not in sh("nft", "list", "ruleset", ns=lab.router).stdout
     assert lab.dnat_ports() == set()
     ports = {2121, *range(30000, 30100)}
-    root = _root(lab, "srv-101")
+    root = lab.root("srv-101")
     # far shorter than the removal takes on this router: it must go on while it answers
-    cfg = _config(lab, "[nat]\nmapping_stop_timeout = 2\n")
+    cfg = lab.config("[nat]\nmapping_stop_timeout = 2\n")
     p = lab.serve(root, "--config", cfg, "--open-router", "--passive-ports", "30000-30099")
     wait_log(lab, p, r"INFO natftp.nat nat.masquerade auto: router WAN address "
                      r"192\.168\.10\.1 \(from upnp, IGD http://172\.16\.0\.1:\d+/rootDesc"
@@ -174,8 +162,8 @@ def test_router_that_stops_answering_bounds_the_stop_and_the_rest_is_reported(
     mapped = r"port mapping: port 2121, 30200-30204: mapped"
 
     # 1. frozen router, nat.mapping_stop_timeout = 2: natftp gives up after 2 s of silence
-    p = lab.serve(_root(lab, "srv-frozen"), "--config",
-                  _config(lab, "[nat]\nmapping_stop_timeout = 2\n"), *args)
+    p = lab.serve(lab.root("srv-frozen"), "--config",
+                  lab.config("[nat]\nmapping_stop_timeout = 2\n"), *args)
     wait_log(lab, p, mapped, limit=60)
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -195,8 +183,8 @@ def test_router_that_stops_answering_bounds_the_stop_and_the_rest_is_reported(
                      r"lease ends", log), log[-3000:]
 
     # 2. frozen again, a generous bound: a second SIGTERM stops waiting at once
-    p = lab.serve(_root(lab, "srv-hurry"), "--config",
-                  _config(lab, "[nat]\nmapping_stop_timeout = 120\n"), *args)
+    p = lab.serve(lab.root("srv-hurry"), "--config",
+                  lab.config("[nat]\nmapping_stop_timeout = 120\n"), *args)
     wait_log(lab, p, mapped, limit=60)  # the same ports again: the router renews them
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -211,7 +199,7 @@ def test_router_that_stops_answering_bounds_the_stop_and_the_rest_is_reported(
                      r"\(stopped early \(a second signal\)", log), log[-3000:]
 
     # 3. the router answers again: the next clean stop leaves nothing
-    p = lab.serve(_root(lab, "srv-clean"), *args)
+    p = lab.serve(lab.root("srv-clean"), *args)
     wait_log(lab, p, mapped, limit=60)
     assert stop(p, limit=60) == 0
     assert lab.dnat_ports() == set()
@@ -222,7 +210,7 @@ def test_router_that_stops_answering_bounds_the_stop_and_the_rest_is_reported(
 def test_private_wan_without_stun_tells_public_clients_the_router_address_and_warns(
         double: Lab) -> None:
     lab = double
-    p = lab.serve(_root(lab, "srv-nostun"), "--open-router", "--passive-ports",
+    p = lab.serve(lab.root("srv-nostun"), "--open-router", "--passive-ports",
                   "30000-30009")
     try:
         wait_log(lab, p, r"port mapping: port 2121, 30000-30009: mapped", limit=60)
@@ -242,7 +230,7 @@ def test_private_wan_without_stun_tells_public_clients_the_router_address_and_wa
 
 def test_stun_beyond_a_second_nat_public_clients_get_its_address(double: Lab) -> None:
     lab = double
-    root = _root(lab, "srv-stun")
+    root = lab.root("srv-stun")
     stun = ("--stun", f"{PUBLIC_CLIENT}:3478")
     p = lab.serve(root, "--open-router", "--passive-ports", "30000-30009", *stun)
     log = wait_log(lab, p, r"WARNING natftp.nat nat.masquerade auto: public address "

@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from zlab import (
@@ -49,18 +48,6 @@ def igd() -> Iterator[Lab]:
         yield lab
 
 
-def _root(lab: Lab, name: str) -> Path:
-    root = lab.tmp / name
-    root.mkdir()
-    return root
-
-
-def _config(lab: Lab, text: str) -> str:
-    f = lab.tmp / f"natftp-{time.monotonic_ns()}.toml"
-    f.write_text(text)
-    return str(f)
-
-
 def _stamp(text: str, pattern: str) -> datetime:
     for line in text.splitlines():
         if re.search(pattern, line):
@@ -73,7 +60,7 @@ def _stamp(text: str, pattern: str) -> datetime:
 def test_open_router_serves_every_client_from_the_internet_and_cleans_up(igd: Lab) -> None:
     assert "helper" not in sh("nft", "list", "ruleset", ns=igd.router).stdout
     assert igd.dnat_ports() == set()
-    root = _root(igd, "srv-matrix")
+    root = igd.root("srv-matrix")
     p = igd.serve(root, "--open-router", "--passive-ports", f"{PASSIVE[0]}-{PASSIVE[1]}")
     ports = {CONTROL, *range(PASSIVE[0], PASSIVE[1] + 1)}
     log = wait_log(igd, p, r"port mapping: port .*: mapped")
@@ -97,8 +84,8 @@ def test_open_router_serves_every_client_from_the_internet_and_cleans_up(igd: La
 
 
 def test_wan_renumbering_reaches_the_next_pasv(igd: Lab) -> None:
-    root = _root(igd, "srv-renumber")
-    cfg = _config(igd, "[nat]\nrecheck_interval = 0.5\n")
+    root = igd.root("srv-renumber")
+    cfg = igd.config("[nat]\nrecheck_interval = 0.5\n")
     p = igd.serve(root, "--config", cfg, "--open-router", "--passive-ports", "30020-30021")
     try:
         wait_log(igd, p, r"port mapping: port .*: mapped")
@@ -120,7 +107,7 @@ def test_wan_renumbering_reaches_the_next_pasv(igd: Lab) -> None:
 
 def test_refused_port_gets_the_manual_rules(igd: Lab) -> None:
     # this miniupnpd's policy allows 1024-65535 only: control port 1021 is refused
-    root = _root(igd, "srv-refused")
+    root = igd.root("srv-refused")
     p = igd.serve(root, "--listen", "0.0.0.0:1021", "--open-router", "--passive-ports",
                   "30030-30031", port=1021)
     log = wait_log(igd, p, r"port mapping: port 30030-30031: mapped")
@@ -141,7 +128,7 @@ def test_loopback_serving_sends_nothing(igd: Lab) -> None:
        "add rule ip watch out oifname != \"lo\" tcp flags & (syn | ack) == syn counter",
        ns=igd.server)
     try:
-        root = _root(igd, "srv-loopback")
+        root = igd.root("srv-loopback")
         p = igd.serve(root, "--listen", "127.0.0.1:2121")
         replies = igd.pasv(igd.server, "127.0.0.1")
         assert pasv_host(replies[0]) == "127.0.0.1"
@@ -160,8 +147,8 @@ def test_loopback_serving_sends_nothing(igd: Lab) -> None:
 def test_cloud_metadata_address_is_advertised_and_followed(bare: Lab) -> None:
     answer = bare.start_imds("203.0.113.7")
     bare.forward(CONTROL)
-    cfg = _config(bare, "[nat]\ndiscovery_timeout = 1\nrecheck_interval = 0.5\n")
-    p = bare.serve(_root(bare, "srv-imds"), "--config", cfg, "--passive-ports",
+    cfg = bare.config("[nat]\ndiscovery_timeout = 1\nrecheck_interval = 0.5\n")
+    p = bare.serve(bare.root("srv-imds"), "--config", cfg, "--passive-ports",
                    "30000-30001")
     wait_log(bare, p, r"public address 203\.0\.113\.7 \(from metadata, aws instance "
                        r"metadata\)")
@@ -177,8 +164,8 @@ def test_cloud_metadata_address_is_advertised_and_followed(bare: Lab) -> None:
 def test_configured_stun_server_tells_the_router_address(bare: Lab) -> None:
     bare.start_stund()
     bare.forward(CONTROL)
-    cfg = _config(bare, "[nat]\ndiscovery_timeout = 1\n")
-    p = bare.serve(_root(bare, "srv-stun"), "--config", cfg, "--stun", f"{INET_IP}:3478",
+    cfg = bare.config("[nat]\ndiscovery_timeout = 1\n")
+    p = bare.serve(bare.root("srv-stun"), "--config", cfg, "--stun", f"{INET_IP}:3478",
                    "--passive-ports", "30000-30001")
     log = wait_log(bare, p, rf"public address {ROUTER_WAN} \(from stun, STUN server "
                              rf"{INET_IP}:3478\)")
@@ -197,7 +184,7 @@ def test_nothing_answers_start_is_not_delayed_and_the_log_says_what_was_tried(
        "priority -10; }; add rule ip silent in meta l4proto udp drop", ns=bare.inet)
     bare.forward(CONTROL)
     t0 = time.monotonic()
-    p = bare.serve(_root(bare, "srv-silent"), "--stun", INET_IP, "--passive-ports",
+    p = bare.serve(bare.root("srv-silent"), "--stun", INET_IP, "--passive-ports",
                    "30000-30001")
     listening = time.monotonic() - t0
     # a PASV before discovery ends (default nat.discovery_timeout 3 s) gets the local
@@ -219,8 +206,8 @@ def test_nothing_answers_start_is_not_delayed_and_the_log_says_what_was_tried(
 
 
 def test_no_router_protocol_for_open_router(bare: Lab) -> None:
-    cfg = _config(bare, "[nat]\nmasquerade = \"off\"\n")
-    p = bare.serve(_root(bare, "srv-nomap"), "--config", cfg, "--open-router",
+    cfg = bare.config("[nat]\nmasquerade = \"off\"\n")
+    p = bare.serve(bare.root("srv-nomap"), "--config", cfg, "--open-router",
                    "--passive-ports", "30000-30001")
     log = wait_log(bare, p, r"port mapping: no port mapping protocol answered")
     assert "natftp firewall" in log
@@ -246,7 +233,7 @@ with BlockingClient(url, mode="active", active_discover=discover, data_timeout=3
 
 def test_client_active_discover_maps_its_port_and_removes_it(igd: Lab) -> None:
     # an FTP server on the internet (in the lab's internet namespace, no discovery)
-    root = _root(igd, "inet-srv")
+    root = igd.root("inet-srv")
     (root / "hello.txt").write_text("hello from the internet")
     srv = igd.popen(igd.inet, sys.executable, "-m",
                     "natftp", "serve", str(root), "--user", f"{USER}:{PASSWORD}",

@@ -84,19 +84,28 @@ def sh(*args: str, ns: str | None = None, input: str | None = None, check: bool 
     return r
 
 
-ROUTER_NFT = """
-table ip zlab {
-    chain post {
+def nat_table(name: str, wan_if: str, lan_net: str, reject: str) -> str:
+    """A NAT router's nft table: masquerade ``lan_net`` out of ``wan_if``; forward what
+    is established or DNAT-ed, reject the rest coming in from the WAN (``reject``
+    names it), so only a mapping or a forward opens a port."""
+    return f"""
+table ip {name} {{
+    chain post {{
         type nat hook postrouting priority srcnat;
-        oifname "r-wan" ip saddr 172.16.0.0/24 masquerade
-    }
-    chain forward_filter {
+        oifname "{wan_if}" ip saddr {lan_net} masquerade
+    }}
+    chain forward_filter {{
         type filter hook forward priority 0; policy accept;
         ct state established,related accept
         ct status dnat accept
-        iifname "r-wan" oifname "r-lan" reject with icmp type admin-prohibited
-    }
-}
+        {reject} reject with icmp type admin-prohibited
+    }}
+}}
+"""
+
+
+ROUTER_NFT = nat_table("zlab", "r-wan", "172.16.0.0/24",
+                       'iifname "r-wan" oifname "r-lan"') + """
 table inet miniupnpd {
     chain forward {
         type filter hook forward priority 0; policy accept;
@@ -120,20 +129,7 @@ table inet miniupnpd {
 """
 
 
-OUTER_NFT = """
-table ip zouter {
-    chain post {
-        type nat hook postrouting priority srcnat;
-        oifname "o-wan" ip saddr 192.168.10.0/24 masquerade
-    }
-    chain forward_filter {
-        type filter hook forward priority 0; policy accept;
-        ct state established,related accept
-        ct status dnat accept
-        iifname "o-wan" reject with icmp type admin-prohibited
-    }
-}
-"""
+OUTER_NFT = nat_table("zouter", "o-wan", "192.168.10.0/24", 'iifname "o-wan"')
 
 
 def miniupnpd_conf(tmp: Path, *, min_port: int = 1024, min_lifetime: int = 120,
@@ -254,6 +250,18 @@ class Lab:
             if "STUN:" in text or "HTTP listening" in text and "STUN" not in text:
                 break
             time.sleep(0.1)
+
+    def root(self, name: str) -> Path:
+        """A fresh directory to serve."""
+        root = self.tmp / name
+        root.mkdir()
+        return root
+
+    def config(self, text: str) -> str:
+        """A natftp config file with ``text``; its path."""
+        f = self.tmp / f"natftp-{time.monotonic_ns()}.toml"
+        f.write_text(text)
+        return str(f)
 
     def miniupnpd_pid(self) -> int:
         return int((self.tmp / "miniupnpd.pid").read_text().split()[0])
