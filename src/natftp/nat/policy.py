@@ -327,6 +327,7 @@ class AdvertisePolicy:
                 out.append(ClassDecision(c, local, None, f"PASV refused ({e})"))
         return out
 
+
 class UnreachableWarnings:
     """Say once per client network (a /24, or a /64 for IPv6) that a public client was
     told a private address (:attr:`Decision.warn_unreachable`, scenario S2): often
