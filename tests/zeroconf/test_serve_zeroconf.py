@@ -9,20 +9,28 @@ read a control connection (``lab.forward``); the miniupnpd test adds none.
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
-from zlab import INET_IP, PASSWORD, ROUTER_WAN, SERVER_IP, USER, Lab, sh, wait_tcp, zlab
+from zlab import (
+    INET_IP,
+    PASSWORD,
+    ROUTER_WAN,
+    SERVER_IP,
+    USER,
+    Lab,
+    matrix_cells,
+    pasv_host,
+    sh,
+    wait_log,
+    wait_tcp,
+    zlab,
+)
+from zlab import stop as _stop
 
-from natftp.lab.matrix import DOWN_NAME, ROWS, CellCtx
 from natftp.nat.discovery.mapping import ranges
 
 pytestmark = pytest.mark.timeout(120)
@@ -40,34 +48,6 @@ def igd() -> Iterator[Lab]:
         yield lab
 
 
-def _root(lab: Lab, name: str) -> Path:
-    root = lab.tmp / name
-    root.mkdir()
-    return root
-
-
-def _config(lab: Lab, text: str) -> str:
-    f = lab.tmp / f"natftp-{time.monotonic_ns()}.toml"
-    f.write_text(text)
-    return str(f)
-
-
-def _stop(p: subprocess.Popen[str]) -> int:
-    p.send_signal(signal.SIGTERM)
-    return p.wait(30)
-
-
-def _wait_log(lab: Lab, p: subprocess.Popen[str], pattern: str, limit: float = 15) -> str:
-    deadline = time.monotonic() + limit
-    while True:
-        text = lab.serve_log(p)
-        if re.search(pattern, text):
-            return text
-        if p.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"no {pattern!r} in the server log:\n{text[-4000:]}")
-        time.sleep(0.05)
-
-
 def _stamp(text: str, pattern: str) -> datetime:
     for line in text.splitlines():
         if re.search(pattern, line):
@@ -75,53 +55,22 @@ def _stamp(text: str, pattern: str) -> datetime:
     raise AssertionError(f"no {pattern!r} in:\n{text}")
 
 
-def _pasv_host(reply: str) -> str:
-    m = re.search(r"\((\d+),(\d+),(\d+),(\d+),\d+,\d+\)", reply)
-    assert m, reply
-    return ".".join(m.groups())
-
-
-def _cells(lab: Lab, root: Path, workers: int = 3) -> dict[str, Any]:
-    """Every row of the lab matrix (natftp.lab.matrix.ROWS) from the internet namespace
-    to the router's WAN address: LIST, download, upload, sha256 on both ends."""
-    import hashlib
-    import os
-
-    payload = os.urandom(200_000)
-    (root / DOWN_NAME).write_bytes(payload)
-    ctxs = []
-    for i, row in enumerate(ROWS):
-        wd = lab.tmp / f"cell-{i}"
-        wd.mkdir()
-        up = os.urandom(50_000 + i)
-        (wd / "up").write_bytes(up)
-        ctxs.append((row, CellCtx(
-            lab=lab, client="inet", client_addr=INET_IP,  # type: ignore[arg-type]
-            target=ROUTER_WAN, port=CONTROL, user=USER, password=PASSWORD, workdir=wd,
-            server_root=root, down_name=DOWN_NAME,
-            down_sha=hashlib.sha256(payload).hexdigest(), up_src=wd / "up",
-            up_name=f"up-{i}.bin", up_sha=hashlib.sha256(up).hexdigest(), timeout=10)))
-    with ThreadPoolExecutor(workers) as ex:
-        cells = list(ex.map(lambda rc: rc[0].run(rc[1]), ctxs))
-    return {row.name: cell for (row, _c), cell in zip(ctxs, cells, strict=True)}
-
-
 # -- UPnP IGD (miniupnpd): address and ports by themselves ------------------------------
 
 def test_open_router_serves_every_client_from_the_internet_and_cleans_up(igd: Lab) -> None:
     assert "helper" not in sh("nft", "list", "ruleset", ns=igd.router).stdout
     assert igd.dnat_ports() == set()
-    root = _root(igd, "srv-matrix")
+    root = igd.root("srv-matrix")
     p = igd.serve(root, "--open-router", "--passive-ports", f"{PASSIVE[0]}-{PASSIVE[1]}")
     ports = {CONTROL, *range(PASSIVE[0], PASSIVE[1] + 1)}
-    log = _wait_log(igd, p, r"port mapping: port .*: mapped")
+    log = wait_log(igd, p, r"port mapping: port .*: mapped")
     assert f"public address {ROUTER_WAN} (from upnp, IGD http://172.16.0.1:" in log
     assert "the default when serving beyond loopback" in log
     assert f"port {ranges(ports)}: mapped (via upnp, lease 3600 s)" in log
     assert igd.dnat_ports() == ports
-    assert _pasv_host(igd.pasv(igd.inet, ROUTER_WAN)[0]) == ROUTER_WAN
+    assert pasv_host(igd.pasv(igd.inet, ROUTER_WAN)[0]) == ROUTER_WAN
 
-    cells = _cells(igd, root)
+    cells = matrix_cells(igd, root, client="inet", client_addr=INET_IP, target=ROUTER_WAN)
     bad = {name: c.detail for name, c in cells.items() if not c.ok}
     assert not bad, (bad, igd.serve_log(p)[-3000:])
     assert {"curl PASV trust", "ftplib PASV trust", "lftp", "curl EPSV"} <= set(cells)
@@ -135,17 +84,17 @@ def test_open_router_serves_every_client_from_the_internet_and_cleans_up(igd: La
 
 
 def test_wan_renumbering_reaches_the_next_pasv(igd: Lab) -> None:
-    root = _root(igd, "srv-renumber")
-    cfg = _config(igd, "[nat]\nrecheck_interval = 0.5\n")
+    root = igd.root("srv-renumber")
+    cfg = igd.config("[nat]\nrecheck_interval = 0.5\n")
     p = igd.serve(root, "--config", cfg, "--open-router", "--passive-ports", "30020-30021")
     try:
-        _wait_log(igd, p, r"port mapping: port .*: mapped")
-        assert _pasv_host(igd.pasv(igd.inet, ROUTER_WAN)[0]) == ROUTER_WAN
+        wait_log(igd, p, r"port mapping: port .*: mapped")
+        assert pasv_host(igd.pasv(igd.inet, ROUTER_WAN)[0]) == ROUTER_WAN
         new = "198.51.100.7"
         igd.set_wan(new)
-        _wait_log(igd, p, rf"public address changed to {new} \(was {ROUTER_WAN}; "
+        wait_log(igd, p, rf"public address changed to {new} \(was {ROUTER_WAN}; "
                           r"from upnp\)")
-        assert _pasv_host(igd.pasv(igd.inet, new)[0]) == new
+        assert pasv_host(igd.pasv(igd.inet, new)[0]) == new
     finally:
         assert _stop(p) == 0
         igd.set_wan(ROUTER_WAN)
@@ -158,10 +107,10 @@ def test_wan_renumbering_reaches_the_next_pasv(igd: Lab) -> None:
 
 def test_refused_port_gets_the_manual_rules(igd: Lab) -> None:
     # this miniupnpd's policy allows 1024-65535 only: control port 1021 is refused
-    root = _root(igd, "srv-refused")
+    root = igd.root("srv-refused")
     p = igd.serve(root, "--listen", "0.0.0.0:1021", "--open-router", "--passive-ports",
                   "30030-30031", port=1021)
-    log = _wait_log(igd, p, r"port mapping: port 30030-30031: mapped")
+    log = wait_log(igd, p, r"port mapping: port 30030-30031: mapped")
     assert re.search(r"WARNING natftp.nat port mapping: port 1021: refused \(router "
                      r"refused: UPnP error 606 .*natftp firewall --router WAN_IF", log), log
     assert igd.dnat_ports() == {30030, 30031}
@@ -179,10 +128,10 @@ def test_loopback_serving_sends_nothing(igd: Lab) -> None:
        "add rule ip watch out oifname != \"lo\" tcp flags & (syn | ack) == syn counter",
        ns=igd.server)
     try:
-        root = _root(igd, "srv-loopback")
+        root = igd.root("srv-loopback")
         p = igd.serve(root, "--listen", "127.0.0.1:2121")
         replies = igd.pasv(igd.server, "127.0.0.1")
-        assert _pasv_host(replies[0]) == "127.0.0.1"
+        assert pasv_host(replies[0]) == "127.0.0.1"
         time.sleep(1)
         assert _stop(p) == 0
         counted = sh("nft", "list", "chain", "ip", "watch", "out", ns=igd.server).stdout
@@ -198,16 +147,16 @@ def test_loopback_serving_sends_nothing(igd: Lab) -> None:
 def test_cloud_metadata_address_is_advertised_and_followed(bare: Lab) -> None:
     answer = bare.start_imds("203.0.113.7")
     bare.forward(CONTROL)
-    cfg = _config(bare, "[nat]\ndiscovery_timeout = 1\nrecheck_interval = 0.5\n")
-    p = bare.serve(_root(bare, "srv-imds"), "--config", cfg, "--passive-ports",
+    cfg = bare.config("[nat]\ndiscovery_timeout = 1\nrecheck_interval = 0.5\n")
+    p = bare.serve(bare.root("srv-imds"), "--config", cfg, "--passive-ports",
                    "30000-30001")
-    _wait_log(bare, p, r"public address 203\.0\.113\.7 \(from metadata, aws instance "
+    wait_log(bare, p, r"public address 203\.0\.113\.7 \(from metadata, aws instance "
                        r"metadata\)")
-    assert _pasv_host(bare.pasv(bare.inet, ROUTER_WAN)[0]) == "203.0.113.7"
+    assert pasv_host(bare.pasv(bare.inet, ROUTER_WAN)[0]) == "203.0.113.7"
     answer.write_text("203.0.113.9")  # the elastic IP moves
-    _wait_log(bare, p, r"public address changed to 203\.0\.113\.9 \(was 203\.0\.113\.7; "
+    wait_log(bare, p, r"public address changed to 203\.0\.113\.9 \(was 203\.0\.113\.7; "
                        r"from metadata\)")
-    assert _pasv_host(bare.pasv(bare.inet, ROUTER_WAN)[0]) == "203.0.113.9"
+    assert pasv_host(bare.pasv(bare.inet, ROUTER_WAN)[0]) == "203.0.113.9"
     assert _stop(p) == 0
     assert "PUT /latest/api/token 200" in bare.log("imds.log")
 
@@ -215,13 +164,13 @@ def test_cloud_metadata_address_is_advertised_and_followed(bare: Lab) -> None:
 def test_configured_stun_server_tells_the_router_address(bare: Lab) -> None:
     bare.start_stund()
     bare.forward(CONTROL)
-    cfg = _config(bare, "[nat]\ndiscovery_timeout = 1\n")
-    p = bare.serve(_root(bare, "srv-stun"), "--config", cfg, "--stun", f"{INET_IP}:3478",
+    cfg = bare.config("[nat]\ndiscovery_timeout = 1\n")
+    p = bare.serve(bare.root("srv-stun"), "--config", cfg, "--stun", f"{INET_IP}:3478",
                    "--passive-ports", "30000-30001")
-    log = _wait_log(bare, p, rf"public address {ROUTER_WAN} \(from stun, STUN server "
+    log = wait_log(bare, p, rf"public address {ROUTER_WAN} \(from stun, STUN server "
                              rf"{INET_IP}:3478\)")
     assert f"STUN servers: {INET_IP}:3478" in log
-    assert _pasv_host(bare.pasv(bare.inet, ROUTER_WAN)[0]) == ROUTER_WAN
+    assert pasv_host(bare.pasv(bare.inet, ROUTER_WAN)[0]) == ROUTER_WAN
     assert _stop(p) == 0
 
 
@@ -235,14 +184,14 @@ def test_nothing_answers_start_is_not_delayed_and_the_log_says_what_was_tried(
        "priority -10; }; add rule ip silent in meta l4proto udp drop", ns=bare.inet)
     bare.forward(CONTROL)
     t0 = time.monotonic()
-    p = bare.serve(_root(bare, "srv-silent"), "--stun", INET_IP, "--passive-ports",
+    p = bare.serve(bare.root("srv-silent"), "--stun", INET_IP, "--passive-ports",
                    "30000-30001")
     listening = time.monotonic() - t0
     # a PASV before discovery ends (default nat.discovery_timeout 3 s) gets the local
     # address, as without a masquerade
     early = bare.pasv(bare.inet, ROUTER_WAN)[0]
-    log = _wait_log(bare, p, r"no source told the public address within 3 s")
-    assert _pasv_host(early) == SERVER_IP
+    log = wait_log(bare, p, r"no source told the public address within 3 s")
+    assert pasv_host(early) == SERVER_IP
     assert listening < 3, listening  # served before discovery could have finished
     line = next(x for x in log.splitlines() if "no source told" in x)
     assert ("(tried upnp: no answer; natpmp: no answer; pcp: no answer; metadata: aws: "
@@ -257,10 +206,10 @@ def test_nothing_answers_start_is_not_delayed_and_the_log_says_what_was_tried(
 
 
 def test_no_router_protocol_for_open_router(bare: Lab) -> None:
-    cfg = _config(bare, "[nat]\nmasquerade = \"off\"\n")
-    p = bare.serve(_root(bare, "srv-nomap"), "--config", cfg, "--open-router",
+    cfg = bare.config("[nat]\nmasquerade = \"off\"\n")
+    p = bare.serve(bare.root("srv-nomap"), "--config", cfg, "--open-router",
                    "--passive-ports", "30000-30001")
-    log = _wait_log(bare, p, r"port mapping: no port mapping protocol answered")
+    log = wait_log(bare, p, r"port mapping: no port mapping protocol answered")
     assert "natftp firewall" in log
     assert "nat.masquerade auto" not in log
     assert _stop(p) == 0
@@ -284,7 +233,7 @@ with BlockingClient(url, mode="active", active_discover=discover, data_timeout=3
 
 def test_client_active_discover_maps_its_port_and_removes_it(igd: Lab) -> None:
     # an FTP server on the internet (in the lab's internet namespace, no discovery)
-    root = _root(igd, "inet-srv")
+    root = igd.root("inet-srv")
     (root / "hello.txt").write_text("hello from the internet")
     srv = igd.popen(igd.inet, sys.executable, "-m",
                     "natftp", "serve", str(root), "--user", f"{USER}:{PASSWORD}",

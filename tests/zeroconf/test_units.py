@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from natftp.nat.discovery import DiscoveryConfig, PortMapper
@@ -142,3 +144,72 @@ def test_pool_prefers_mapped_ports() -> None:
     assert list(pool.candidates()) == [30003, 30004, 30000, 30001, 30002]
     pool.take(30003)
     assert list(pool.candidates()) == [30004, 30000, 30001, 30002]
+
+
+# -- issue 17: what discovery says about a private router, a second NAT, a lease's end -------
+
+def _result(router=None, public=None, public_source="stun"):  # type: ignore[no-untyped-def]
+    from natftp.nat.discovery import DiscoveryResult
+    from natftp.proto.addr import ip
+
+    tried = [("upnp", f"answered {router}"), ("metadata", "aws: no answer"),
+             ("stun", "no servers configured (nat.stun_servers)")]
+    return DiscoveryResult(ip(public) if public else None,
+                           public_source if public else None, tried,
+                           "STUN server 203.0.113.2:3478" if public else "",
+                           ip(router) if router else None, "upnp" if router else None,
+                           "IGD http://172.16.0.1:1/rootDesc.xml" if router else "")
+
+
+def test_message_for_a_router_with_a_private_wan_address() -> None:
+    text = _result(router="192.168.10.1").message()
+    assert text.startswith("router WAN address 192.168.10.1 (from upnp, IGD http://")
+    assert "which is private: clients beyond this host's networks" in text
+    assert ("no source told a public address (metadata: aws: no answer; stun: no servers "
+            "configured (nat.stun_servers))") in text
+    assert "nat.stun_servers (or nat.masquerade)" in text
+    assert "upnp: answered" not in text  # only the outside sources are listed
+
+
+def test_message_for_a_second_nat_names_what_to_forward() -> None:
+    r = _result(router="192.168.10.1", public="203.0.113.1")
+    assert r.second_nat
+    text = r.message(forward_ports=[2121, *range(30000, 30010)])
+    assert text.startswith("public address 203.0.113.1 (from stun, STUN server "
+                           "203.0.113.2:3478); the router's WAN address is 192.168.10.1 "
+                           "(from upnp, IGD")
+    assert "a second NAT lies between the router and the internet" in text
+    assert "Public clients are told 203.0.113.1" in text
+    assert "the router's WAN side) 192.168.10.1" in text
+    assert ("forward TCP port(s) 2121, 30000-30009 to 192.168.10.1, the same port "
+            "numbers") in text
+    assert "the control port and the passive ports" in r.message()
+
+
+def test_message_for_a_public_router_is_unchanged() -> None:
+    r = _result(router="198.51.100.1", public="198.51.100.1", public_source="upnp")
+    assert not r.second_nat
+    assert r.message().startswith("public address 198.51.100.1 (from upnp, ")
+    assert "second NAT" not in r.message()
+
+
+def test_lease_end_says_when_the_router_drops_what_is_left() -> None:
+    from natftp.nat.discovery.mapping import PortResult, lease_end
+
+    now = 1_800_000_000.0
+    one = [PortResult(30000, expires=now + 3600)]
+    clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now + 3600))
+    assert lease_end(one, now) == f"their lease ends at {clock} (in 3600 s)"
+    span = [PortResult(30000, expires=now + 100), PortResult(30001, expires=now + 160)]
+    assert lease_end(span, now).startswith("their lease ends between ")
+    assert lease_end(span, now).endswith("(in 160 s)")
+    permanent = [PortResult(21, expires=None)]
+    assert lease_end(permanent, now) == ("some are permanent: remove them in the router's "
+                                         "settings")
+
+
+def test_mapper_checks_its_window_and_control_ports() -> None:
+    with pytest.raises(ValueError, match="window"):
+        PortMapper([21], window=0)
+    with pytest.raises(ValueError, match="control port"):
+        PortMapper([30000, 30001], control=[21])

@@ -1,8 +1,25 @@
 """Namespaces with real zero-config daemons for the discovery/mapping tests.
 
+``zlab()`` (kind "internet"): the router's WAN address is public-looking::
+
     inet ns 198.51.100.2 (+.3) --- r-wan 198.51.100.1 [router] r-lan 172.16.0.1 --- server
       stund (RFC 3489: needs       miniupnpd (UPnP IGD, NAT-PMP, PCP),    172.16.0.2:
       two addresses)               fake IMDS at 169.254.169.254 on lo     natftp discovery
+
+``zlab("contest")``: scenario S1, the router's WAN address is private; the "inet"
+namespace is the contest's client (and runs the stund miniupnpd needs)::
+
+    inet ns 192.168.10.2 (+.3) --- r-wan 192.168.10.1 [router] r-lan 172.16.0.1 --- server
+
+``zlab("double")``: the same router behind a second NAT (an ISP's box, a company
+network); a public "internet" beyond it, and a client on the router's WAN side::
+
+    inet ns 203.0.113.2 (+.3) --- o-wan 203.0.113.1 [outer NAT] o-lan 192.168.10.254
+      stund, public clients                                   |-- wanc ns 192.168.10.2 (+.3)
+                                                              |     stund for miniupnpd,
+                                                              |     a WAN-side client
+                                                              `-- r-wan 192.168.10.1 [router]
+                                                                    r-lan 172.16.0.1 --- server
 
 The router masquerades the LAN, rejects WAN->LAN traffic that was not DNAT-ed (so only a
 mapping opens a port), and runs miniupnpd with its own ``inet miniupnpd`` table (the
@@ -24,16 +41,25 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from natftp.lab.matrix import DOWN_NAME, ROWS, Cell, CellCtx, Row
 
 INET_IP = "198.51.100.2"
 INET_IP2 = "198.51.100.3"
 ROUTER_WAN = "198.51.100.1"
 ROUTER_LAN = "172.16.0.1"
 SERVER_IP = "172.16.0.2"
+#: "contest" and "double": the router's WAN side (RFC 1918), its client and stund
+PRIVATE_WAN = "192.168.10.1"
+WAN_CLIENT, WAN_CLIENT2 = "192.168.10.2", "192.168.10.3"
+#: "double": the second NAT and the public internet beyond it (TEST-NET-3)
+OUTER_WAN, OUTER_LAN = "203.0.113.1", "192.168.10.254"
+PUBLIC_CLIENT, PUBLIC_CLIENT2 = "203.0.113.2", "203.0.113.3"
 IMDS_IP = "169.254.169.254"
 USER, PASSWORD = "lab", "labpass"
 REPO = Path(__file__).resolve().parents[2]
@@ -58,19 +84,28 @@ def sh(*args: str, ns: str | None = None, input: str | None = None, check: bool 
     return r
 
 
-ROUTER_NFT = """
-table ip zlab {
-    chain post {
+def nat_table(name: str, wan_if: str, lan_net: str, reject: str) -> str:
+    """A NAT router's nft table: masquerade ``lan_net`` out of ``wan_if``; forward what
+    is established or DNAT-ed, reject the rest coming in from the WAN (``reject``
+    names it), so only a mapping or a forward opens a port."""
+    return f"""
+table ip {name} {{
+    chain post {{
         type nat hook postrouting priority srcnat;
-        oifname "r-wan" ip saddr 172.16.0.0/24 masquerade
-    }
-    chain forward_filter {
+        oifname "{wan_if}" ip saddr {lan_net} masquerade
+    }}
+    chain forward_filter {{
         type filter hook forward priority 0; policy accept;
         ct state established,related accept
         ct status dnat accept
-        iifname "r-wan" oifname "r-lan" reject with icmp type admin-prohibited
-    }
-}
+        {reject} reject with icmp type admin-prohibited
+    }}
+}}
+"""
+
+
+ROUTER_NFT = nat_table("zlab", "r-wan", "172.16.0.0/24",
+                       'iifname "r-wan" oifname "r-lan"') + """
 table inet miniupnpd {
     chain forward {
         type filter hook forward priority 0; policy accept;
@@ -94,7 +129,11 @@ table inet miniupnpd {
 """
 
 
-def miniupnpd_conf(tmp: Path, *, min_port: int = 1024, min_lifetime: int = 120) -> str:
+OUTER_NFT = nat_table("zouter", "o-wan", "192.168.10.0/24", 'iifname "o-wan"')
+
+
+def miniupnpd_conf(tmp: Path, *, min_port: int = 1024, min_lifetime: int = 120,
+                   stun_host: str = INET_IP) -> str:
     return f"""ext_ifname=r-wan
 listening_ip=r-lan
 http_port=0
@@ -103,7 +142,7 @@ enable_upnp=yes
 secure_mode=yes
 system_uptime=yes
 ext_perform_stun=yes
-ext_stun_host={INET_IP}
+ext_stun_host={stun_host}
 ext_stun_port=3478
 upnp_table_name=miniupnpd
 upnp_nat_table_name=miniupnpd
@@ -125,6 +164,23 @@ class Lab:
     server: str
     tmp: Path
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
+    #: "internet", "contest" or "double" (see the module docstring)
+    kind: str = "internet"
+    #: "double" only: the router's WAN-side client namespace and the second NAT
+    wanc: str = ""
+    outer: str = ""
+
+    @property
+    def wan(self) -> str:
+        """The router's WAN address."""
+        return ROUTER_WAN if self.kind == "internet" else PRIVATE_WAN
+
+    @property
+    def stun_for_router(self) -> tuple[str, str, str]:
+        """(namespace, address, alternate address) of the stund miniupnpd asks."""
+        if self.kind == "internet":
+            return self.inet, INET_IP, INET_IP2
+        return (self.inet if self.kind == "contest" else self.wanc), WAN_CLIENT, WAN_CLIENT2
 
     # -- running things ------------------------------------------------------------
     def popen(self, ns: str, *args: str, stdin: bool = False, log: str | None = None
@@ -164,25 +220,51 @@ class Lab:
         return p.read_text() if p.exists() else ""
 
     # -- daemons -------------------------------------------------------------------
-    def start_stund(self) -> None:
+    def start_stund(self, where: tuple[str, str, str] | None = None) -> None:
+        """stund on (namespace, address, alternate address); default: the one the
+        router's miniupnpd asks."""
+        ns, a, b = where or self.stun_for_router
         stund = need("stund", "stun-server")
-        self.popen(self.inet, stund, "-h", INET_IP, "-a", INET_IP2, log="stund.log")
-        wait_udp(self.inet, 3478)
+        self.popen(ns, stund, "-h", a, "-a", b, log=f"stund.{a}.log")
+        wait_udp(ns, 3478)
 
-    def start_miniupnpd(self, **conf: int) -> None:
+    def start_miniupnpd(self, *, debug: bool = True, **conf: int) -> None:
+        """miniupnpd on the router. ``debug`` (-d, the default): in the foreground,
+        logging to a file the tests read; each of its debug lines also goes to
+        /dev/console here, which makes it a slow router (~35 s for 101 mappings, see
+        docs/zeroconf.md). ``debug=False``: as a daemon (fast; ``bench/`` compares)."""
         binary = need("miniupnpd", "miniupnpd-nftables")
         cfg = self.tmp / "miniupnpd.conf"
-        cfg.write_text(miniupnpd_conf(self.tmp, **conf))
-        self.popen(self.router, binary, "-d", "-f", str(cfg), "-P",
-                   str(self.tmp / "miniupnpd.pid"), log="miniupnpd.log")
+        cfg.write_text(miniupnpd_conf(self.tmp, stun_host=self.stun_for_router[1], **conf))
+        pidfile = self.tmp / "miniupnpd.pid"
+        if debug:
+            self.popen(self.router, binary, "-d", "-f", str(cfg), "-P", str(pidfile),
+                       log="miniupnpd.log")
+        else:
+            sh(binary, "-f", str(cfg), "-P", str(pidfile), ns=self.router)
         wait_udp(self.router, 5351)
         # it decides at start (by STUN) whether it may forward; wait for its verdict
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while debug and time.monotonic() < deadline:
             text = self.log("miniupnpd.log")
             if "STUN:" in text or "HTTP listening" in text and "STUN" not in text:
                 break
             time.sleep(0.1)
+
+    def root(self, name: str) -> Path:
+        """A fresh directory to serve."""
+        root = self.tmp / name
+        root.mkdir()
+        return root
+
+    def config(self, text: str) -> str:
+        """A natftp config file with ``text``; its path."""
+        f = self.tmp / f"natftp-{time.monotonic_ns()}.toml"
+        f.write_text(text)
+        return str(f)
+
+    def miniupnpd_pid(self) -> int:
+        return int((self.tmp / "miniupnpd.pid").read_text().split()[0])
 
     def start_imds(self, address: str) -> Path:
         """A fake AWS IMDSv2 endpoint at 169.254.169.254:80 on the router's lo;
@@ -201,6 +283,13 @@ class Lab:
         sh("nft", f"add table ip fwdtest; add chain ip fwdtest pre {{ type nat hook "
            f"prerouting priority -110; }}; add rule ip fwdtest pre iifname r-wan tcp dport "
            f"{port} dnat to {SERVER_IP}:{port}", ns=self.router)
+
+    def forward_outer(self, ports: str) -> None:
+        """"double": forward TCP ``ports`` ("2121, 30000-30009") on the second NAT to the
+        router's WAN address, the same port numbers (what natftp's log asks for)."""
+        sh("nft", f"add table ip zfwd; add chain ip zfwd pre {{ type nat hook prerouting "
+           f"priority -110; }}; add rule ip zfwd pre iifname o-wan tcp dport {{ {ports} }} "
+           f"dnat to {PRIVATE_WAN}", ns=self.outer)
 
     def serve(self, root: Path, *args: str, port: int = 2121, wait: bool = True
               ) -> subprocess.Popen[str]:
@@ -230,7 +319,8 @@ class Lab:
     def run(self, node: str, cmd: list[str], *, timeout: float = 10
             ) -> subprocess.CompletedProcess[str]:
         """For natftp.lab.matrix rows (they call ``ctx.lab.run(node, cmd)``)."""
-        ns = {"inet": self.inet, "router": self.router, "server": self.server}[node]
+        ns = {"inet": self.inet, "router": self.router, "server": self.server,
+              "wanc": self.wanc, "outer": self.outer}[node]
         return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True,
                               text=True, timeout=timeout)
 
@@ -240,6 +330,58 @@ class Lab:
         sh("ip", "addr", "add", f"{address}/24", "dev", "r-wan", ns=self.router)
         sh("ip", "route", "replace", "default", "via", INET_IP, ns=self.router)
         sh("conntrack", "-F", ns=self.router, check=False)
+
+
+def stop(p: subprocess.Popen[str], limit: float = 30) -> int:
+    """SIGTERM a server the lab started; its exit status."""
+    p.send_signal(signal.SIGTERM)
+    return p.wait(limit)
+
+
+def wait_log(lab: Lab, p: subprocess.Popen[str], pattern: str, limit: float = 15) -> str:
+    """The server's log once ``pattern`` is in it (AssertionError after ``limit`` s or
+    when the server ended)."""
+    deadline = time.monotonic() + limit
+    while True:
+        text = lab.serve_log(p)
+        if re.search(pattern, text):
+            return text
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no {pattern!r} in the server log:\n{text[-4000:]}")
+        time.sleep(0.05)
+
+
+def pasv_host(reply: str) -> str:
+    m = re.search(r"\((\d+),(\d+),(\d+),(\d+),\d+,\d+\)", reply)
+    assert m, reply
+    return ".".join(m.groups())
+
+
+def matrix_cells(lab: Lab, root: Path, *, client: str, client_addr: str, target: str,
+                 port: int = 2121, rows: Sequence[Row] | None = None, workers: int = 3,
+                 tag: str = "") -> dict[str, Cell]:
+    """Rows of the lab matrix (natftp.lab.matrix.ROWS by default) from namespace
+    ``client`` to ``target``: LIST, download, upload, sha256 on both ends."""
+    import hashlib
+
+    payload = os.urandom(200_000)
+    (root / DOWN_NAME).write_bytes(payload)
+    ctxs = []
+    for i, row in enumerate(ROWS if rows is None else rows):
+        wd = lab.tmp / f"cell-{tag}{client}-{i}"
+        wd.mkdir()
+        up = os.urandom(50_000 + i)
+        (wd / "up").write_bytes(up)
+        ctxs.append((row, CellCtx(
+            lab=lab, client=client, client_addr=client_addr,  # type: ignore[arg-type]
+            target=target, port=port, user=USER, password=PASSWORD, workdir=wd,
+            server_root=root, down_name=DOWN_NAME,
+            down_sha=hashlib.sha256(payload).hexdigest(), up_src=wd / "up",
+            up_name=f"up-{tag}{client}-{i}.bin", up_sha=hashlib.sha256(up).hexdigest(),
+            timeout=10)))
+    with ThreadPoolExecutor(workers) as ex:
+        cells = list(ex.map(lambda rc: rc[0].run(rc[1]), ctxs))
+    return {row.name: cell for (row, _c), cell in zip(ctxs, cells, strict=True)}
 
 
 PASV_PROBE = f"""
@@ -275,38 +417,77 @@ def wait_tcp(ns: str, port: int, limit: float = 10) -> None:
         time.sleep(0.05)
 
 
+def _veth(a_ns: str, a_if: str, b_ns: str, b_if: str) -> None:
+    sh("ip", "link", "add", a_if, "netns", a_ns, "type", "veth", "peer", "name", b_if,
+       "netns", b_ns)
+
+
+def _addr(ns: str, dev: str, *cidrs: str) -> None:
+    for c in cidrs:
+        sh("ip", "addr", "add", c, "dev", dev, ns=ns)
+    sh("ip", "link", "set", dev, "up", ns=ns)
+
+
+def _router_sysctls(ns: str) -> None:
+    sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=ns)
+    sh("sysctl", "-qw", "net.ipv4.icmp_ratelimit=0", ns=ns)
+
+
 @contextmanager
-def zlab() -> Iterator[Lab]:
+def zlab(kind: str = "internet") -> Iterator[Lab]:
+    """Build the lab of ``kind`` ("internet", "contest", "double"); remove it on exit."""
     if os.geteuid() != 0:
         raise RuntimeError("the zero-config tests need root (network namespaces)")
+    if kind not in ("internet", "contest", "double"):
+        raise ValueError(f"unknown zlab kind {kind!r}")
     need("nft", "nftables")
     need("conntrack", "conntrack")
     tag = uuid.uuid4().hex[:6]
     lab = Lab(f"zi-{tag}", f"zr-{tag}", f"zs-{tag}",
-              Path(tempfile.mkdtemp(prefix=f"zlab-{tag}-")))
+              Path(tempfile.mkdtemp(prefix=f"zlab-{tag}-")), kind=kind)
+    if kind == "double":
+        lab.wanc, lab.outer = f"zw-{tag}", f"zo-{tag}"
     made: list[str] = []
     try:
-        for ns in (lab.inet, lab.router, lab.server):
+        for ns in (lab.inet, lab.router, lab.server, lab.wanc, lab.outer):
+            if not ns:
+                continue
             sh("ip", "netns", "add", ns)
             made.append(ns)
             sh("ip", "link", "set", "lo", "up", ns=ns)
-        sh("ip", "link", "add", "i-wan", "netns", lab.inet, "type", "veth", "peer", "name",
-           "r-wan", "netns", lab.router)
-        sh("ip", "link", "add", "s-lan", "netns", lab.server, "type", "veth", "peer", "name",
-           "r-lan", "netns", lab.router)
-        sh("ip", "addr", "add", f"{INET_IP}/24", "dev", "i-wan", ns=lab.inet)
-        sh("ip", "addr", "add", f"{INET_IP2}/24", "dev", "i-wan", ns=lab.inet)
-        sh("ip", "link", "set", "i-wan", "up", ns=lab.inet)
-        sh("ip", "addr", "add", f"{ROUTER_WAN}/24", "dev", "r-wan", ns=lab.router)
-        sh("ip", "addr", "add", f"{ROUTER_LAN}/24", "dev", "r-lan", ns=lab.router)
-        sh("ip", "link", "set", "r-wan", "up", ns=lab.router)
-        sh("ip", "link", "set", "r-lan", "up", ns=lab.router)
-        sh("ip", "route", "add", "default", "via", INET_IP, ns=lab.router)
-        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=lab.router)
-        sh("sysctl", "-qw", "net.ipv4.icmp_ratelimit=0", ns=lab.router)
-        sh("ip", "addr", "add", f"{SERVER_IP}/24", "dev", "s-lan", ns=lab.server)
-        sh("ip", "link", "set", "s-lan", "up", ns=lab.server)
+        # the router and its LAN are the same in every kind
+        _veth(lab.server, "s-lan", lab.router, "r-lan")
+        _addr(lab.router, "r-lan", f"{ROUTER_LAN}/24")
+        _addr(lab.server, "s-lan", f"{SERVER_IP}/24")
         sh("ip", "route", "add", "default", "via", ROUTER_LAN, ns=lab.server)
+        _router_sysctls(lab.router)
+        if kind == "internet":
+            _veth(lab.inet, "i-wan", lab.router, "r-wan")
+            _addr(lab.inet, "i-wan", f"{INET_IP}/24", f"{INET_IP2}/24")
+            _addr(lab.router, "r-wan", f"{ROUTER_WAN}/24")
+            sh("ip", "route", "add", "default", "via", INET_IP, ns=lab.router)
+        elif kind == "contest":
+            # the client's network is the router's WAN side; nothing beyond it
+            _veth(lab.inet, "i-wan", lab.router, "r-wan")
+            _addr(lab.inet, "i-wan", f"{WAN_CLIENT}/24", f"{WAN_CLIENT2}/24")
+            _addr(lab.router, "r-wan", f"{PRIVATE_WAN}/24")
+        else:
+            # the WAN side is a bridge in the outer NAT: it, the WAN client, the router
+            sh("ip", "link", "add", "o-lan", "type", "bridge", ns=lab.outer)
+            _veth(lab.outer, "o-w", lab.wanc, "w-lan")
+            _veth(lab.outer, "o-r", lab.router, "r-wan")
+            for port in ("o-w", "o-r"):
+                sh("ip", "link", "set", port, "master", "o-lan", "up", ns=lab.outer)
+            _addr(lab.outer, "o-lan", f"{OUTER_LAN}/24")
+            _addr(lab.wanc, "w-lan", f"{WAN_CLIENT}/24", f"{WAN_CLIENT2}/24")
+            _addr(lab.router, "r-wan", f"{PRIVATE_WAN}/24")
+            sh("ip", "route", "add", "default", "via", OUTER_LAN, ns=lab.router)
+            sh("ip", "route", "add", "default", "via", OUTER_LAN, ns=lab.wanc)
+            _veth(lab.inet, "i-wan", lab.outer, "o-wan")
+            _addr(lab.inet, "i-wan", f"{PUBLIC_CLIENT}/24", f"{PUBLIC_CLIENT2}/24")
+            _addr(lab.outer, "o-wan", f"{OUTER_WAN}/24")
+            _router_sysctls(lab.outer)
+            sh("nft", "-f", "-", ns=lab.outer, input=OUTER_NFT)
         sh("nft", "-f", "-", ns=lab.router, input=ROUTER_NFT)
         yield lab
     finally:

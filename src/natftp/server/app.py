@@ -237,10 +237,17 @@ class Server:
         if self._per_ip[s.client_ip] <= 0:
             del self._per_ip[s.client_ip]
 
-    def warn_unreachable(self, peer: IPAddress, told: IPAddress) -> None:
-        """S2: once per client network, say that a public client got a private address."""
+    def warn_unreachable(self, peer: IPAddress, told: IPAddress, why: str | None = None
+                         ) -> None:
+        """S2: once per client network, say that a public client got a private address.
+        ``why``: the policy's reason, when it is not the plain "no masquerade" case (a
+        router WAN address that is private, with no STUN server to tell the public one)."""
         net = self._unreachable.first(peer)
         if net is None:
+            return
+        if why is not None:
+            log.warning("PASV: public client %s (network %s) was told %s, which it most "
+                        "likely cannot reach: %s", peer, net, told, why)
             return
         pending = (" (public-address discovery, nat.masquerade = auto, has not answered "
                    "yet)" if self.zeroconf.pending else "")

@@ -188,6 +188,9 @@ async def _run(cfg: ServerConfig, generated: str | None) -> int:
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
+    # a second signal while stopping: do not wait for a slow router's removals
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.zeroconf.hurry)
     logging.getLogger("natftp.server").info("stopping (signal)")
     await server.stop("server stopping")
     print("natftp: stopped", flush=True)
@@ -375,6 +378,15 @@ def _explain(cfg: ServerConfig) -> None:
             print(f"natftp serve: configuration error: "
                   f"{masquerade_unresolved(cfg.nat.masquerade, why)}", file=sys.stderr)
             raise typer.Exit(2)
+    found = None
+    if cfg.nat.zeroconf.discover:
+        # the round serving runs at start (bounded by nat.discovery_timeout): the lines
+        # below then show the addresses serving would tell, not a guess
+        from natftp.nat.discovery import discover
+        from natftp.server.zeroconf import discovery_config
+
+        found = asyncio.run(discover(discovery_config(cfg.nat.zeroconf)))
+        policy.set_discovered(found.discovered())
     pool = PortPool(cfg.passive_ports, cfg.nat.advertised_ports)
-    for line in explain(cfg, policy, pool):
+    for line in explain(cfg, policy, pool, found):
         print(line)

@@ -1,21 +1,23 @@
 """``natftp serve --explain``: what each class of client is told in a PASV reply.
 
 Runs the real :class:`AdvertisePolicy` of the effective configuration against one
-representative client per class (loopback, each LAN the host is on, the public internet,
-each override), with the local address the kernel would use to answer that client.
+representative client per class (:meth:`AdvertisePolicy.client_classes`: loopback, each
+LAN the host is on, a private client beyond them, the public internet, each override),
+with the local address the kernel would use to answer that client. With
+``nat.masquerade = "auto"`` the caller runs one discovery round first (what serving does
+at start) and hands its result in, so the lines show the addresses serving would tell.
 """
 
 from __future__ import annotations
 
 import socket
 
-from natftp.nat.policy import AdvertisePolicy, NoUsableAddress
+from natftp.nat.discovery import DiscoveryResult
+from natftp.nat.policy import AdvertisePolicy, ClassDecision, Rule
 from natftp.nat.ports import PortPool
-from natftp.proto.addr import AddrClass, IPAddress, classify, ip
+from natftp.proto.addr import IPAddress, ip
 from natftp.server.config import ServerConfig
-
-PUBLIC_V4 = ip("198.51.100.77")
-PUBLIC_V6 = ip("2001:db8::77")
+from natftp.server.zeroconf import ports_to_forward
 
 
 def source_for(peer: IPAddress) -> IPAddress | None:
@@ -29,7 +31,9 @@ def source_for(peer: IPAddress) -> IPAddress | None:
         return None
 
 
-def _local_for(cfg: ServerConfig, peer: IPAddress) -> IPAddress | None:
+def local_for(cfg: ServerConfig, peer: IPAddress) -> IPAddress | None:
+    """The server's address toward ``peer``: a specific listen address of its family,
+    else what the kernel would choose."""
     for la in cfg.listen:
         a = ip(la.host)
         if not a.is_unspecified and a.version == peer.version:
@@ -37,7 +41,14 @@ def _local_for(cfg: ServerConfig, peer: IPAddress) -> IPAddress | None:
     return source_for(peer)
 
 
-def explain(cfg: ServerConfig, policy: AdvertisePolicy, pool: PortPool) -> list[str]:
+def per_class(cfg: ServerConfig, policy: AdvertisePolicy) -> list[ClassDecision]:
+    """What every class of client is told right now, and why (``--explain``; a live
+    server's status page calls it with its own policy)."""
+    return policy.per_class(lambda peer: local_for(cfg, peer))
+
+
+def explain(cfg: ServerConfig, policy: AdvertisePolicy, pool: PortPool,
+            discovery: DiscoveryResult | None = None) -> list[str]:
     out = [f"natftp serve --explain: ROOT {cfg.root}; listen "
            + ", ".join(str(la) for la in cfg.listen)]
     zc = cfg.nat.zeroconf
@@ -46,11 +57,10 @@ def explain(cfg: ServerConfig, policy: AdvertisePolicy, pool: PortPool) -> list[
     masq = policy.masquerade or ("(none: serving on loopback only)" if loopback_only else
                                  "(none: nat.masquerade / --masquerade not set)")
     if zc.discover:
-        # --explain sends nothing; say what serving would do instead of guessing an answer
-        masq = (f"auto ({zc.reason}): discovered when serving, in the background, from "
-                f"{', '.join(zc.sources)} within {zc.discovery_timeout:g} s and re-checked "
-                f"every {zc.recheck_interval:g} s; public clients are told what it finds, "
-                "and the local address below until then or when nothing answers")
+        masq = (f"auto ({zc.reason}): discovered from {', '.join(zc.sources)} within "
+                f"{zc.discovery_timeout:g} s, in the background when serving, and "
+                f"re-checked every {zc.recheck_interval:g} s; until the first answer, "
+                "clients are told the local address")
     if policy.masquerade_is_hostname:
         masq += " -> " + (", ".join(map(str, policy.masquerade_addresses)) or "unresolved")
     out.append(f"masquerade: {masq}")
@@ -64,48 +74,32 @@ def explain(cfg: ServerConfig, policy: AdvertisePolicy, pool: PortPool) -> list[
     else:
         out.append("PROXY protocol: off (proxy_protocol.trusted empty; a header from any "
                    "client is refused)")
+    if discovery is not None:
+        out.append("discovery, asked now as serving would: "
+                   + discovery.message(zc.discovery_timeout, ports_to_forward(cfg)))
     out.append(f"passive ports: {pool.describe()}")
     out.append("What a client is told in a 227 reply (EPSV replies carry only the port):")
-    cases: list[tuple[str, IPAddress]] = [("loopback client", ip("127.0.0.1")),
-                                          ("loopback client", ip("::1"))]
-    for net in policy.local_networks or ():
-        if classify(net.network_address) in (AddrClass.LOOPBACK, AddrClass.LINK_LOCAL):
-            continue
-        if net.num_addresses < 4:
-            continue
-        cases.append((f"LAN client on {net}", net.network_address + 2))
-    cases.append(("public client", PUBLIC_V4))
-    cases.append(("public client", PUBLIC_V6))
-    for ov in policy.overrides:
-        n = ov.networks[0]
-        peer = n.network_address + (1 if n.num_addresses > 1 else 0)
-        cases.append((f"client in override {', '.join(map(str, ov.networks))}", peer))
-    for label, peer in cases:
-        if loopback_only and not peer.is_loopback:
+    for c in per_class(cfg, policy):
+        label = f"  {c.client.label} {c.client.sample}"
+        if loopback_only and not c.client.sample.is_loopback:
             # nothing it is told matters: it never gets a control connection
-            out.append(f"  {label} {peer}: cannot connect (this server listens on loopback "
-                       "only); to serve it, listen on an address it can reach, e.g. "
+            out.append(f"{label}: cannot connect (this server listens on loopback only); "
+                       "to serve it, listen on an address it can reach, e.g. "
                        f"--listen 0.0.0.0:{listening[0].port}")
             continue
-        local = _local_for(cfg, peer)
-        if local is None:
-            out.append(f"  {label} {peer}: no route from this host (skipped)")
+        if c.decision is None:
+            if c.local is not None and c.client.sample.version == 6:
+                out.append(f"{label}: {c.note}; data to [{c.local}] on the EPSV port")
+            else:
+                out.append(f"{label}: {c.note}" + ("" if c.local else " (skipped)"))
             continue
-        if peer.version == 6:
-            out.append(f"  {label} {peer}: IPv6, uses EPSV (PASV refused); data to "
-                       f"[{local}] on the EPSV port")
-            continue
-        try:
-            d = policy.advertise(local, peer)
-        except NoUsableAddress as e:
-            out.append(f"  {label} {peer}: PASV refused ({e})")
-            continue
+        d = c.decision
         warn = ""
-        if d.warn_unreachable:
-            warn = ("  (unless discovery finds the public address)" if zc.discover else
-                    "  WARNING: it cannot reach that; set nat.masquerade (--masquerade)")
-        out.append(f"  {label} {peer} (reaches us at {local}): told {d.address} -- "
-                   f"{d.reason}{warn}")
+        if d.warn_unreachable and d.rule is Rule.FALLBACK:
+            warn = "  WARNING: it cannot reach that; set nat.masquerade (--masquerade)"
+        elif d.warn_unreachable:
+            warn = "  WARNING: it probably cannot reach that"
+        out.append(f"{label} (reaches us at {c.local}): told {d.address} -- {d.reason}{warn}")
     out += settings(cfg)
     return out
 
@@ -134,4 +128,4 @@ def _show(value: object) -> str:
     return repr(value)
 
 
-__all__ = ["explain"]
+__all__ = ["explain", "local_for", "per_class", "settings", "source_for"]

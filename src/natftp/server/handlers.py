@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from natftp.nat import ports
-from natftp.nat.policy import NoUsableAddress
+from natftp.nat.policy import NoUsableAddress, Rule
 from natftp.proto import addr, listing, paths
 from natftp.proto.ascii import ToWire
 from natftp.proto.paths import PathError
@@ -653,7 +653,8 @@ def pasv(s: Session, arg: str) -> Result:
                  level=logging.ERROR)
         return None
     if decision.warn_unreachable:
-        s.server.warn_unreachable(s.client_ip, decision.address)
+        s.server.warn_unreachable(s.client_ip, decision.address,
+                                  None if decision.rule is Rule.FALLBACK else decision.reason)
     port = _open_passive(s, "PASV")
     if port is None:
         return None

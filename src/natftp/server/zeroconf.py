@@ -8,8 +8,10 @@ only decides what runs and says so in the log.
   address, as without a masquerade. The result is re-checked every
   ``nat.recheck_interval`` seconds; every change is logged and the next PASV carries it.
 - ``nat.port_mapping = "auto"`` (``--open-router``): the control port(s) and the whole
-  passive range are mapped on the router in the background, renewed before their leases
-  end, and removed on a clean stop (bounded by ``nat.mapping_stop_timeout``). Passive
+  passive range are mapped on the router in the background (control ports first,
+  progress in the log), renewed before their leases end, and removed on a clean stop,
+  control ports first, for as long as the router answers (``nat.mapping_stop_timeout``
+  bounds a router that stopped answering; a second signal stops waiting). Passive
   ports whose mapping has landed are handed out first.
 
 Loopback-only serving starts nothing here: no packet leaves the host.
@@ -34,8 +36,25 @@ from natftp.nat.discovery.mapping import ranges
 
 if TYPE_CHECKING:
     from natftp.server.app import Server
+    from natftp.server.config import ServerConfig, ZeroconfConfig
 
 log = logging.getLogger("natftp.nat")
+
+
+def discovery_config(c: ZeroconfConfig) -> DiscoveryConfig:
+    """The ``nat.*`` keys of one discovery round (serving, and ``serve --explain``)."""
+    return DiscoveryConfig(sources=c.sources, stun_servers=c.stun_servers,
+                           timeout=c.discovery_timeout)
+
+
+def ports_to_forward(cfg: ServerConfig, control_ports: list[int] | None = None) -> list[int]:
+    """The control port(s), then the passive range: what --open-router maps, and what
+    must be forwarded by hand on a NAT natftp cannot ask (a second NAT)."""
+    control = control_ports if control_ports is not None else [
+        la.port for la in (*cfg.listen, *cfg.tls.listen_implicit)]
+    pasv = cfg.passive_ports
+    return [*dict.fromkeys(p for p in control if p),
+            *(range(pasv[0], pasv[1] + 1) if pasv else ())]
 
 
 class ZeroConf:
@@ -47,6 +66,8 @@ class ZeroConf:
         #: the first discovery round is still running (PASV tells the local address)
         self.pending = False
         self.mapper: PortMapper | None = None
+        #: the ports named in the "second NAT" message (set by start)
+        self.forward_ports: list[int] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -54,13 +75,17 @@ class ZeroConf:
         return self.config.discover or self.config.port_mapping
 
     def discovery_config(self) -> DiscoveryConfig:
-        c = self.config
-        return DiscoveryConfig(sources=c.sources, stun_servers=c.stun_servers,
-                               timeout=c.discovery_timeout)
+        return discovery_config(self.config)
+
+    def mappings(self) -> list[PortResult]:
+        """Every port's mapping state (control ports first; ``expires`` is when its
+        lease ends), for a status page; empty without ``--open-router``."""
+        return self.mapper.snapshot() if self.mapper is not None else []
 
     def start(self, control_ports: list[int]) -> None:
         """Start discovery and mapping in the background; returns at once."""
         c = self.config
+        self.forward_ports = ports_to_forward(self.server.config, control_ports)
         if c.discover:
             stun = (", ".join(c.stun_servers) if c.stun_servers
                     else "none configured (nat.stun_servers)")
@@ -73,14 +98,13 @@ class ZeroConf:
         else:
             log.debug("nat: no public-address discovery (%s)", c.reason)
         if c.port_mapping:
-            pasv = self.server.config.passive_ports
-            assert pasv is not None  # the config refuses port_mapping without a range
-            ports = [*dict.fromkeys(p for p in control_ports if p),
-                     *range(pasv[0], pasv[1] + 1)]
+            assert self.server.config.passive_ports is not None  # the config says so
+            ports = self.forward_ports
             self.mapper = PortMapper(ports, protocols=c.mapping_protocols,
                                      lease=c.mapping_lease,
                                      timeout=min(c.discovery_timeout, 5.0),
-                                     on_change=self._on_port)
+                                     on_change=self._on_port,
+                                     control=[p for p in control_ports if p])
             self.server.pool.prefer = self.mapper.is_mapped
             log.info("nat.port_mapping auto: mapping %d port(s) (%s) on the router in the "
                      "background (protocols %s, lease %d s); serving already",
@@ -96,10 +120,12 @@ class ZeroConf:
     async def _discover(self) -> None:
         dc = self.discovery_config()
         try:
-            await auto_masquerade(self.server.policy, dc, initial=True)
+            await auto_masquerade(self.server.policy, dc, initial=True,
+                                  forward_ports=self.forward_ports)
         finally:
             self.pending = False
-        await rechecker(self.server.policy, dc, self.config.recheck_interval)
+        await rechecker(self.server.policy, dc, self.config.recheck_interval,
+                        forward_ports=self.forward_ports)
 
     def _on_port(self, r: PortResult) -> None:
         if r.state is State.MAPPED:
@@ -113,15 +139,24 @@ class ZeroConf:
             else:
                 log.info("port mapping: %s", line)
 
+    def hurry(self) -> None:
+        """A second SIGINT/SIGTERM during stop: stop waiting for a slow router (what is
+        left is reported with the time its lease ends)."""
+        if self.mapper is not None:
+            log.warning("port mapping: second signal: not waiting for the router any more")
+            self.mapper.hurry()
+
     async def stop(self) -> None:
-        """Stop the background tasks; remove the mappings (bounded wait)."""
+        """Stop the background tasks; remove the mappings (as long as the router
+        answers; see :meth:`PortMapper.stop`)."""
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        mapper, self.mapper = self.mapper, None
+        mapper = self.mapper
         if mapper is not None:
             self.server.pool.prefer = None
             await mapper.stop(self.config.mapping_stop_timeout)
+            self.mapper = None
             for line in mapper.report():
                 log.info("port mapping at stop: %s", line)

@@ -5,6 +5,7 @@ Prints JSON (one object per line) so scripts and the tests can read it::
     discover [--sources upnp,natpmp,...] [--stun HOST[:PORT]]... [--timeout S]
     recheck  --interval S [same options]       one line per change, until killed
     map      --ports 21,30000-30099 [--protocols upnp,pcp,natpmp] [--lease S]
+             [--control 21] [--window N] [--stop-timeout S]
              maps in the background, prints each port's outcome, removes the
              mappings when a line (or EOF) arrives on stdin
 """
@@ -27,7 +28,13 @@ from natftp.nat.discovery.discover import (
     discover,
     rechecker,
 )
-from natftp.nat.discovery.mapping import DEFAULT_LEASE, DEFAULT_PROTOCOLS, PortMapper, PortResult
+from natftp.nat.discovery.mapping import (
+    DEFAULT_LEASE,
+    DEFAULT_PROTOCOLS,
+    DEFAULT_WINDOW,
+    PortMapper,
+    PortResult,
+)
 from natftp.nat.policy import AdvertisePolicy
 from natftp.proto.hostport import parse_port_range
 
@@ -47,6 +54,7 @@ def emit(obj: dict[str, Any]) -> None:
 
 def result_json(r: DiscoveryResult, elapsed: float) -> dict[str, Any]:
     return {"address": str(r.address) if r.address else None, "source": r.source,
+            "router": str(r.router) if r.router else None, "router_source": r.router_source,
             "tried": r.tried, "detail": r.detail, "message": r.message(),
             "elapsed": round(elapsed, 3)}
 
@@ -66,23 +74,23 @@ async def run_discover(a: argparse.Namespace) -> int:
     t0 = time.monotonic()
     r = await discover(config_from(a))
     emit(result_json(r, time.monotonic() - t0))
-    return 0 if r.address else 1
+    return 0 if r.address or r.router else 1
 
 
 async def run_recheck(a: argparse.Namespace) -> int:
     """Run :func:`rechecker` for ``--duration`` seconds; print each change it makes."""
     policy = AdvertisePolicy()
     task = asyncio.create_task(rechecker(policy, config_from(a), a.interval, first_now=True))
-    seen = policy.masquerade_addresses
+    seen = policy.discovered
     loop = asyncio.get_running_loop()
     end = loop.time() + a.duration
     try:
         while loop.time() < end:  # bounded: --duration
             await asyncio.sleep(0.05)
-            now = policy.masquerade_addresses
-            if now != seen:
+            now = policy.discovered
+            if now is not None and now != seen:
                 seen = now
-                emit({"event": "change", "address": str(now[0])})
+                emit({"event": "change", "address": str(now.public or now.router)})
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -92,18 +100,23 @@ async def run_recheck(a: argparse.Namespace) -> int:
 async def run_map(a: argparse.Namespace) -> int:
     mapper = PortMapper(parse_ports(a.ports), protocols=tuple(a.protocols.split(",")),
                         lease=a.lease, timeout=a.timeout, gateway=a.gateway,
-                        on_change=lambda r: emit(port_json(r)))
+                        on_change=lambda r: emit(port_json(r)),
+                        control=parse_ports(a.control) if a.control else (),
+                        window=a.window)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
     mapper.start()
     await mapper.wait_first_pass()
     emit({"event": "first_pass", "tried": mapper.tried, "report": mapper.report(),
-          "mapped": sorted(mapper.mapped_ports())})
-    loop = asyncio.get_running_loop()
+          "mapped": sorted(mapper.mapped_ports()), "seconds": round(loop.time() - t0, 3)})
     await loop.run_in_executor(None, sys.stdin.readline)
     renewed = {p: r.renew_at for p, r in mapper.results.items()}
+    t0 = loop.time()
     await mapper.stop(a.stop_timeout)
     emit({"event": "stopped", "report": mapper.report(),
           "states": {str(p): r.state.value for p, r in mapper.results.items()},
-          "renew_at": {str(p): v for p, v in renewed.items()}})
+          "renew_at": {str(p): v for p, v in renewed.items()},
+          "seconds": round(loop.time() - t0, 3)})
     return 0
 
 
@@ -126,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--protocols", default=",".join(DEFAULT_PROTOCOLS))
             p.add_argument("--lease", type=int, default=DEFAULT_LEASE)
             p.add_argument("--stop-timeout", type=float, default=10.0)
+            p.add_argument("--control", help="ports mapped first and removed first")
+            p.add_argument("--window", type=int, default=DEFAULT_WINDOW,
+                           help="requests in flight at once for the other ports")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")

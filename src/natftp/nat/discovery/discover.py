@@ -2,11 +2,22 @@
 
 Sources, in order of preference: UPnP IGD, NAT-PMP, PCP (the default gateway), cloud
 metadata (AWS/GCP/Azure), STUN (configured servers only, none by default). They are all
-asked at once, each bounded by ``timeout``; the answer of the most preferred source that
-gave a public address wins, and :func:`discover` returns as soon as that is decided, never
-later than ``timeout`` (plus a little for cleanup). A source that answers a private or
-carrier-grade-NAT address is recorded and skipped: the router is itself behind another
-NAT, and only a later source (STUN) can see the real public address.
+asked at once, each bounded by ``timeout``.
+
+Two answers are kept apart, because they serve different clients:
+
+- the **router's WAN address** (UPnP, NAT-PMP, PCP), of any class: when it is private
+  (the contest's router on 192.168.10.0/24, a home router behind the ISP's box, a
+  company network) it is still the address every client on that WAN side reaches, and
+  strictly better than the server's own LAN address;
+- the **public address** (the router's when it is public, else the first public answer
+  of cloud metadata or a configured STUN server): what public clients are told. When it
+  differs from a private router address, a second NAT lies between, and the log says so.
+
+:func:`discover` returns as soon as a public address is decided (behind a router with a
+public WAN address: ~0.1 s), and never later than ``timeout`` (plus a little for
+cleanup). An outside source (metadata, STUN) that answers a private address is recorded
+and skipped.
 """
 
 from __future__ import annotations
@@ -20,13 +31,16 @@ from dataclasses import dataclass, field, replace
 
 from natftp.nat.discovery import metadata, natpmp, pcp, stun
 from natftp.nat.discovery.gateway import default_gateway, local_address_toward
+from natftp.nat.discovery.mapping import ranges
 from natftp.nat.discovery.upnp import UpnpGateway, describe_upnp_error
-from natftp.nat.policy import AdvertisePolicy
+from natftp.nat.policy import AdvertisePolicy, Discovered
 from natftp.proto.addr import AddrClass, IPAddress, classify, is_public
 
 log = logging.getLogger("natftp.nat")
 
 ALL_SOURCES = ("upnp", "natpmp", "pcp", "metadata", "stun")
+#: the sources that ask the router itself: their answer is its WAN address, of any class
+ROUTER_SOURCES = ("upnp", "natpmp", "pcp")
 DEFAULT_TIMEOUT = 3.0
 DEFAULT_RECHECK_INTERVAL = 300.0
 
@@ -57,20 +71,57 @@ class DiscoveryConfig:
 
 @dataclass
 class DiscoveryResult:
+    #: the public address (what the internet sees us as), if any source told one
     address: IPAddress | None
     source: str | None
     #: (source, outcome) for every source in the configured order
     tried: list[tuple[str, str]] = field(default_factory=list)
     #: extra facts from the winning source (e.g. the IGD's description URL)
     detail: str = ""
+    #: the router's WAN address (UPnP, NAT-PMP, PCP), private or public
+    router: IPAddress | None = None
+    router_source: str | None = None
+    router_detail: str = ""
 
-    def summary(self) -> str:
-        return "; ".join(f"{s}: {o}" for s, o in self.tried)
+    @property
+    def second_nat(self) -> bool:
+        return self.discovered().second_nat
 
-    def message(self, timeout: float | None = None) -> str:
+    def discovered(self) -> Discovered:
+        """For :meth:`AdvertisePolicy.set_discovered`."""
+        return Discovered(self.router, self.router_source or "", self.address,
+                          self.source or "")
+
+    def summary(self, only: Sequence[str] | None = None) -> str:
+        return "; ".join(f"{s}: {o}" for s, o in self.tried if only is None or s in only)
+
+    def _router_text(self) -> str:
+        extra = f", {self.router_detail}" if self.router_detail else ""
+        return f"{self.router} (from {self.router_source}{extra})"
+
+    def message(self, timeout: float | None = None,
+                forward_ports: Sequence[int] = ()) -> str:
         if self.address is not None:
             extra = f", {self.detail}" if self.detail else ""
-            return f"public address {self.address} (from {self.source}{extra})"
+            text = f"public address {self.address} (from {self.source}{extra})"
+            if self.router is None or self.router == self.address:
+                return text
+            ports = (f"TCP port(s) {ranges(forward_ports)}" if forward_ports else
+                     "the control port and the passive ports")
+            return (f"{text}; the router's WAN address is {self._router_text()}, which is "
+                    f"{classify(self.router).value}: a second NAT lies between the router "
+                    f"and the internet. Public clients are told {self.address}, clients "
+                    f"beyond this host's networks (the router's WAN side) {self.router}. "
+                    f"On that second NAT (the one the internet sees as {self.address}), "
+                    f"forward {ports} to {self.router}, the same port numbers")
+        if self.router is not None:
+            outside = self.summary([s for s, _ in self.tried if s not in ROUTER_SOURCES])
+            return (f"router WAN address {self._router_text()}, which is "
+                    f"{classify(self.router).value}: clients beyond this host's networks "
+                    "(the router's WAN side) are told it; no source told a public address "
+                    f"({outside or 'no metadata or stun source configured'}), so if another "
+                    "NAT lies beyond the router, public clients need nat.stun_servers (or "
+                    "nat.masquerade)")
         within = f" within {timeout:g} s" if timeout else ""
         return (f"no source told the public address{within} (tried {self.summary()}); "
                 "PASV keeps the control connection's local address: set nat.masquerade "
@@ -94,6 +145,20 @@ def _need_public(addr: IPAddress) -> IPAddress:
     return addr
 
 
+class _Unusable(Exception):
+    def __init__(self, address: IPAddress) -> None:
+        super().__init__(f"answered {address}, which is {classify(address).value}: no "
+                         "WAN address to tell anyone")
+
+
+def _need_usable(addr: IPAddress) -> IPAddress:
+    """A router's WAN address may be private or CGNAT (its WAN side reaches it), but an
+    unspecified (no WAN link yet), loopback or link-local answer helps nobody."""
+    if classify(addr) not in (AddrClass.PUBLIC, AddrClass.PRIVATE, AddrClass.CGNAT):
+        raise _Unusable(addr)
+    return addr
+
+
 def _gateway(config: DiscoveryConfig) -> str:
     gw = config.gateway or default_gateway()
     if gw is None:
@@ -104,13 +169,13 @@ def _gateway(config: DiscoveryConfig) -> str:
 async def _upnp(config: DiscoveryConfig) -> tuple[IPAddress, str]:
     gw = await UpnpGateway.find(config.timeout)
     addr = await gw.external_address(config.timeout)
-    return _need_public(addr), f"IGD {gw.location}"
+    return _need_usable(addr), f"IGD {gw.location}"
 
 
 async def _natpmp(config: DiscoveryConfig) -> tuple[IPAddress, str]:
     gw = _gateway(config)
     ans = await natpmp.get_external_address(gw, config.timeout)
-    return _need_public(ans.address), f"gateway {gw}"
+    return _need_usable(ans.address), f"gateway {gw}"
 
 
 #: PCP has no "what is my address" request. Discovery first asks to delete a mapping
@@ -141,7 +206,7 @@ async def _pcp(config: DiscoveryConfig) -> tuple[IPAddress, str]:
                                max(0.5, deadline - loop.time()))
         except (OSError, pcp.PcpError):
             pass  # it expires by itself
-    return _need_public(resp.external_address), f"gateway {gw}"
+    return _need_usable(resp.external_address), f"gateway {gw}"
 
 
 async def _pcp_after(natpmp_task: asyncio.Future[tuple[IPAddress, str]],
@@ -198,7 +263,7 @@ SOURCES: dict[str, Callable[[DiscoveryConfig], Awaitable[tuple[IPAddress, str]]]
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, _Skip | _NotPublic | metadata.MetadataError | natpmp.NatPmpError
+    if isinstance(exc, _Skip | _NotPublic | _Unusable | metadata.MetadataError | natpmp.NatPmpError
                   | pcp.PcpError | stun.StunError):
         return str(exc)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
@@ -214,12 +279,16 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
-async def discover(config: DiscoveryConfig | None = None) -> DiscoveryResult:
-    """Ask every configured source at once; the most preferred public answer wins.
+async def discover(config: DiscoveryConfig | None = None, *,
+                   on_router: Callable[[IPAddress, str], None] | None = None
+                   ) -> DiscoveryResult:
+    """Ask every configured source at once; see the module docstring for what is kept.
 
     Returns within ``config.timeout`` (each source is bounded by it, and the whole is
     cut off at it plus half a second for cleanup). Never raises for a source's failure:
-    each one's outcome is in ``tried``.
+    each one's outcome is in ``tried``. ``on_router(address, source)`` is called as soon
+    as the router told a private WAN address while the outside sources are still asked,
+    so a caller can use it at once.
     """
     config = config or DiscoveryConfig()
     loop = asyncio.get_running_loop()
@@ -232,9 +301,14 @@ async def discover(config: DiscoveryConfig | None = None) -> DiscoveryResult:
         else:
             tasks[name] = asyncio.ensure_future(SOURCES[name](config))
     outcomes: dict[str, str] = {}
-    winner: tuple[str, IPAddress, str] | None = None
+    router: tuple[str, IPAddress, str] | None = None
+    public: tuple[str, IPAddress, str] | None = None
     try:
         for name in order:
+            if public is not None:
+                break
+            if name in ROUTER_SOURCES and router is not None:
+                continue  # a preferred router source answered: the rest are not needed
             left = config.timeout + 0.5 - (loop.time() - started)
             task = tasks[name]
             try:
@@ -245,9 +319,19 @@ async def discover(config: DiscoveryConfig | None = None) -> DiscoveryResult:
                 else:
                     outcomes[name] = _describe(e)
                 continue
-            outcomes[name] = f"answered {addr}"
-            winner = (name, addr, detail)
-            break
+            if name in ROUTER_SOURCES:
+                router = (name, addr, detail)
+                if is_public(addr):
+                    public = router
+                    outcomes[name] = f"answered {addr}"
+                else:
+                    outcomes[name] = (f"answered {addr}, which is {classify(addr).value}: "
+                                      "the router's WAN side is a private network")
+                    if on_router is not None:
+                        on_router(addr, name)
+            else:
+                public = (name, addr, detail)
+                outcomes[name] = f"answered {addr}"
     finally:
         for name, task in tasks.items():
             if not task.done():
@@ -257,48 +341,74 @@ async def discover(config: DiscoveryConfig | None = None) -> DiscoveryResult:
                 outcomes[name] = "not needed (a preferred source answered)"
         await asyncio.gather(*tasks.values(), return_exceptions=True)
     tried = [(n, outcomes[n]) for n in order]
-    if winner is None:
-        return DiscoveryResult(None, None, tried)
-    return DiscoveryResult(winner[1], winner[0], tried, winner[2])
+    result = DiscoveryResult(None, None, tried)
+    if public is not None:
+        result.source, result.address, result.detail = public
+    if router is not None:
+        result.router_source, result.router, result.router_detail = router
+    return result
 
 
 async def auto_masquerade(policy: AdvertisePolicy, config: DiscoveryConfig | None = None,
-                          *, initial: bool = True) -> DiscoveryResult:
+                          *, initial: bool = True, forward_ports: Sequence[int] = ()
+                          ) -> DiscoveryResult:
     """One discovery round applied to ``policy``, with the log lines an admin needs.
 
     At start (``initial``) it logs what was found or what was tried; later rounds log
-    only changes and failures after a success (the last good address is kept).
+    only changes and failures after a success (the last good answer is kept; a public
+    address a STUN server told last time is kept while the router's is unchanged and
+    this round's STUN answer was lost). ``forward_ports`` are named in the "second NAT"
+    message: what must be forwarded on it by hand.
     """
     config = config or DiscoveryConfig()
+    before = policy.discovered
+
+    def early(address: IPAddress, source: str) -> None:
+        # the router's private WAN address beats the local one while STUN is asked
+        if policy.discovered is None:
+            policy.set_discovered(Discovered(address, source))
+
     t0 = time.monotonic()
-    result = await discover(config)
+    result = await discover(config, on_router=early if initial else None)
     took = time.monotonic() - t0
-    before = policy.masquerade_addresses
-    if result.address is not None:
-        if policy.update([result.address]):
-            if before:
-                log.warning("nat.masquerade auto: public address changed to %s (was %s; "
-                            "from %s)", result.address, ", ".join(map(str, before)),
-                            result.source)
-            else:
-                log.info("nat.masquerade auto: %s (in %.1f s)", result.message(), took)
+    found = result.discovered()
+    if found.router is None and found.public is None:
+        if initial:
+            log.warning("nat.masquerade auto: %s", result.message(config.timeout))
+        elif before is not None:
+            log.warning("nat.masquerade auto: re-check found nothing (tried %s); keeping "
+                        "%s", result.summary(), before.describe())
         return result
-    if initial:
-        log.warning("nat.masquerade auto: %s", result.message(config.timeout))
-    elif before:
-        log.warning("nat.masquerade auto: re-check found nothing (tried %s); keeping %s",
-                    result.summary(), ", ".join(map(str, before)))
+    if (before is not None and found.public is None and before.public is not None
+            and found.router == before.router):
+        found = replace(found, public=before.public, public_source=before.public_source)
+    if not policy.set_discovered(found) and before is not None:
+        return result
+    if before is None:
+        level = logging.WARNING if found.second_nat else logging.INFO
+        log.log(level, "nat.masquerade auto: %s (in %.1f s)",
+                result.message(forward_ports=forward_ports), took)
+        return result
+    if found.public is not None and found.public != before.public:
+        log.warning("nat.masquerade auto: public address changed to %s (was %s; from %s)",
+                    found.public, before.public or "none", found.public_source)
+    if (found.router is not None and found.router != found.public
+            and found.router != before.router):
+        log.warning("nat.masquerade auto: router WAN address changed to %s (was %s; from "
+                    "%s)", found.router, before.router or "none", found.router_source)
+    if found.second_nat and not before.second_nat:
+        log.warning("nat.masquerade auto: %s", result.message(forward_ports=forward_ports))
     return result
 
 
 async def rechecker(policy: AdvertisePolicy, config: DiscoveryConfig | None = None,
                     interval: float = DEFAULT_RECHECK_INTERVAL, *,
-                    first_now: bool = False) -> None:
+                    first_now: bool = False, forward_ports: Sequence[int] = ()) -> None:
     """Re-discover forever every ``interval`` seconds (``nat.recheck_interval``) and
     update ``policy``; cancel the task to stop it. The caller normally awaits
     :func:`auto_masquerade` once at start and then runs this with ``first_now=False``."""
     if not first_now:
         await asyncio.sleep(interval)
     while True:
-        await auto_masquerade(policy, config, initial=False)
+        await auto_masquerade(policy, config, initial=False, forward_ports=forward_ports)
         await asyncio.sleep(interval)

@@ -112,9 +112,13 @@ async def get_external_address(gateway: str, timeout: float) -> ExternalAddress:
 
 
 async def map_port(gateway: str, internal_port: int, external_port: int, lifetime: int,
-                   timeout: float, tcp: bool = True) -> Mapping:
+                   timeout: float, tcp: bool = True, first_rto: float = 0.25) -> Mapping:
+    """``first_rto``: the first retransmission delay (RFC 6886: 250 ms). A port mapper
+    facing a router that takes longer than that per request raises it, so the router
+    is not made to do every mapping twice."""
     req = encode_map_request(internal_port, external_port, lifetime, tcp)
-    data = await udp_exchange(gateway, PORT, req, timeout, accept=_first_byte_ok)
+    data = await udp_exchange(gateway, PORT, req, timeout, accept=_first_byte_ok,
+                              first_rto=first_rto)
     m = decode_map_response(data, tcp)
     if m.internal_port != internal_port:
         raise NatPmpError(f"answer is for internal port {m.internal_port}, "
@@ -123,5 +127,5 @@ async def map_port(gateway: str, internal_port: int, external_port: int, lifetim
 
 
 async def unmap_port(gateway: str, internal_port: int, timeout: float,
-                     tcp: bool = True) -> Mapping:
-    return await map_port(gateway, internal_port, 0, 0, timeout, tcp)
+                     tcp: bool = True, first_rto: float = 0.25) -> Mapping:
+    return await map_port(gateway, internal_port, 0, 0, timeout, tcp, first_rto)

@@ -137,11 +137,13 @@ def _accept_for(nonce: bytes) -> Callable[[bytes], bool]:
 
 async def map_port(gateway: str, client: str, nonce: bytes, internal_port: int,
                    external_port: int, lifetime: int, timeout: float,
-                   protocol: int = PROTO_TCP) -> MapResponse:
+                   protocol: int = PROTO_TCP, first_rto: float = 0.25) -> MapResponse:
+    """``first_rto``: see :func:`natftp.nat.discovery.natpmp.map_port`."""
     req = encode_map_request(client, nonce, internal_port, external_port, lifetime,
                              protocol)
     accept = _accept_for(nonce)
-    data = await udp_exchange(gateway, PORT, req, timeout, accept=accept)
+    data = await udp_exchange(gateway, PORT, req, timeout, accept=accept,
+                              first_rto=first_rto)
     if data[0] != VERSION:
         raise PcpError("the gateway speaks NAT-PMP, not PCP (it answered version "
                        f"{data[0]})", 1)

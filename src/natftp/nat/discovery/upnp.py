@@ -10,11 +10,10 @@ WANIPConnection (or WANPPPConnection) service.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 from async_upnp_client.aiohttp import AiohttpRequester
+from async_upnp_client.client import UpnpAction
 from async_upnp_client.client_factory import UpnpFactory
 from async_upnp_client.exceptions import UpnpActionResponseError, UpnpError
 from async_upnp_client.profiles.igd import IgdDevice
@@ -46,6 +45,10 @@ UPNP_ERRORS = {
     729: "conflict with another mechanism",
     732: "wildcard not permitted in internal port",
 }
+
+
+#: the HTTP requester's own bound on one request, seconds (callers bound them tighter)
+REQUEST_BOUND = 60
 
 
 class UpnpGatewayError(Exception):
@@ -113,7 +116,10 @@ class UpnpGateway:
         deadline = loop.time() + timeout
         location = await search(timeout)
         left = max(0.5, deadline - loop.time())
-        requester = AiohttpRequester(timeout=max(1, int(left + 0.999)))
+        # every call is bounded by its caller's asyncio.wait_for; the requester's own
+        # bound only has to stay out of the way of a slow router's queue (a mapper
+        # removing 101 mappings waits longer for an answer than discovery does)
+        requester = AiohttpRequester(timeout=REQUEST_BOUND)
         factory = UpnpFactory(requester, non_strict=True)
         device = await asyncio.wait_for(factory.async_create_device(location), left)
         igd = IgdDevice(device, None)
@@ -127,16 +133,27 @@ class UpnpGateway:
             raise UpnpGatewayError("IGD answered an empty external address")
         return ip(raw)
 
+    def _action(self, name: str) -> UpnpAction:
+        action = self.igd._any_action(["WANIPC", "WANPPPC"], name)
+        if action is None:
+            raise UpnpGatewayError(f"IGD at {self.location} has no {name} action")
+        return action
+
     async def add_mapping(self, port: int, lease: int, description: str,
                           timeout: float = 5.0, internal_port: int | None = None) -> int:
-        """Map TCP ``port`` (external = internal); returns the lease granted (0 = permanent)."""
+        """Map TCP ``port`` (external = internal); returns the lease granted (0 = permanent).
+
+        Asking again renews it. The remote host is sent as the empty string, the
+        wildcard of the IGD specification: miniupnpd takes "0.0.0.0" for a specific
+        host and refuses the renewal of its own mapping with 718 (ConflictInMappingEntry).
+        The lease goes as a plain number of seconds (``timedelta.seconds`` would drop
+        whole days)."""
         async def add(lease_s: int) -> None:
-            await asyncio.wait_for(self.igd.async_add_port_mapping(
-                remote_host=ipaddress.IPv4Address("0.0.0.0"), external_port=port,
-                protocol="TCP", internal_port=internal_port or port,
-                internal_client=ipaddress.IPv4Address(self.local_address), enabled=True,
-                description=description, lease_duration=timedelta(seconds=lease_s)),
-                timeout)
+            await asyncio.wait_for(self._action("AddPortMapping").async_call(
+                NewRemoteHost="", NewExternalPort=port, NewProtocol="TCP",
+                NewInternalPort=internal_port or port, NewInternalClient=self.local_address,
+                NewEnabled=True, NewPortMappingDescription=description,
+                NewLeaseDuration=lease_s), timeout)
         try:
             await add(lease)
             return lease
@@ -147,9 +164,8 @@ class UpnpGateway:
             raise
 
     async def delete_mapping(self, port: int, timeout: float = 5.0) -> None:
-        await asyncio.wait_for(self.igd.async_delete_port_mapping(
-            remote_host=ipaddress.IPv4Address("0.0.0.0"), external_port=port,
-            protocol="TCP"), timeout)
+        await asyncio.wait_for(self._action("DeletePortMapping").async_call(
+            NewRemoteHost="", NewExternalPort=port, NewProtocol="TCP"), timeout)
 
 
 __all__ = ["UpnpError", "UpnpGateway", "UpnpGatewayError", "describe_upnp_error", "search"]
