@@ -62,7 +62,7 @@ def _start(lab: Lab, tmp: Path, extra: list[str]) -> tuple[Env, subprocess.Popen
     cmd = [sys.executable, "-m", "natftp", "serve", str(root), "--listen",
            f"{spec.listen}:{spec.port}", "--user", f"{USER}:{PW}", "--passive-ports",
            f"{lab.passive_ports[0]}-{lab.passive_ports[1]}", "--tls", "--state-dir",
-           str(tmp / "state"), "-v", *extra]
+           str(tmp / "state"), "-v", "--allow-root", *extra]
     p = spawn_logged(lab, spec, cmd)
     wait_listening(lab, spec, p)
     return Env(lab, root, tmp, hashlib.sha256(data).hexdigest()), p, log_path(spec)

@@ -47,7 +47,7 @@ class _LogKeepingLauncher:
         cmd = [sys.executable, "-m", "natftp", "serve",
                str(spec.root), "--listen", f"{spec.listen}:{spec.port}", "--user",
                f"{spec.user}:{spec.password}", "--passive-ports",
-               f"{spec.passive_ports[0]}-{spec.passive_ports[1]}"]
+               f"{spec.passive_ports[0]}-{spec.passive_ports[1]}", "--allow-root"]
         if spec.masquerade:
             cmd += ["--masquerade", spec.masquerade]
         with open(self.log, "ab") as out:
@@ -103,7 +103,7 @@ def _start_natftp(lab: Lab, root: Path, extra: list[str]) -> subprocess.Popen[An
                       root, "lab", "labpass")
     cmd = [sys.executable, "-m", "natftp", "serve", str(root), "--listen",
            f"{spec.listen}:{spec.port}", "--user", "lab:labpass", "--passive-ports",
-           f"{lab.passive_ports[0]}-{lab.passive_ports[1]}", *extra]
+           f"{lab.passive_ports[0]}-{lab.passive_ports[1]}", "--allow-root", *extra]
     p = spawn_logged(lab, spec, cmd)
     wait_listening(lab, spec, p)
     return p

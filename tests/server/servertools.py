@@ -88,6 +88,18 @@ def _no_discovery_from_the_root_namespace(cmd: list[str], config: str | None) ->
                              "pass args=['--masquerade', 'off']")
 
 
+def _root_beyond_loopback_is_meant(cmd: list[str], config: str | None) -> None:
+    """natftp refuses to serve as root beyond loopback unless told (issue 21: run_as or
+    allow_root). The suite runs as root; a test listening on [::] or 0.0.0.0 is about
+    something else (dual stack, NAT), so it says allow_root, unless it chose a user."""
+    hosts = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--listen"]
+    beyond = [h for h in hosts if not h.startswith(("127.", "[::1]", "localhost"))]
+    chosen = any(a in ("--run-as", "--allow-root") for a in cmd) or (
+        config is not None and ("run_as" in config or "allow_root" in config))
+    if beyond and not chosen and os.geteuid() == 0:
+        cmd.append("--allow-root")
+
+
 def start_server(tmp: Path, *, host: str = "127.0.0.1", args: list[str] | None = None,
                  config: str | None = None, users: bool = True, listen: list[str] | None = None,
                  root: Path | None = None, expect_fail: bool = False,
@@ -106,6 +118,7 @@ def start_server(tmp: Path, *, host: str = "127.0.0.1", args: list[str] | None =
         cmd += ["--config", str(cfg)]
     cmd += args or []
     _no_discovery_from_the_root_namespace(cmd, config)
+    _root_beyond_loopback_is_meant(cmd, config)
     with open(logfile, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})

@@ -237,7 +237,7 @@ def test_client_active_discover_maps_its_port_and_removes_it(igd: Lab) -> None:
     (root / "hello.txt").write_text("hello from the internet")
     srv = igd.popen(igd.inet, sys.executable, "-m",
                     "natftp", "serve", str(root), "--user", f"{USER}:{PASSWORD}",
-                    "--listen", f"{INET_IP}:2121", "--masquerade", "off",
+                    "--listen", f"{INET_IP}:2121", "--masquerade", "off", "--allow-root",
                     log="inet-natftp.log")
     wait_tcp(igd.inet, 2121, limit=20)
     url = f"ftp://{USER}:{PASSWORD}@{INET_IP}:2121/"

@@ -297,7 +297,7 @@ class Lab:
         address configuration unless ARGS give one; returns once it listens on ``port``
         (its log: ``self.log("natftp.N.log")``, see :meth:`serve_log`)."""
         p = self.popen(self.server, sys.executable, "-m", "natftp", "serve", str(root),
-                       "--user", f"{USER}:{PASSWORD}", *args,
+                       "--user", f"{USER}:{PASSWORD}", "--allow-root", *args,
                        log=f"natftp.{len(self.procs)}.log")
         if wait:
             deadline = time.monotonic() + 20

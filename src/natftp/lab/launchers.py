@@ -111,7 +111,9 @@ def natftp_launcher(lab: Lab, spec: ServerSpec) -> subprocess.Popen[Any]:
     """``natftp serve ROOT --listen HOST:PORT --user U:P --passive-ports L-H [--masquerade]``."""
     cmd = [PYTHON, "-m", "natftp", "serve", str(spec.root), "--listen",
            f"{spec.listen}:{spec.port}", "--user", f"{spec.user}:{spec.password}",
-           "--passive-ports", f"{spec.passive_ports[0]}-{spec.passive_ports[1]}"]
+           "--passive-ports", f"{spec.passive_ports[0]}-{spec.passive_ports[1]}",
+           # a lab namespace is root's playground: serving beyond loopback as root is meant
+           "--allow-root"]
     if spec.masquerade:
         cmd += ["--masquerade", spec.masquerade]
     p = spawn_logged(lab, spec, cmd)

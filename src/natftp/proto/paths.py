@@ -6,16 +6,29 @@ to the working directory or absolute (which means "from the home", never from th
 file system root). ``..`` may move up inside the home but never above it; a NUL byte, an
 overlong name or an overlong path is refused. The result is purely lexical: symlinks are
 the storage layer's job (it resolves the real path and checks it stays inside).
+
+Control characters (C0, DEL, C1) are refused in every name: a CR or LF would split the
+reply that echoes the name (``MKD c\r226 fake`` would answer with two lines) and forge
+lines in listings, and no client needs them.
 """
 
 from __future__ import annotations
 
+import re
+
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
 
 class PathError(ValueError):
-    """A client path that cannot be allowed; ``str(e)`` is fit for a 550 reply."""
+    """A client path that cannot be allowed; ``str(e)`` is fit for a reply with ``code``
+    (550, or 553 "file name not allowed" for a name no file may have here)."""
+
+    def __init__(self, text: str, code: int = 550) -> None:
+        super().__init__(text)
+        self.code = code
 
 
 def _nbytes(s: str) -> int:
@@ -32,6 +45,11 @@ def resolve(cwd: str, arg: str) -> str:
     """
     if "\0" in arg:
         raise PathError("path contains a NUL byte")
+    if not (arg.isascii() and arg.isprintable()):
+        bad = _CONTROL.search(arg)
+        if bad is not None:
+            raise PathError(f"control character {bad.group()!r} in a name (names may not "
+                            "contain CR, LF or other control characters)", 553)
     if not cwd.startswith("/"):
         raise PathError(f"working directory {cwd!r} is not absolute")
     base = [] if arg.startswith("/") else [p for p in cwd.split("/") if p]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 from collections import Counter
@@ -24,13 +25,18 @@ from natftp.nat.localnets import local_networks
 from natftp.nat.policy import AdvertisePolicy, UnreachableWarnings
 from natftp.nat.ports import PortPool
 from natftp.proto.addr import IPAddress
-from natftp.server import data
+from natftp.server import data, privs
 from natftp.server.config import ConfigError, ListenAddress, ServerConfig
 from natftp.server.session import Session
 from natftp.server.tls import CertInfo, CertStore
 from natftp.server.zeroconf import ZeroConf
+from natftp.storage import local
 
 log = logging.getLogger("natftp.server")
+
+
+def _expire_all(store: local.LocalStorage, vpaths: list[str], age: float) -> list[str]:
+    return [v for v in vpaths if store.expire_partial(v, age)]
 
 
 def _is_any(host: str) -> bool:
@@ -83,6 +89,9 @@ class Server:
         self.relay: data.Relay | None = (
             data.Relay(config.proxy_protocol, config.timeouts.data)
             if config.proxy_protocol.trusted else None)
+        #: interrupted uploads kept to be resumed (virtual paths from ROOT), expired
+        #: after uploads.partial_max_age
+        self.partials: dict[str, None] = {}
         #: set by start(); sessions exist only after it
         self.loop: asyncio.AbstractEventLoop
 
@@ -91,11 +100,14 @@ class Server:
     async def start(self) -> list[ListenAddress]:
         """Bind every listen address and start accepting; returns what was bound.
 
-        Raises :class:`ConfigError` when ``active.source_port`` cannot be bound and
-        ``OSError`` when a listen address cannot.
+        Raises :class:`ConfigError` when ``active.source_port`` cannot be bound, when
+        root would serve beyond loopback without ``run_as`` or ``allow_root``, or when
+        ``run_as`` cannot read ROOT; ``OSError`` when a listen address cannot be bound.
+        With ``run_as`` the privileges are dropped for good once everything is bound.
         """
         self.loop = asyncio.get_running_loop()
         cfg = self.config
+        privs.check_root(cfg.run_as, cfg.allow_root, cfg.listen + cfg.tls.listen_implicit)
         if self.certs is not None:
             self.certs.load()  # ConfigError: missing, expired, mismatched...
         err = data.check_source_port(cfg.active.source_port)
@@ -130,12 +142,82 @@ class Server:
                                                     sock=sock, backlog=1024)
                 self._servers.append(srv)
                 self.bound_implicit.append(ListenAddress(la.host, int(sock.getsockname()[1])))
+            if cfg.run_as is not None:
+                try:
+                    done = privs.drop(cfg.run_as,
+                                      keep_bind=0 < cfg.active.source_port < 1024)
+                except OSError as e:
+                    raise ConfigError("run_as", str(cfg.run_as), f"dropping privileges "
+                                      f"failed ({e.strerror or e})", "run natftp as root "
+                                      "on Linux to use run_as") from None
+                log.info("privileges dropped: %s", done)
+                self._check_access(cfg.run_as)
+            elif os.geteuid() == 0 and cfg.allow_root:
+                log.warning("serving as root (allow_root = true): every file operation "
+                            "runs with root's rights; prefer run_as = \"USER[:GROUP]\"")
         except BaseException:
             await self.stop()
             raise
+        self._start_housekeeping()
         # --open-router maps the implicit-TLS ports too: they are control ports as well
         self.zeroconf.start([la.port for la in self.bound + self.bound_implicit])
         return list(self.bound)
+
+    def _check_access(self, run_as: object) -> None:
+        """After dropping privileges: ROOT and every home must still be reachable."""
+        cfg = self.config
+        homes = [cfg.root, *(u.home for u in cfg.users)]
+        if cfg.anonymous.home is not None:
+            homes.append(cfg.anonymous.home)
+        for home in homes:
+            if not os.access(home, os.R_OK | os.X_OK):
+                raise ConfigError("run_as", str(run_as), f"that user cannot read {home}",
+                                  f"give it access (chown/chmod/setfacl on {home}) or run "
+                                  "as a user who has it")
+
+    # -- interrupted uploads -------------------------------------------------------------
+
+    def _start_housekeeping(self) -> None:
+        task = self.loop.create_task(self._partials_loop())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _partials_loop(self) -> None:
+        """At start, remove upload files under ROOT older than uploads.partial_max_age
+        (a killed server's, abandoned ones); then expire the kept ones as they age. In a
+        worker thread: a big tree takes a while to walk."""
+        age = self.config.uploads.partial_max_age
+        root = str(self.config.root)
+        try:
+            removed, kept = await self.loop.run_in_executor(None, local.sweep, root, age)
+        except OSError as e:
+            log.warning("uploads: could not look for old upload files under %s: %s", root,
+                        e.strerror or e)
+            removed, kept = 0, []
+        if removed:
+            log.info("uploads: removed %d upload file(s) older than %g s "
+                     "(uploads.partial_max_age)", removed, age)
+        for v in kept:
+            self.partials[v] = None
+        if not age:
+            return
+        store = local.LocalStorage(root)
+        while True:
+            await asyncio.sleep(min(max(age / 4, 1.0), 3600.0))
+            todo = list(self.partials)
+            if not todo:
+                continue
+            gone = await self.loop.run_in_executor(None, _expire_all, store, todo, age)
+            for v in gone:
+                self.partials.pop(v, None)
+            if gone:
+                log.info("uploads: removed %d interrupted upload(s) not resumed within %g s "
+                         "(uploads.partial_max_age)", len(gone), age)
+
+    def keep_partial(self, home: str, vpath: str) -> None:
+        """An interrupted upload was kept at ``vpath`` of ``home``: expire it later."""
+        root = str(self.config.root).rstrip("/")
+        self.partials[home[len(root):] + vpath] = None
 
     def _listen_socket(self, la: ListenAddress, v4_any_ports: set[int]) -> socket.socket:
         v6 = ":" in la.host

@@ -274,6 +274,12 @@ def register(app: typer.Typer) -> None:
             help="Repeatable; a load balancer whose connections start with a PROXY "
                  "protocol v1/v2 header naming the real client (proxy_protocol.trusted).")
         ] = None,
+        run_as: Annotated[str | None, typer.Option(
+            "--run-as", metavar="USER[:GROUP]", help="Started as root: bind and read the "
+            "certificate, then drop to this user for good (run_as).")] = None,
+        allow_root: Annotated[bool, typer.Option(
+            "--allow-root", help="Serve as root beyond loopback without --run-as "
+            "(allow_root).")] = False,
     ) -> None:
         """Serve ROOT over FTP, telling every client an address it can reach."""
         if loop not in LOOPS:
@@ -288,6 +294,10 @@ def register(app: typer.Typer) -> None:
             overrides["nat.port_mapping"] = "auto"
         if stun:
             overrides["nat.stun_servers"] = list(stun)
+        if run_as is not None:
+            overrides["run_as"] = run_as
+        if allow_root:
+            overrides["allow_root"] = True
         overrides.update(_tls_overrides(tls, tls_cert, tls_key, listen_implicit or [],
                                         tls_required, tls_require_session_reuse, tls_ccc,
                                         state_dir))

@@ -47,6 +47,7 @@ FLAGS = {
     "tls.require_session_reuse": "--tls-require-session-reuse",
     "nat.port_mapping": "--open-router", "nat.stun_servers": "--stun",
     "proxy_protocol.trusted": "--proxy-protocol-from",
+    "run_as": "--run-as", "allow_root": "--allow-root",
 }
 
 
@@ -227,6 +228,29 @@ class ProxyProtocolConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Uploads:
+    """``[uploads]``: what happens to an upload that did not complete."""
+
+    #: seconds an interrupted upload is kept (hidden) to be resumed; 0: removed at once
+    partial_max_age: float = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunAs:
+    """``run_as``: the user (and group) the server drops to after binding."""
+
+    user: str
+    group: str
+    uid: int
+    gid: int
+    #: supplementary groups (the user's, from the group database)
+    groups: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.user}:{self.group}"
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """The validated, effective configuration (see ``docs/server.md``)."""
 
@@ -246,6 +270,11 @@ class ServerConfig:
     proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
     #: (dotted key, value as given, where it came from) for every key that was set
     sources: tuple[tuple[str, Any, str], ...] = ()
+    uploads: Uploads = field(default_factory=Uploads)
+    #: drop to this user after binding (None: stay who started the server)
+    run_as: RunAs | None = None
+    #: serve as root beyond loopback without run_as
+    allow_root: bool = False
 
     def user(self, name: str) -> User | None:
         for u in self.users:
@@ -338,7 +367,8 @@ def _home(key: str, value: object, root: Path) -> Path:
 # -- the whole file ------------------------------------------------------------------
 
 _TOP = ("root", "listen", "read_only", "banner", "log_level", "passive", "anonymous",
-        "timeouts", "limits", "users", "nat", "active", "tls", "proxy_protocol")
+        "timeouts", "limits", "users", "nat", "active", "tls", "proxy_protocol", "uploads",
+        "run_as", "allow_root")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -537,7 +567,57 @@ def _from_raw(raw: dict[str, Any], base_dir: Path | None) -> ServerConfig:
     return ServerConfig(root=root, listen=listen, users=tuple(users), anonymous=anonymous,
                         read_only=read_only, passive_ports=pasv_range, timeouts=timeouts,
                         limits=limits, banner=banner, nat=nat, active=active,
-                        log_level=log_level, tls=tls, proxy_protocol=proxy)
+                        log_level=log_level, tls=tls, proxy_protocol=proxy,
+                        uploads=_uploads(_typed("uploads", raw.get("uploads", {}), dict)),
+                        run_as=(_run_as(raw["run_as"]) if raw.get("run_as") is not None
+                                else None),
+                        allow_root=_typed("allow_root", raw.get("allow_root", False), bool))
+
+
+def _uploads(t: dict[str, Any]) -> Uploads:
+    _check_keys("uploads.", t, ("partial_max_age",))
+    age = _positive("uploads.partial_max_age", _typed(
+        "uploads.partial_max_age", t.get("partial_max_age", Uploads().partial_max_age),
+        float), zero_ok=True)
+    return Uploads(partial_max_age=age)
+
+
+def _run_as(value: object) -> RunAs:
+    """``"USER[:GROUP]"`` (names or numbers) -> the ids, checked against the system's
+    user and group databases now, so a typo stops the server before it binds."""
+    import grp
+    import pwd
+
+    text = _typed("run_as", value, str).strip()
+    user, sep, group = text.partition(":")
+    if not user or (sep and not group):
+        raise ConfigError("run_as", value, "not USER[:GROUP]", 'e.g. "ftp" or "ftp:ftp"')
+    try:
+        pw = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except (KeyError, OverflowError):
+        raise ConfigError("run_as", value, f"no user {user!r} on this system",
+                          "name an existing unprivileged user, or create one "
+                          "(useradd --system --no-create-home --shell /usr/sbin/nologin "
+                          "natftp)") from None
+    gid = pw.pw_gid
+    if group:
+        try:
+            gr = grp.getgrgid(int(group)) if group.isdigit() else grp.getgrnam(group)
+        except (KeyError, OverflowError):
+            raise ConfigError("run_as", value, f"no group {group!r} on this system",
+                              "name an existing group, or leave it out (the user's "
+                              "primary group)") from None
+        gid = gr.gr_gid
+    if pw.pw_uid == 0 or gid == 0:
+        raise ConfigError("run_as", value, "names root (uid or gid 0), which drops nothing",
+                          "name an unprivileged user, or remove run_as and set "
+                          "allow_root = true")
+    try:
+        group_name = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group_name = str(gid)
+    groups = tuple(g for g in os.getgrouplist(pw.pw_name, gid) if g != 0)
+    return RunAs(user=pw.pw_name, group=group_name, uid=pw.pw_uid, gid=gid, groups=groups)
 
 
 def _user(key: str, u: object, root: Path) -> User:

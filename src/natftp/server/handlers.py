@@ -13,6 +13,7 @@ import hmac
 import logging
 import os
 import socket
+import stat as stat_
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
@@ -43,11 +44,12 @@ ASCII_SIZE_MAX = 64 << 20
 
 
 def vpath(s: Session, verb: str, arg: str) -> str | None:
-    """The virtual path for ``arg``, or None after a 550 (an escape attempt is logged)."""
+    """The virtual path for ``arg``, or None after a 550 (an escape attempt is logged) or
+    a 553 (a name with control characters)."""
     try:
         return paths.resolve(s.cwd, arg)
     except PathError as e:
-        s.refuse(550, f"{verb} refused: {e}.", level=logging.WARNING)
+        s.refuse(e.code, f"{verb} refused: {e}.", level=logging.WARNING)
         return None
 
 
@@ -394,11 +396,11 @@ def cwd(s: Session, arg: str) -> Result:
             return None
         p = q
     try:
-        real = s.store().real(p)
+        mode = s.store().stat(p).st_mode
     except StorageError as e:
         s.storage_error("CWD", e)
         return None
-    if not os.path.isdir(real):
+    if not stat_.S_ISDIR(mode):
         s.refuse(550, f"CWD refused: {p} is not a directory.")
         return None
     s.cwd = p
@@ -449,7 +451,7 @@ def dele(s: Session, arg: str) -> Result:
 
 
 def rnfr(s: Session, arg: str) -> Result:
-    p = _path_op(s, "RNFR", arg, lambda st, path: st.real(path))
+    p = _path_op(s, "RNFR", arg, lambda st, path: st.exists(path))
     if p is None:
         return None
     s.rnfr = p
@@ -479,6 +481,13 @@ def size(s: Session, arg: str) -> Result:
     p = vpath(s, "SIZE", arg)
     if p is None:
         return None
+    if s.perms.write:
+        # an interrupted upload of this name: its size is where a resume starts (curl -C -,
+        # lftp put -c, ftplib rest=, natftp put -c send SIZE, then REST+STOR or APPE)
+        kept = s.store().partial_size(p)
+        if kept is not None:
+            s.reply(213, str(kept))
+            return None
     try:
         st = s.store().stat(p)
     except StorageError as e:
@@ -598,8 +607,11 @@ def allo(s: Session, arg: str) -> Result:
 
 def rest(s: Session, arg: str) -> Result:
     a = arg.strip()
-    if not a.isdigit():
-        s.refuse(501, f"REST needs a byte offset (a non-negative integer), got {a!r}.")
+    # isascii: str.isdigit() also accepts "²" and other digits int() refuses; 18 digits
+    # keep the offset a valid file offset (off_t)
+    if not (a.isascii() and a.isdigit()) or len(a) > 18:
+        s.refuse(501, f"REST needs a byte offset (a non-negative integer below 10**18), "
+                      f"got {a!r}.")
         return None
     s.rest = int(a)
     s.reply(350, f"Restarting at {s.rest}; send RETR, STOR or APPE." + (
@@ -805,9 +817,10 @@ def _store(s: Session, verb: str, arg: str, *, append: bool = False,
     offset = _take_rest(s)
     if unique:
         try:
-            p = s.store().unique_name(s.cwd, paths.basename(arg.strip()) or "file")
+            stem = paths.basename(paths.resolve("/", paths.basename(arg.strip())))
+            p = s.store().unique_name(s.cwd, stem or "file")
         except (StorageError, PathError) as e:
-            s.refuse(550, f"STOU refused: {e}.")
+            s.refuse(e.code, f"STOU refused: {e}.")
             return None
     else:
         q = vpath(s, verb, arg)
@@ -823,7 +836,7 @@ def _store(s: Session, verb: str, arg: str, *, append: bool = False,
     if not _need_data(s, verb):
         return None
     try:
-        up = s.store().open_write(p, offset=offset, append=append)
+        up = s.store().open_write(p, offset=offset, append=append, unique=unique)
     except StorageError as e:
         s.storage_error(verb, e)
         return None
@@ -917,7 +930,7 @@ def mlsd(s: Session, arg: str) -> Result:
     st = s.store()
     if not st.is_dir(p):
         try:
-            st.real(p)
+            st.stat(p)
         except StorageError as e:
             s.storage_error("MLSD", e)
             return None

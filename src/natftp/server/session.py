@@ -41,7 +41,7 @@ from natftp.proto.replies import Reply
 from natftp.server import data
 from natftp.server.config import Permissions, User
 from natftp.server.tls import CLEARING, HANDSHAKE, OPEN, ControlTLS
-from natftp.storage.local import LocalStorage, StorageError, Upload
+from natftp.storage.local import LocalStorage, StorageError, Upload, reply_code
 
 if TYPE_CHECKING:
     from natftp.server.app import Server
@@ -737,8 +737,9 @@ class Session(asyncio.Protocol):
                         hold_mark: bool, conn: socket.socket | None) -> None:
         """Open the data connection, say 150, run ``body``, say 226 or why not.
 
-        Every exit path closes the socket and the file, and discards an unfinished
-        upload (its temporary file; the file it would have replaced stays).
+        Every exit path closes the socket and the file, and ends an unfinished upload
+        (:meth:`_upload_failed`: kept to be resumed, or rolled back; the file it would
+        have replaced stays as it was).
 
         ``hold_mark`` (a binary RETR: ``body`` only waits inside ``send_file``): in the
         clear, the 150 is held until the transfer first has to wait for the socket, and
@@ -809,20 +810,32 @@ class Session(asyncio.Protocol):
             await closing.close()
         except data.DataError as e:
             self.xfer = None
+            if upload is not None:
+                upload.discard()  # nothing arrived: nothing to keep
             self.refuse(e.code, e.reply_text or f"Cannot open data connection: {e}.")
             return
         except asyncio.CancelledError:
             self.xfer = None
             why = self.abort_reason or "cancelled"
+            kept = self._upload_failed(upload, what)
             self.refuse(426, f"{verb} {what}: transfer aborted ({why}) after "
-                             f"{progress.bytes} bytes.")
+                             f"{progress.bytes} bytes{kept}.")
             if self.closing or (why != "aborted by ABOR" and "timeouts.data" not in why):
                 raise
             return
         except OSError as e:
             self.xfer = None
+            code = reply_code(e)
+            if code != 550 and upload is not None:
+                # RFC 959: 452 insufficient storage, 552 exceeded storage allocation
+                self._upload_failed(upload, what, full=True)
+                self.refuse(code, f"{verb} {what}: {e.strerror or e} after {progress.bytes} "
+                                  "bytes; the upload was rolled back to where it was before "
+                                  "this command.", level=logging.WARNING)
+                return
+            kept = self._upload_failed(upload, what)
             self.refuse(426, f"{verb} {what}: data connection or file failed "
-                             f"({e.strerror or e}) after {progress.bytes} bytes.")
+                             f"({e.strerror or e}) after {progress.bytes} bytes{kept}.")
             return
         finally:
             if watchdog is not None:
@@ -834,11 +847,25 @@ class Session(asyncio.Protocol):
             if fd is not None:
                 os.close(fd)
             if upload is not None and not ok:
-                upload.discard()
+                self._upload_failed(upload, what)
         secs = time.monotonic() - started
         self.xfer = None
         self.event("%s %s: %d bytes in %.2f s%s", verb, what, n, secs, how)
         self.reply(226, f"Transfer complete ({n} bytes).")
+
+    def _upload_failed(self, upload: Upload | None, what: str, *, full: bool = False,
+                       ) -> str:
+        """End a failed upload: what arrived is kept (hidden) to be resumed, unless the
+        disk is full or uploads.partial_max_age = 0, which roll it back. Returns a note
+        for the reply ("" when nothing was kept)."""
+        if upload is None or upload.done:
+            return ""
+        keep = not full and self.server.config.uploads.partial_max_age > 0
+        if not upload.discard(keep=keep) or upload.temp is None:
+            return ""
+        base = what.rsplit("/", 1)[0]
+        self.server.keep_partial(self.store().home, f"{base}/{upload.temp}")
+        return "; what arrived is kept: resume with REST+STOR or APPE"
 
     # -- helpers for handlers --------------------------------------------------------
 
@@ -847,5 +874,6 @@ class Session(asyncio.Protocol):
         return self.storage
 
     def storage_error(self, verb: str, e: StorageError) -> None:
-        level = logging.WARNING if e.__class__.__name__ == "Escape" else logging.INFO
-        self.refuse(550, f"{verb} refused: {e}.", level=level)
+        level = (logging.WARNING if e.__class__.__name__ == "Escape" or e.code in (452, 552)
+                 else logging.INFO)
+        self.refuse(e.code, f"{verb} refused: {e}.", level=level)
