@@ -22,6 +22,7 @@ reader; ``reply()`` encrypts. Each TLS session has its own ``SSLContext``
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import socket
@@ -804,6 +805,11 @@ class Session(asyncio.Protocol):
                        f"{'resumed' if chan.reused else 'not resumed'}")
             n = await body(chan, progress)
             if upload is not None:
+                if self.control_gone():
+                    # a killed client closes both connections at once: the end of the
+                    # data is then no proof that the file is complete
+                    raise OSError(errno.ECONNABORTED, "the control connection closed "
+                                  "before the upload ended")
                 upload.commit()
             ok = True
             closing, chan = chan, None
@@ -852,6 +858,25 @@ class Session(asyncio.Protocol):
         self.xfer = None
         self.event("%s %s: %d bytes in %.2f s%s", verb, what, n, secs, how)
         self.reply(226, f"Transfer complete ({n} bytes).")
+
+    def control_gone(self) -> bool:
+        """Whether the client has closed (or reset) the control connection, even if the
+        loop has not told us yet: a peek at the socket."""
+        t = self.transport
+        if self.closing or t is None or t.is_closing():
+            return True  # the loop has seen the end already
+        raw = t.get_extra_info("socket")
+        if raw is None:
+            return False
+        sock = socket.socket(self.family, socket.SOCK_STREAM, 0, raw.fileno())
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        finally:
+            sock.detach()
 
     def _upload_failed(self, upload: Upload | None, what: str, *, full: bool = False,
                        ) -> str:
