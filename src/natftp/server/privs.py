@@ -19,6 +19,7 @@ it is meant (see :func:`check_root`).
 from __future__ import annotations
 
 import ctypes
+import importlib
 import ipaddress
 import logging
 import os
@@ -97,6 +98,11 @@ def status(pid: int | str = "self") -> dict[str, str]:
     return out
 
 
+#: modules the server imports on first use, imported before the drop: the dropped user
+#: may not be able to read the Python installation (one under /root, mode 0700)
+PRELOAD = ("encodings.idna", "natftp.server.commands", "argon2", "argon2.exceptions")
+
+
 def drop(run_as: RunAs, *, keep_bind: bool = False) -> str:
     """Become ``run_as`` for good; ``keep_bind``: keep CAP_NET_BIND_SERVICE alone.
     Verifies that root cannot be regained (OSError/ConfigError otherwise: the server
@@ -106,6 +112,8 @@ def drop(run_as: RunAs, *, keep_bind: bool = False) -> str:
             return f"already running as {run_as} (uid {run_as.uid})"
         raise ConfigError("run_as", str(run_as), f"only root can switch users (natftp runs "
                           f"as uid {os.geteuid()})", "start natftp as root, or remove run_as")
+    for name in PRELOAD:
+        importlib.import_module(name)
     libc = _libc()
     if keep_bind:
         _prctl(libc, _PR_SET_KEEPCAPS, 1)
