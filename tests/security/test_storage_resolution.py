@@ -1,4 +1,4 @@
-"""LocalStorage's two resolutions agree: ``openat2(RESOLVE_BENEATH)`` where the kernel has
+"""LocalStorage's two resolutions agree (this replaces tests/server/test_storage_open_read.py): ``openat2(RESOLVE_BENEATH)`` where the kernel has
 it, the portable component-by-component ``O_NOFOLLOW`` walk elsewhere (run here by
 switching openat2 off, as on a kernel without it). And a storage-level race for the
 operations no FTP command reaches yet (chmod)."""
@@ -60,6 +60,8 @@ def test_reads_follow_links_that_stay_inside(tree: tuple[Path, Path], resolution
                                             ) -> None:
     home, _ = tree
     st = LocalStorage(str(home))
+    assert read(st, "/f.txt") == b"top"
+    assert read(st, "/d/e/g.txt") == b"deep"
     assert read(st, "/rel-dir/g.txt") == b"deep"
     assert read(st, "/abs-dir/e/g.txt") == b"deep"
     assert read(st, "/dotdot-in") == b"top"

@@ -41,9 +41,31 @@ def _outside(r: Running) -> Path:
     return out
 
 
-def _outcome(e: ftplib.Error) -> str:
-    text = str(e)
-    return text[:3]
+def _race(r: Running, a: Path, b: Path, step: Callable[[ftplib.FTP, int], None]) -> int:
+    """Run ``step(ftp, n)`` in a loop while another process exchanges ``a`` and ``b``
+    for RACE_SECONDS; returns the number of exchanges."""
+    ftp = _client(r)
+    swapper = Swapper(a, b, RACE_SECONDS)
+    try:
+        n = 0
+        while swapper.proc.poll() is None:
+            n += 1
+            step(ftp, n)
+        return swapper.stop()
+    finally:
+        swapper.kill()
+        ftp.close()
+
+
+def _counting(seen: Counter[str], label: str, fn: Callable[[], object]) -> object:
+    """``fn()``; its outcome counted in ``seen`` as "LABEL ok" or "LABEL <code>"."""
+    try:
+        out = fn()
+    except (ftplib.error_perm, ftplib.error_temp) as e:
+        seen[f"{label} {str(e)[:3]}"] += 1
+        return None
+    seen[f"{label} ok"] += 1
+    return out
 
 
 def test_retr_while_a_file_and_a_symlink_to_an_outside_file_swap(server: Running) -> None:
@@ -53,30 +75,21 @@ def test_retr_while_a_file_and_a_symlink_to_an_outside_file_swap(server: Running
     # absolute target: refused however it is reached
     os.symlink(outside / "secret.txt", server.root / "race-alt")
     seen: Counter[str] = Counter()
-    leaked = 0
-    ftp = _client(server)
-    swapper = Swapper(server.root / "race", server.root / "race-alt", RACE_SECONDS)
-    try:
-        while swapper.proc.poll() is None:
-            buf = io.BytesIO()
-            try:
-                ftp.retrbinary("RETR race", buf.write)
-            except (ftplib.error_perm, ftplib.error_temp) as e:
-                seen[_outcome(e)] += 1
-                continue
-            got = buf.getvalue()
-            if b"SECRET" in got:
-                leaked += 1
-            seen["ok" if got == b"inside" else f"other {got[:20]!r}"] += 1
-        swaps = swapper.stop()
-    finally:
-        swapper.kill()
-        ftp.close()
+    got: list[bytes] = []
+
+    def step(ftp: ftplib.FTP, n: int) -> None:
+        buf = io.BytesIO()
+        if _counting(seen, "RETR", lambda: ftp.retrbinary("RETR race", buf.write)):
+            got.append(buf.getvalue())
+
+    swaps = _race(server, server.root / "race", server.root / "race-alt", step)
+    leaked = sum(b"SECRET" in g for g in got)
     assert leaked == 0, f"{leaked} RETRs returned the outside file ({dict(seen)})"
     # the race really ran: both states were met, and nothing else happened
     assert swaps > 1000, swaps
-    assert seen["ok"] > 10 and seen["550"] > 10, dict(seen)
-    assert set(seen) == {"ok", "550"}, dict(seen)
+    assert set(got) == {b"inside"}
+    assert seen["RETR ok"] > 10 and seen["RETR 550"] > 10, dict(seen)
+    assert set(seen) == {"RETR ok", "RETR 550"}, dict(seen)
     assert "internal server error" not in server.log
 
 
@@ -86,29 +99,20 @@ def test_stor_while_a_directory_and_a_symlink_to_an_outside_directory_swap(
     (server.root / "racedir").mkdir()
     os.symlink("../outside", server.root / "racelink")  # relative target this time
     seen: Counter[str] = Counter()
-    n = 0
-    ftp = _client(server)
-    swapper = Swapper(server.root / "racedir", server.root / "racelink", RACE_SECONDS)
-    try:
-        while swapper.proc.poll() is None:
-            n += 1
-            try:
-                ftp.storbinary(f"STOR racedir/up{n}.txt", io.BytesIO(b"upload %d" % n))
-                seen["ok"] += 1
-            except (ftplib.error_perm, ftplib.error_temp) as e:
-                seen[_outcome(e)] += 1
-        swapper.stop()
-    finally:
-        swapper.kill()
-        ftp.close()
+
+    def step(ftp: ftplib.FTP, n: int) -> None:
+        _counting(seen, "STOR", lambda: ftp.storbinary(f"STOR racedir/up{n}.txt",
+                                                       io.BytesIO(b"upload %d" % n)))
+
+    _race(server, server.root / "racedir", server.root / "racelink", step)
     escaped = sorted(os.listdir(outside))
     assert escaped == [], f"{len(escaped)} files written outside the home: {escaped[:5]}"
     real_dir = next(p for p in (server.root / "racedir", server.root / "racelink")
                     if p.is_dir() and not p.is_symlink())
     landed = [p for p in real_dir.iterdir() if p.name.startswith("up")]
-    assert len(landed) == seen["ok"] and seen["ok"] > 10, dict(seen)
-    assert seen["550"] > 10, dict(seen)
-    assert set(seen) == {"ok", "550"}, dict(seen)
+    assert len(landed) == seen["STOR ok"] and seen["STOR ok"] > 10, dict(seen)
+    assert seen["STOR 550"] > 10, dict(seen)
+    assert set(seen) == {"STOR ok", "STOR 550"}, dict(seen)
     assert "internal server error" not in server.log
 
 
@@ -123,52 +127,41 @@ def test_every_command_while_a_directory_and_a_symlink_to_outside_swap(
     before = _snapshot(outside)
     (server.root / "racedir").mkdir()
     os.symlink(outside, server.root / "racelink")
-    ftp = _client(server)
     leaks: list[str] = []
     seen: Counter[str] = Counter()
 
-    def run(label: str, fn: Callable[[], object]) -> object:
-        try:
-            out = fn()
-        except (ftplib.error_perm, ftplib.error_temp) as e:
-            seen[f"{label} {_outcome(e)}"] += 1
-            return None
-        seen[f"{label} ok"] += 1
-        return out
+    def step(ftp: ftplib.FTP, n: int) -> None:
+        def run(label: str, fn: Callable[[], object]) -> object:
+            return _counting(seen, label, fn)
 
-    swapper = Swapper(server.root / "racedir", server.root / "racelink", RACE_SECONDS)
-    try:
-        while swapper.proc.poll() is None:
-            if run("SIZE", lambda: ftp.size("racedir/canary.txt")) == len(SECRET):
-                leaks.append("SIZE")
-            mdtm = run("MDTM", lambda: ftp.voidcmd("MDTM racedir/canary.txt"))
-            if isinstance(mdtm, str) and "19990101" in mdtm:
-                leaks.append("MDTM")
-            listed = run("NLST", lambda: ftp.nlst("racedir"))
-            if isinstance(listed, list) and any("keepdir" in x for x in listed):
-                leaks.append("NLST")
-            for verb in ("LIST", "MLSD"):
-                lines: list[str] = []
-                run(verb, lambda v=verb, out=lines: ftp.retrlines(f"{v} racedir", out.append))
-                if any("keepdir" in x for x in lines):
-                    leaks.append(verb)
-            run("MKD", lambda: ftp.mkd("racedir/newdir"))
-            run("RMD", lambda: ftp.rmd("racedir/keepdir"))
-            run("DELE", lambda: ftp.delete("racedir/canary.txt"))
-            run("RNFR", lambda: ftp.rename("racedir/canary.txt", "stolen.txt"))
-            run("RNTO", lambda: ftp.rename("plant.txt", "racedir/planted.txt")
-                if (server.root / "plant.txt").exists() else ftp.storbinary(
-                    "STOR plant.txt", io.BytesIO(b"plant")))
-            run("MFMT", lambda: ftp.voidcmd("MFMT 20200101000000 racedir/canary.txt"))
-            run("APPE", lambda: ftp.storbinary("APPE racedir/canary.txt",
-                                               io.BytesIO(b"appended")))
-            run("CWD", lambda: (ftp.cwd("/racedir"), ftp.storbinary(
-                "STOR cwd-upload.txt", io.BytesIO(b"via cwd")), ftp.cwd("/")))
-            run("RETR", lambda: ftp.retrbinary("RETR racedir/canary.txt", _no_secret))
-        swapper.stop()
-    finally:
-        swapper.kill()
-        ftp.close()
+        if run("SIZE", lambda: ftp.size("racedir/canary.txt")) == len(SECRET):
+            leaks.append("SIZE")
+        mdtm = run("MDTM", lambda: ftp.voidcmd("MDTM racedir/canary.txt"))
+        if isinstance(mdtm, str) and "19990101" in mdtm:
+            leaks.append("MDTM")
+        listed = run("NLST", lambda: ftp.nlst("racedir"))
+        if isinstance(listed, list) and any("keepdir" in x for x in listed):
+            leaks.append("NLST")
+        for verb in ("LIST", "MLSD"):
+            lines: list[str] = []
+            run(verb, lambda v=verb, out=lines: ftp.retrlines(f"{v} racedir", out.append))
+            if any("keepdir" in x for x in lines):
+                leaks.append(verb)
+        run("MKD", lambda: ftp.mkd("racedir/newdir"))
+        run("RMD", lambda: ftp.rmd("racedir/keepdir"))
+        run("DELE", lambda: ftp.delete("racedir/canary.txt"))
+        run("RNFR", lambda: ftp.rename("racedir/canary.txt", "stolen.txt"))
+        run("RNTO", lambda: ftp.rename("plant.txt", "racedir/planted.txt")
+            if (server.root / "plant.txt").exists() else ftp.storbinary(
+                "STOR plant.txt", io.BytesIO(b"plant")))
+        run("MFMT", lambda: ftp.voidcmd("MFMT 20200101000000 racedir/canary.txt"))
+        run("APPE", lambda: ftp.storbinary("APPE racedir/canary.txt",
+                                           io.BytesIO(b"appended")))
+        run("CWD", lambda: (ftp.cwd("/racedir"), ftp.storbinary(
+            "STOR cwd-upload.txt", io.BytesIO(b"via cwd")), ftp.cwd("/")))
+        run("RETR", lambda: ftp.retrbinary("RETR racedir/canary.txt", _no_secret))
+
+    _race(server, server.root / "racedir", server.root / "racelink", step)
     assert leaks == [], f"outside entries reached: {Counter(leaks)} ({dict(seen)})"
     assert _snapshot(outside) == before, "the outside directory changed"
     assert stolen_or_none(server.root / "stolen.txt")
