@@ -1,7 +1,8 @@
-"""LocalStorage's two resolutions agree (this replaces tests/server/test_storage_open_read.py): ``openat2(RESOLVE_BENEATH)`` where the kernel has
-it, the portable component-by-component ``O_NOFOLLOW`` walk elsewhere (run here by
+"""LocalStorage's two resolutions agree: ``openat2(RESOLVE_BENEATH)`` where the kernel
+has it, the portable component-by-component ``O_NOFOLLOW`` walk elsewhere (run here by
 switching openat2 off, as on a kernel without it). And a storage-level race for the
-operations no FTP command reaches yet (chmod)."""
+operations no FTP command reaches yet (chmod). (This replaces
+tests/server/test_storage_open_read.py: its reads are among these.)"""
 
 from __future__ import annotations
 
