@@ -172,6 +172,7 @@ def test_a_kill_9_leftover_is_resumable_then_cleaned_when_old(
     r2 = natftp_server(root=r.root)
     with Ctl(r2.host, r2.port) as c:
         c.login(r2.user, r2.password)
+        assert c.cmd("TYPE I").code == 200
         assert c.cmd("SIZE big.bin").text == "100000"
     r2.stop(signal.SIGKILL)
     # ...and removes it at the next start once it is older than partial_max_age
@@ -231,6 +232,7 @@ def test_rest_takes_ascii_digits_only_and_the_session_goes_on(server: Running) -
 def test_rest_then_stor_of_a_missing_file_creates_nothing(server: Running) -> None:
     with Ctl(server.host, server.port) as c:
         c.login(server.user, server.password)
+        assert c.cmd("TYPE I").code == 200  # a restart in TYPE A is refused anyway
         d = c.epsv_data()
         assert c.cmd("REST 999").code == 350
         r = c.cmd("STOR new.bin")

@@ -126,6 +126,7 @@ def test_an_interrupted_replacement_is_resumed_and_the_old_file_stays_whole_mean
     assert hidden(r.root) == [".natftp-upload-target.bin.part"]
     with Ctl(r.host, r.port) as c:
         c.login(r.user, r.password)
+        assert c.cmd("TYPE I").code == 200  # SIZE counts bytes in TYPE I (RFC 3659)
         assert c.cmd("SIZE dir/target.bin").text == str(CUT)  # where a resume starts
         d = c.epsv_data()
         assert c.cmd("NLST dir").code in (125, 150)
@@ -238,6 +239,7 @@ def test_a_partial_is_shown_only_to_users_who_may_write(
     with Ctl(r.host, r.port) as c:
         assert c.cmd("USER anonymous").code == 331
         assert c.cmd("PASS guest@example.org").code == 230
+        assert c.cmd("TYPE I").code == 200
         assert c.cmd("SIZE f.bin").text == str(len(OLD))
 
 
@@ -250,6 +252,7 @@ def test_a_busy_upload_is_not_resumed_twice_and_concurrent_stors_both_complete(
     with Ctl(server.host, server.port) as a, Ctl(server.host, server.port) as b:
         a.login(server.user, server.password)
         b.login(server.user, server.password)
+        assert a.cmd("TYPE I").code == 200 and b.cmd("TYPE I").code == 200
         da = a.epsv_data()
         assert a.cmd("STOR same.bin").code == 150
         da.sendall(first[:1000])
@@ -280,6 +283,7 @@ def test_dele_of_a_name_removes_its_interrupted_upload(server: Running) -> None:
     interrupt_stor(server, "only-partial.bin", NEW, 4096)
     with Ctl(server.host, server.port) as c:
         c.login(server.user, server.password)
+        assert c.cmd("TYPE I").code == 200
         assert c.cmd("DELE only-partial.bin").code == 250
         assert c.cmd("SIZE only-partial.bin").code == 550
         assert c.cmd("DELE only-partial.bin").code == 550

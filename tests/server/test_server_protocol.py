@@ -479,7 +479,7 @@ def test_site_chmod_refusals_say_why(server: Running) -> None:
             ("SITE CHMOD 12345 f.txt", 501, "not an octal mode"),
             ("SITE CHMOD 4755 f.txt", 550, "setuid, setgid and sticky"),
             ("SITE CHMOD 1777 f.txt", 550, "setuid, setgid and sticky"),
-            ("SITE CHMOD 600 missing.txt", 550, "No such file"),
+            ("SITE CHMOD 600 missing.txt", 550, "no such file"),
             ("SITE CHMOD 600 nodir/f.txt", 550, "no such"),
             ("SITE CHMOD 600 link.txt", 550, "symbolic link"),
             ("SITE CHMOD 600 inside-link.txt", 550, "symbolic link"),

@@ -481,9 +481,10 @@ def size(s: Session, arg: str) -> Result:
     p = vpath(s, "SIZE", arg)
     if p is None:
         return None
-    if s.perms.write:
+    if s.perms.write and s.binary:
         # an interrupted upload of this name: its size is where a resume starts (curl -C -,
-        # lftp put -c, ftplib rest=, natftp put -c send SIZE, then REST+STOR or APPE)
+        # lftp put -c, ftplib rest=, natftp put -c send SIZE, then REST+STOR or APPE; in
+        # TYPE I: a restart in TYPE A is refused, its offsets are not the file's)
         kept = s.store().partial_size(p)
         if kept is not None:
             s.reply(213, str(kept))
