@@ -553,7 +553,10 @@ class PassiveListener:
             client = None if hdr.source is None else ip(str(hdr.source[0]))
             if client is None or client == self.peer:
                 return True
-            stolen(self.sid, self.port, f"{client} (relayed by {balancer})", self.peer)
+            THROTTLE.once("port-stealing", f"{client} via {balancer}",
+                          "[%s] data connection to port %d relayed by %s for %s refused: "
+                          "not the control connection's client %s (port stealing "
+                          "protection)", self.sid, self.port, balancer, client, self.peer)
         elif verdict == "none":
             self.relay.sends.setdefault(balancer, False)
             return True
