@@ -1,13 +1,13 @@
-"""Security tests (issue 21): hostile peers against a real server. The server fixtures
-come from tests/server/servertools.py; helpers of this directory live beside this file
-under unique module names."""
+"""Security corpus (issue 21): attacks run against a real ``natftp serve`` on loopback.
 
-from __future__ import annotations
+The server fixtures and the raw control connection come from tests/server (servertools.py,
+ftpraw.py); this directory's own helpers live in modules with unique names.
+"""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "server"))
+sys.path.insert(0, str(Path(__file__).parent))
 
-from servertools import any_server, big_file, natftp_server, server  # noqa: E402, F401
+from servertools import natftp_server, server  # noqa: E402, F401  (fixtures, by name)
