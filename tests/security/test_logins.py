@@ -15,13 +15,15 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from availtools import wait_for
+from availtools import in_process, wait_for
 from ftpraw import Ctl
 from servertools import Running
 
+from natftp.proto.addr import ip
 from natftp.server.config import ConfigError, from_dict
 
 BAN_LINE = re.compile(r"^\S+ \S+ WARNING natftp\.server ban (?P<host>\S+): (?P<n>\d+) failed "
@@ -134,3 +136,19 @@ def test_password_checks_are_bounded_and_unknown_users_cost_a_check(
     with Ctl(srv.host, srv.port, timeout=60) as c:
         assert c.cmd("USER bob").code == 331
         assert c.cmd("PASS right").code == 230
+
+
+def test_the_ban_state_is_there_for_metrics_and_a_status_page(tmp_path: Path) -> None:
+    """Server.bans: what issue 20's metrics and status page show."""
+    cfg = {"timeouts": {"login_failure_delay": 0}, "limits": {"ban_after": 2}}
+    with in_process(tmp_path, cfg) as srv:
+        assert srv.call(lambda: srv.srv.bans.active()) == []
+        for _ in range(2):
+            with Ctl("127.0.0.1", srv.port, timeout=30) as c:
+                assert c.cmd("USER alice").code == 331
+                c.cmd("PASS nope")
+        bans = srv.call(lambda: srv.srv.bans.active())
+        total = srv.call(lambda: srv.srv.bans.total)
+        banned = srv.call(lambda: srv.srv.bans.banned(ip("127.0.0.1")))
+    assert [(str(b.address), b.failures) for b in bans] == [("127.0.0.1", 2)]
+    assert bans[0].until - bans[0].since == 900 and total == 1 and banned == bans[0]

@@ -25,7 +25,7 @@ from natftp.proto.replies import Reply, feat_reply
 from natftp.proto.security import auth_mechanism
 from natftp.server import data
 from natftp.server.config import Permissions
-from natftp.server.guard import THROTTLE, Busy
+from natftp.server.guard import Busy
 from natftp.server.listings import Listing, long_line, name_line
 from natftp.server.session import Session
 from natftp.storage.local import LocalStorage, StorageError
@@ -112,9 +112,7 @@ def pass_(s: Session, arg: str) -> Result:
 
 def _refuse_and_close(s: Session, kind: str, text: str, why: str) -> None:
     """421 and close, the log line rate-limited (a flood of these must not flood it)."""
-    THROTTLE.warn(f"refused-{kind}", "[%s] %s %s: refused 421 %s", s.sid, s.client_ip,
-                  s.login_name or "-", text)
-    s.reply(421, text)
+    s.refuse(421, text, level=logging.WARNING, kind=kind)
     s.close(why)
 
 
@@ -658,7 +656,8 @@ def _open_passive(s: Session, verb: str) -> int | None:
     if cap and srv.waiting_per_ip[s.client_ip] >= cap:
         s.refuse(425, f"{verb}: {s.client_ip} already has {cap} passive ports waiting for a "
                       "data connection (limits.max_passive_per_ip); connect to them, or "
-                      "wait until they time out (timeouts.data).", level=logging.WARNING)
+                      "wait until they time out (timeouts.data).", level=logging.WARNING,
+                 kind="passive-cap")
         return None
     pool = srv.pool
     try:
@@ -676,7 +675,7 @@ def _open_passive(s: Session, verb: str) -> int | None:
     if bound is None:
         s.refuse(425, f"{verb}: no free passive port: all {pool.size} ports of "
                       f"{pool.describe()} (passive.ports) are in use; try again later, or "
-                      "widen passive.ports.", level=logging.WARNING)
+                      "widen passive.ports.", level=logging.WARNING, kind="passive-full")
         return None
     sock, port = bound
     s.pasv = data.PassiveListener(s.loop, sock, port, pool, s.client_ip,
@@ -963,7 +962,7 @@ def mlsd(s: Session, arg: str) -> Result:
     st = s.store()
     if not st.is_dir(p):
         try:
-            st.real(p)
+            st.stat(p)
         except StorageError as e:
             s.storage_error("MLSD", e)
             return None

@@ -592,10 +592,17 @@ class Session(asyncio.Protocol):
         if t is not None and not t.is_closing() and data:
             t.write(data)
 
-    def refuse(self, code: int, text: str, *, level: int = logging.INFO) -> None:
-        """A refusal: the reply says what and why, and the event is logged once."""
-        logsetup.log(log, level, "[%s] %s %s: refused %d %s", self.sid, self.client_ip,
-                     self.login_name or "-", code, text)
+    def refuse(self, code: int, text: str, *, level: int = logging.INFO,
+               kind: str = "") -> None:
+        """A refusal: the reply says what and why, and the event is logged once.
+        ``kind``: a refusal a client can repeat at will (a flood), whose line is
+        rate-limited per kind (see :class:`natftp.server.guard.Throttle`)."""
+        if kind:
+            THROTTLE.warn(f"refused-{kind}", "[%s] %s %s: refused %d %s", self.sid,
+                          self.client_ip, self.login_name or "-", code, text, level=level)
+        else:
+            logsetup.log(log, level, "[%s] %s %s: refused %d %s", self.sid, self.client_ip,
+                         self.login_name or "-", code, text)
         self.reply(code, text)
 
     def event(self, text: str, *args: object, level: int = logging.INFO) -> None:
