@@ -903,16 +903,25 @@ def stou(s: Session, arg: str) -> Result:
     return _store(s, "STOU", arg, unique=True)
 
 
-async def _stream(s: Session, verb: str, what: str, lst: Listing) -> None:
+def _stream(s: Session, verb: str, what: str, lst: Listing) -> Result:
     """A listing over the data connection, read in a worker thread one chunk at a time
-    and sent at the client's pace (see :mod:`natftp.server.listings`)."""
+    and sent at the client's pace (see :mod:`natftp.server.listings`). It is the
+    session's transfer from now (``xfer``): an ABOR or STAT while the directory is
+    read acts on it, as on any transfer that has not started yet."""
+    s.xfer = (verb, what, data.Progress())
+    return _streamed(s, verb, what, lst)
+
+
+async def _streamed(s: Session, verb: str, what: str, lst: Listing) -> None:
     pool = s.server.list_pool()
     try:
         first = await s.loop.run_in_executor(pool, lst.chunk)
     except StorageError as e:
+        s.xfer = None
         s.storage_error(verb, e)
         return
     if not _need_data(s, verb):
+        s.xfer = None
         return
 
     async def body(chan: data.Channel, prog: data.Progress) -> int:
