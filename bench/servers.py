@@ -107,7 +107,9 @@ def _aioftp(root: Path, passive: tuple[int, int]) -> Iterator[Target]:
 @contextlib.contextmanager
 def _natftp(root: Path, passive: tuple[int, int], extra: list[str]) -> Iterator[Target]:
     tmp = Path(tempfile.mkdtemp(prefix="natftp-bench-natftp-"))
+    # max_passive_per_ip = 0: 200 sessions from one address open ports at once
     config = (f"[limits]\nmax_sessions = {MAX_SESSIONS}\nmax_sessions_per_ip = 0\n"
+              "max_passive_per_ip = 0\n"
               f"[timeouts]\nidle = 600\n")
     r = servertools.start_server(tmp, root=root, config=config,
                                  args=["--passive-ports", f"{passive[0]}-{passive[1]}",

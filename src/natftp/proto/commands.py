@@ -80,6 +80,12 @@ class LineReader:
         self._discarding = False
         self._iac_state = 0  # 0 normal, 1 after IAC, 2 after WILL/WONT/DO/DONT, 3 in SB
 
+    @property
+    def partial(self) -> bool:
+        """A line has begun and not ended yet (bytes kept, or an over-long line being
+        discarded): the server gives it ``timeouts.line`` to end (slowloris)."""
+        return bool(self._buf) or self._discarding
+
     def _strip_telnet(self, data: bytes) -> bytes:
         if IAC not in data and self._iac_state == 0:
             return data

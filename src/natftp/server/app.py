@@ -19,20 +19,26 @@ import socket
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from natftp.nat import resolver
 from natftp.nat.localnets import local_networks
 from natftp.nat.policy import AdvertisePolicy, UnreachableWarnings
 from natftp.nat.ports import PortPool
 from natftp.proto.addr import IPAddress
-from natftp.server import data, privs
+from natftp.server import data, guard, privs
 from natftp.server.config import ConfigError, ListenAddress, ServerConfig
+from natftp.server.guard import THROTTLE, Bans, PasswordChecks
 from natftp.server.session import Session
 from natftp.server.tls import CertInfo, CertStore
 from natftp.server.zeroconf import ZeroConf
 from natftp.storage import local
 
 log = logging.getLogger("natftp.server")
+
+#: a passive port waiting this long for its connection may be taken back when the pool
+#: is exhausted (see Server.reclaim_waiting)
+RECLAIM_AFTER = 2.0
 
 
 def _expire_all(store: local.LocalStorage, vpaths: list[str], age: float) -> list[str]:
@@ -69,8 +75,23 @@ class Server:
         self.sessions: set[Session] = set()
         #: sessions holding a kept passive listening socket, oldest first
         self.spares: dict[Session, None] = {}
+        #: passive listeners waiting for their data connection, oldest first, and how
+        #: many each client address has (limits.max_passive_per_ip)
+        self.waiting: dict[data.PassiveListener, IPAddress] = {}
+        self.waiting_per_ip: Counter[IPAddress] = Counter()
         self._per_ip: Counter[IPAddress] = Counter()
         self._unreachable = UnreachableWarnings()
+        #: failed logins and the bans they cause ([limits] ban_*): ``bans.active()``
+        self.bans = Bans(config.limits)
+        #: argon2 checks in their own bounded pool (limits.login_workers/login_queue)
+        self.passwords = PasswordChecks(config.limits, config.users)
+        #: events counted rather than logged: "reset_at_accept" (a connection reset
+        #: before it could be served)
+        self.counts: Counter[str] = Counter()
+        #: rate limit of per-connection warnings (its ``suppressed`` counts by kind)
+        self.throttle = THROTTLE
+        #: threads that read directories for listings (made on first use)
+        self._list_pool: ThreadPoolExecutor | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._sid = 0
@@ -267,6 +288,10 @@ class Server:
         await asyncio.sleep(0)
         if self.certs is not None:
             self.certs.close()
+        self.passwords.close()
+        if self._list_pool is not None:
+            self._list_pool.shutdown(wait=False, cancel_futures=True)
+            self._list_pool = None
 
     def reload_tls(self) -> CertInfo | None:
         """SIGHUP: read the certificate again; new TLS sessions get it, running ones keep
@@ -292,15 +317,18 @@ class Server:
         self._sid += 1
         return f"s{self._sid}"
 
-    def admit(self, s: Session) -> str | None:
-        """None to accept a new session, else the reason for a 421."""
+    def admit(self, s: Session) -> tuple[str, str] | None:
+        """None to accept a new session, else (kind, the text of a 421)."""
         lim = self.config.limits
+        ban = self.bans.banned(s.client_ip)
+        if ban is not None:
+            return "banned", self.ban_text(ban)
         if len(self.sessions) >= lim.max_sessions:
-            return (f"Too many sessions ({lim.max_sessions}, limits.max_sessions); try "
-                    "again later.")
+            return "limit", (f"Too many sessions ({lim.max_sessions}, limits.max_sessions); "
+                             "try again later.")
         if lim.max_sessions_per_ip and self._per_ip[s.client_ip] >= lim.max_sessions_per_ip:
-            return (f"Too many sessions from {s.client_ip} ({lim.max_sessions_per_ip}, "
-                    "limits.max_sessions_per_ip); close some and retry.")
+            return "limit", (f"Too many sessions from {s.client_ip} ({lim.max_sessions_per_ip}, "
+                             "limits.max_sessions_per_ip); close some and retry.")
         self.sessions.add(s)
         self._per_ip[s.client_ip] += 1
         return None
@@ -310,6 +338,54 @@ class Server:
         session binds a new one at its next PASV/EPSV). False if none is kept."""
         for s in self.spares:
             s.drop_spare()
+            return True
+        return False
+
+    def ban_text(self, ban: guard.Ban) -> str:
+        """The 421 a banned address gets."""
+        left = max(1, int(ban.ends - self.loop.time()))
+        return (f"Address {ban.address} is refused for {left} s more after "
+                f"{ban.failures} failed logins (limits.ban_after); try again later.")
+
+    def login_failed(self, addr: IPAddress) -> guard.Ban | None:
+        """Count a failed login from ``addr``; a ban it starts is logged here, once."""
+        ban = self.bans.failed(addr)
+        if ban is not None:
+            log.warning("%s", self.bans.describe(ban))
+        return ban
+
+    def list_pool(self) -> ThreadPoolExecutor:
+        """Threads for reading directories (a listing never reads one on the loop)."""
+        if self._list_pool is None:
+            self._list_pool = ThreadPoolExecutor(2, thread_name_prefix="natftp-list")
+        return self._list_pool
+
+    def passive_waiting(self, listener: data.PassiveListener, peer: IPAddress) -> None:
+        """A passive listener now waits for its data connection."""
+        self.waiting[listener] = peer
+        self.waiting_per_ip[peer] += 1
+        listener.on_done = self._passive_done
+
+    def _passive_done(self, listener: data.PassiveListener) -> None:
+        peer = self.waiting.pop(listener, None)
+        if peer is not None:
+            self.waiting_per_ip[peer] -= 1
+            if self.waiting_per_ip[peer] <= 0:
+                del self.waiting_per_ip[peer]
+
+    def reclaim_waiting(self) -> bool:
+        """The passive pool is exhausted: give back the port of the listener that has
+        waited longest for a connection, if it waited more than RECLAIM_AFTER seconds
+        (a client connects within milliseconds of 227/229; one that has not after that
+        long is gone, or holding ports on purpose). False if none qualifies."""
+        now = self.loop.time()
+        for listener in self.waiting:
+            if now - listener.born < RECLAIM_AFTER:
+                return False
+            listener.reclaim(f"its passive port {listener.port} was given to another "
+                             f"client after {now - listener.born:.0f} s without a data "
+                             "connection (all of passive.ports were in use); send PASV "
+                             "or EPSV and connect at once")
             return True
         return False
 
@@ -337,16 +413,3 @@ class Server:
                     "address %s, which it cannot reach from outside%s; set nat.masquerade "
                     "(--masquerade) to the server's public address or hostname", peer, net,
                     told, pending)
-
-    async def verify_hash(self, hashed: str, password: str) -> bool:
-        """argon2 verification in a worker thread (it takes tens of milliseconds)."""
-        from argon2 import PasswordHasher
-        from argon2.exceptions import InvalidHashError, VerificationError
-
-        def check() -> bool:
-            try:
-                return PasswordHasher().verify(hashed, password)
-            except (VerificationError, InvalidHashError):
-                return False
-
-        return await self.loop.run_in_executor(None, check)

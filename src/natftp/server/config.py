@@ -140,6 +140,10 @@ class Timeouts:
     idle: float = 300.0
     data: float = 30.0
     login_failure_delay: float = 1.0
+    #: a session not logged in this long after connecting is closed (issue 21)
+    login: float = 60.0
+    #: a command line must be complete this long after its first byte (slowloris)
+    line: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,18 @@ class Limits:
     max_sessions_per_ip: int = 64
     max_line: int = 4096
     max_login_attempts: int = 3
+    #: password checks (argon2) run at once in their own threads, and how many more
+    #: may wait for one; beyond that a login gets 421 "busy"
+    login_workers: int = 2
+    login_queue: int = 16
+    #: ban an address after this many failed logins within ban_window seconds, for
+    #: ban_time seconds (0: no bans); networks in ban_exempt are never banned
+    ban_after: int = 10
+    ban_window: float = 600.0
+    ban_time: float = 900.0
+    ban_exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: passive ports one client address may hold waiting for a data connection
+    max_passive_per_ip: int = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,7 +525,8 @@ def _from_raw(raw: dict[str, Any], base_dir: Path | None) -> ServerConfig:
                               'use high ports, e.g. "30000-30099"')
 
     timeouts_t = _typed("timeouts", raw.get("timeouts", {}), dict)
-    _check_keys("timeouts.", timeouts_t, ("idle", "data", "login_failure_delay"))
+    _check_keys("timeouts.", timeouts_t, ("idle", "data", "login_failure_delay", "login",
+                                          "line"))
     d = Timeouts()
     timeouts = Timeouts(
         idle=_positive("timeouts.idle", _typed("timeouts.idle",
@@ -520,21 +537,13 @@ def _from_raw(raw: dict[str, Any], base_dir: Path | None) -> ServerConfig:
             "timeouts.login_failure_delay",
             _typed("timeouts.login_failure_delay",
                    timeouts_t.get("login_failure_delay", d.login_failure_delay), float),
-            zero_ok=True))
+            zero_ok=True),
+        login=_positive("timeouts.login", _typed("timeouts.login",
+                                                 timeouts_t.get("login", d.login), float)),
+        line=_positive("timeouts.line", _typed("timeouts.line",
+                                               timeouts_t.get("line", d.line), float)))
 
-    limits_t = _typed("limits", raw.get("limits", {}), dict)
-    lim_keys = ("max_sessions", "max_sessions_per_ip", "max_line", "max_login_attempts")
-    _check_keys("limits.", limits_t, lim_keys)
-    dl = Limits()
-    lim_vals: dict[str, int] = {}
-    for k in lim_keys:
-        v = _typed(f"limits.{k}", limits_t.get(k, getattr(dl, k)), int)
-        _positive(f"limits.{k}", v, zero_ok=(k == "max_sessions_per_ip"))
-        lim_vals[k] = v
-    if lim_vals["max_line"] < 512:
-        raise ConfigError("limits.max_line", lim_vals["max_line"], "below 512 bytes",
-                          "RFC 959 lines can be long paths; use at least 512")
-    limits = Limits(**lim_vals)
+    limits = _limits(_typed("limits", raw.get("limits", {}), dict))
 
     anon_v = raw.get("anonymous", {})
     if isinstance(anon_v, bool):
@@ -618,6 +627,42 @@ def _run_as(value: object) -> RunAs:
         group_name = str(gid)
     groups = tuple(g for g in os.getgrouplist(pw.pw_name, gid) if g != 0)
     return RunAs(user=pw.pw_name, group=group_name, uid=pw.pw_uid, gid=gid, groups=groups)
+
+
+_LIMIT_INTS = ("max_sessions", "max_sessions_per_ip", "max_line", "max_login_attempts",
+               "login_workers", "login_queue", "ban_after", "max_passive_per_ip")
+#: integer limits where 0 means "no limit" / "off"
+_ZERO_OK = ("max_sessions_per_ip", "login_queue", "ban_after", "max_passive_per_ip")
+
+
+def _limits(t: dict[str, Any]) -> Limits:
+    _check_keys("limits.", t, (*_LIMIT_INTS, "ban_window", "ban_time", "ban_exempt"))
+    dl = Limits()
+    vals: dict[str, Any] = {}
+    for k in _LIMIT_INTS:
+        v = _typed(f"limits.{k}", t.get(k, getattr(dl, k)), int)
+        _positive(f"limits.{k}", v, zero_ok=k in _ZERO_OK)
+        vals[k] = v
+    if vals["max_line"] < 512:
+        raise ConfigError("limits.max_line", vals["max_line"], "below 512 bytes",
+                          "RFC 959 lines can be long paths; use at least 512")
+    if vals["login_workers"] > 64:
+        raise ConfigError("limits.login_workers", vals["login_workers"], "above 64",
+                          "each check takes an argon2 hash's memory (64 MiB by default); "
+                          "use about the number of CPU cores")
+    for k in ("ban_window", "ban_time"):
+        vals[k] = _positive(f"limits.{k}", _typed(f"limits.{k}", t.get(k, getattr(dl, k)),
+                                                  float))
+    exempt = []
+    for n in _typed("limits.ban_exempt", t.get("ban_exempt", []), list):
+        try:
+            exempt.append(ipaddress.ip_network(_typed("limits.ban_exempt", n, str),
+                                               strict=False))
+        except ValueError:
+            raise ConfigError("limits.ban_exempt", n, "not a network",
+                              'write CIDR, e.g. ["127.0.0.0/8", "::1/128"]') from None
+    vals["ban_exempt"] = tuple(exempt)
+    return Limits(**vals)
 
 
 def _user(key: str, u: object, root: Path) -> User:

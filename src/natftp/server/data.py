@@ -19,6 +19,14 @@ data connection came, the listening socket stays open (its port held) as the ses
 connected to it in between: a session looping EPSV + RETR binds one socket, not one per
 transfer. Spares go back to the pool when their session ends, and the oldest is taken back
 when the pool has no free port left, so they never cause a "no free passive port".
+
+Every passive socket is watched from the moment it is bound until it is closed (issue
+21): a connection is accepted as soon as it arrives, the control peer's kept for the
+transfer and any other closed at once, so connections from elsewhere cannot fill the
+accept queue and keep the client out. Once the listener's connection came, its watcher
+closes whatever else comes, also while the socket is kept as a spare; a listener made on
+a spare takes the watch over (the reader is replaced, not removed and added again: ~0.5
+us under uvloop).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from natftp.proto import proxy
 from natftp.proto.addr import IPAddress, ip
 from natftp.proto.ascii import FromWire, ToWire
 from natftp.server.config import ProxyProtocolConfig
+from natftp.server.guard import THROTTLE
 
 log = logging.getLogger("natftp.server")
 
@@ -413,24 +422,28 @@ class Relay:
 class PassiveListener:
     """One PASV/EPSV port: accepts the first connection from the control peer.
 
-    Connections from any other address are closed and logged (RFC 2577 port stealing).
-    If none comes within ``timeout`` the port is given back. ``wait()`` returns the data
-    socket or raises :class:`DataError`; ``take_now()`` returns it if it is already there.
+    Connections from any other address are closed as they arrive and logged (RFC 2577
+    port stealing; once per source, rate-limited). If none comes by ``deadline``
+    (``timeout`` from now unless given) the port is given back. ``wait()`` returns the
+    data socket or raises :class:`DataError`; ``take_now()`` returns it if it is already
+    there. ``on_done`` is called once when the listener stops waiting (connected, timed
+    out, closed), for the server's count of waiting ports.
 
-    In the clear the listener is *lazy*: nothing watches the socket until a transfer
-    asks for the connection (the client has usually connected by then, and the accept
-    is one call, with no reader registration and no wake-up of the loop). In PROT P it
-    accepts as soon as the client connects, because the TLS handshake starts then.
+    The socket is watched from the start (see the module's text); in PROT P the TLS
+    handshake starts as soon as the client connects.
     """
 
     __slots__ = ("loop", "sock", "port", "pool", "peer", "timeout", "sid", "_fut",
                  "_timer", "_error", "_open", "_taken", "tls", "handshake", "kept",
-                 "_peer_text", "_reading", "_family", "relay", "_pending")
+                 "_peer_text", "_reading", "_family", "relay", "_pending", "born",
+                 "on_done")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, port: int,
                  pool: PortPool, peer: IPAddress, timeout: float, sid: str,
                  tls: ssl.SSLContext | None = None, *, family: int | None = None,
-                 peer_text: str | None = None, relay: Relay | None = None) -> None:
+                 peer_text: str | None = None, relay: Relay | None = None,
+                 deadline: float | None = None,
+                 on_done: Callable[[PassiveListener], None] | None = None) -> None:
         self.loop, self.sock, self.port, self.pool = loop, sock, port, pool
         self.peer, self.timeout, self.sid = peer, timeout, sid
         #: the peer as accept() spells it (IPv4 on an IPv4 socket): a string compare
@@ -455,9 +468,22 @@ class PassiveListener:
         #: a relayed connection whose PROXY header (if any) is awaited: (socket,
         #: balancer, timer)
         self._pending: tuple[socket.socket, IPAddress, asyncio.TimerHandle] | None = None
-        if tls is not None:
-            self._watch()
-        self._timer: asyncio.TimerHandle | None = loop.call_later(timeout, self._on_timeout)
+        self.born = loop.time()
+        self.on_done = on_done
+        self._watch()
+        if deadline is None:
+            deadline = self.born + timeout
+        self._timer: asyncio.TimerHandle | None = loop.call_at(deadline, self._on_timeout)
+
+    @property
+    def deadline(self) -> float | None:
+        """When this port is given back if nothing connects (None: no longer waiting)."""
+        return self._timer.when() if self._timer is not None else None
+
+    @property
+    def waiting(self) -> bool:
+        """Still waiting for its data connection."""
+        return self._open
 
     def _watch(self) -> None:
         self._reading = True
@@ -488,10 +514,8 @@ class PassiveListener:
                     if self._pending is not None:
                         return None
                     continue
-                log.warning("[%s] data connection to port %d from %s refused: not the "
-                            "control connection's address %s (port stealing protection)",
-                            self.sid, self.port, addr[0], self.peer)
                 os.close(fd)
+                stolen(self.sid, self.port, addr[0], self.peer)
                 continue
             conn = socket.socket(self._family, socket.SOCK_STREAM, 0, fd)
             conn.setblocking(False)
@@ -529,9 +553,10 @@ class PassiveListener:
             client = None if hdr.source is None else ip(str(hdr.source[0]))
             if client is None or client == self.peer:
                 return True
-            log.warning("[%s] data connection to port %d relayed by %s for %s refused: "
-                        "not the control connection's client %s (port stealing "
-                        "protection)", self.sid, self.port, balancer, client, self.peer)
+            THROTTLE.once("port-stealing", f"{client} via {balancer}",
+                          "[%s] data connection to port %d relayed by %s for %s refused: "
+                          "not the control connection's client %s (port stealing "
+                          "protection)", self.sid, self.port, balancer, client, self.peer)
         elif verdict == "none":
             self.relay.sends.setdefault(balancer, False)
             return True
@@ -593,24 +618,38 @@ class PassiveListener:
         return conn
 
     def _on_readable(self) -> None:
-        self._take()
+        if self._open:
+            self._take()
+        else:  # connected, the socket kept (as the session's spare): nobody else may
+            close_strays(self.sock, self.port, self.sid)
 
     def _on_timeout(self) -> None:
         self._timer = None
-        if self._open and not self._reading and self._take() is not None:
-            return  # connected, but nothing asked for it yet: kept
+        if self._open and self._take() is not None:
+            return  # it came in the same turn of the loop as the timer
         self._finish(None, f"no data connection came to port {self.port} within "
                            f"{self.timeout:g} s (timeouts.data)")
 
     def take_now(self) -> socket.socket | None:
         """The data connection if it has come (clear text only), without waiting; the
         caller owns it. None: use ``wait()``."""
-        if self.tls is not None or not self._open:
+        if self.tls is not None:
             return None
-        conn = self._take()
+        fut = self._fut
+        if fut.done():
+            conn = None if fut.cancelled() else fut.result()
+        elif self._open and self._pending is None and queued(self.sock):
+            conn = self._take()  # queued, its callback not run yet in this turn
+        else:
+            return None
         if conn is not None:
             self._taken = True
         return conn
+
+    def reclaim(self, why: str) -> None:
+        """Stop waiting now and give the port back (the pool needs it); ``wait()`` then
+        raises with ``why``."""
+        self._finish(None, why)
 
     def _finish(self, conn: socket.socket | None, error: str) -> None:
         if self._pending is not None:
@@ -619,17 +658,22 @@ class PassiveListener:
                 dropped[0].close()
         if self._open:
             self._open = False
-            if self._reading:
-                self._reading = False
-                self.loop.remove_reader(self.sock.fileno())
             if conn is not None and not self._fut.done():
-                self.kept = True
+                self.kept = True  # still watched: _on_readable closes what comes now
+                if not self._reading:
+                    self._watch()
             else:
+                if self._reading:
+                    self._reading = False
+                    self.loop.remove_reader(self.sock.fileno())
                 self.sock.close()
                 self.pool.release(self.port)
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            if self.on_done is not None:
+                done, self.on_done = self.on_done, None
+                done(self)
         if self._fut.done():
             if conn is not None:
                 conn.close()
@@ -651,7 +695,9 @@ class PassiveListener:
         return conn
 
     def detach(self) -> tuple[socket.socket, int] | None:
-        """The kept listening socket and its (still held) port, now the caller's."""
+        """The kept listening socket and its (still held) port, now the caller's: it
+        stays watched (what connects is closed) until :func:`close_spare`, or until a
+        new listener on it takes the watch over."""
         if not self.kept:
             return None
         self.kept = False
@@ -661,7 +707,7 @@ class PassiveListener:
         """Give the port back and drop any connection not yet used."""
         if self.kept:  # nobody took the listening socket over
             self.kept = False
-            self.sock.close()
+            close_spare(self.loop, self.sock)
             self.pool.release(self.port)
         self._finish(None, "data connection closed")
         if self._fut.done() and not self._fut.cancelled():
@@ -671,6 +717,22 @@ class PassiveListener:
                     self.handshake.cancel()  # it closes the socket
                 else:
                     conn.close()
+
+
+def stolen(sid: str, port: int, source: str, peer: IPAddress) -> None:
+    """A connection to a passive port from another client than the session's: closed;
+    said once per source and rate-limited, so a flood of them cannot flood the log."""
+    THROTTLE.once("port-stealing", str(source),
+                  "[%s] data connection to port %d from %s refused: not the control "
+                  "connection's address %s (port stealing protection; further ones "
+                  "from %s are closed without a line)", sid, port, source, peer, source)
+
+
+def close_spare(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Stop watching a kept listening socket and close it."""
+    if sock.fileno() >= 0:
+        loop.remove_reader(sock.fileno())
+    sock.close()
 
 
 _TCP_INFO = getattr(socket, "TCP_INFO", None)
@@ -693,18 +755,25 @@ def queued(sock: socket.socket) -> int | None:
 
 
 def drain_backlog(sock: socket.socket, port: int, sid: str) -> None:
-    """A kept listening socket about to be offered again: close whatever connected to it
-    since its last transfer (nobody was told to connect then)."""
-    if queued(sock) == 0:
-        return
+    """A kept listening socket about to be offered again (PASV/EPSV): close what came to
+    it in this same turn of the loop, before its watcher ran. One getsockopt when
+    nothing did (an accept() that finds nothing costs a BlockingIOError)."""
+    if queued(sock) != 0:
+        close_strays(sock, port, sid)
+
+
+def close_strays(sock: socket.socket, port: int, sid: str) -> None:
+    """Close whatever connected to a kept listening socket between transfers (nobody was
+    told to connect then)."""
     for _ in range(16):
         try:
-            conn, addr = sock.accept()
+            fd, addr = sock._accept()  # type: ignore[attr-defined]
         except OSError:
             return
-        log.info("[%s] closed a connection from %s that came to passive port %d between "
-                 "transfers", sid, addr[0], port)
-        conn.close()
+        os.close(fd)
+        THROTTLE.warn("stray-data", "[%s] closed a connection from %s that came to "
+                      "passive port %d between transfers", sid, addr[0], port,
+                      level=logging.INFO)
 
 
 async def connect_active(loop: asyncio.AbstractEventLoop, family: int, local_host: str,

@@ -9,12 +9,10 @@ as its busy task (transfers, the password check).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import socket
 import stat as stat_
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -28,6 +26,8 @@ from natftp.proto.replies import Reply, feat_reply
 from natftp.proto.security import auth_mechanism
 from natftp.server import data
 from natftp.server.config import Permissions
+from natftp.server.guard import Busy
+from natftp.server.listings import Listing, long_line, name_line
 from natftp.server.session import Session
 from natftp.storage.local import LocalStorage, StorageError
 
@@ -105,7 +105,17 @@ def pass_(s: Session, arg: str) -> Result:
         s.refuse(503, "Send USER before PASS.")
         return None
     name, s.pending_user = s.pending_user, None
+    ban = s.server.bans.banned(s.client_ip)
+    if ban is not None:
+        _refuse_and_close(s, "banned", s.server.ban_text(ban), "address banned")
+        return None
     return _login(s, name, arg)
+
+
+def _refuse_and_close(s: Session, kind: str, text: str, why: str) -> None:
+    """421 and close, the log line rate-limited (a flood of these must not flood it)."""
+    s.refuse(421, text, level=logging.WARNING, kind=kind)
+    s.close(why)
 
 
 async def _login(s: Session, name: str, password: str) -> None:
@@ -116,23 +126,28 @@ async def _login(s: Session, name: str, password: str) -> None:
         s.reply(230, "Anonymous access granted; read-only.")
         return
     u = cfg.user(name)
-    ok = False
-    if u is not None:
-        if u.password is not None:
-            ok = hmac.compare_digest(u.password.encode("utf-8", "surrogateescape"),
-                                     password.encode("utf-8", "surrogateescape"))
-        elif u.password_hash is not None:
-            ok = await s.server.verify_hash(u.password_hash, password)
+    try:
+        ok = await s.server.passwords.check(u, password)
+    except Busy:
+        _refuse_and_close(s, "busy", "Server busy checking other logins (limits."
+                          "login_workers, limits.login_queue); try again in a moment.",
+                          "password checks busy")
+        return
     if not ok or u is None:
         s.failures += 1
+        ban = s.server.login_failed(s.client_ip)
         await asyncio.sleep(cfg.timeouts.login_failure_delay)
         why = "unknown user" if u is None else "wrong password"
         s.event("login failed for %r from %s (%s; attempt %d of %d)", name, s.client_ip, why,
                 s.failures, cfg.limits.max_login_attempts, level=logging.WARNING)
+        if ban is not None:
+            s.reply(421, s.server.ban_text(ban))
+            s.close("address banned")
+            return
         if s.failures >= cfg.limits.max_login_attempts:
             s.reply(421, f"Login incorrect; {s.failures} failed attempts "
                          "(limits.max_login_attempts); closing the connection.")
-            s.close()
+            s.close("too many failed logins")
             return
         s.reply(530, "Login incorrect: unknown user or wrong password.")
         return
@@ -201,7 +216,7 @@ def rein(s: Session, arg: str) -> Result:
 
 def quit_(s: Session, arg: str) -> Result:
     s.reply(221, "Goodbye.")
-    s.close()
+    s.close("QUIT")
     return None
 
 
@@ -268,11 +283,11 @@ def stat(s: Session, arg: str) -> Result:
             s.deny("list")
             return None
         opts_, target = listing.split_list_arg(arg)
-        lines = _list_lines(s, "STAT", target or ".", long=True)
-        if lines is None:
+        p = vpath(s, "STAT", target or ".")
+        if p is None:
             return None
-        s.send_reply(Reply(213, ("Status of " + (target or "."), *lines, "End of status.")))
-        return None
+        return _stat_listing(s, target or ".", Listing(s.store(), p, long_line(),
+                                                       indent=True))
     mode = "passive" if s.pasv else ("active" if s.port_target else "none set")
     if s.xfer is not None:  # STAT during a transfer (RFC 959 §4.1.3): answered at once
         verb, what, progress = s.xfer
@@ -291,6 +306,26 @@ def stat(s: Session, arg: str) -> Result:
                                                if s.tls_ctx is not None else "")),
         "End of status.")))
     return None
+
+
+async def _stat_listing(s: Session, target: str, lst: Listing) -> None:
+    """STAT PATH: a 213 reply on the control connection, written a chunk at a time as
+    the client reads (``Session.drained``), the directory read in a worker thread."""
+    pool = s.server.list_pool()
+    try:
+        chunk = await s.loop.run_in_executor(pool, lst.chunk)
+    except StorageError as e:
+        s.storage_error("STAT", e)
+        return
+    head = f"213-Status of {target}".replace("\r", " ").replace("\n", " ")
+    s.write_reply(head.encode("utf-8", "surrogateescape") + b"\r\n" + chunk)
+    while chunk:
+        await s.drained()
+        chunk = await s.loop.run_in_executor(pool, lst.chunk)
+        if chunk:
+            s.write_reply(chunk)
+    s.reply(213, "End of status.")
+    s.event("STAT %s: %d lines", lst.vpath, lst.lines)
 
 
 def host(s: Session, arg: str) -> Result:
@@ -624,15 +659,27 @@ def rest(s: Session, arg: str) -> Result:
 # -- data connection setup ------------------------------------------------------------
 
 def _open_passive(s: Session, verb: str) -> int | None:
+    old = s.pasv
+    # a new PASV does not renew a port that is still waiting: the new one keeps its
+    # deadline (a client cannot hold a port for ever by repeating PASV)
+    deadline = old.deadline if old is not None and old.waiting else None
     s.close_data()
-    pool = s.server.pool
+    srv = s.server
+    cap = srv.config.limits.max_passive_per_ip
+    if cap and srv.waiting_per_ip[s.client_ip] >= cap:
+        s.refuse(425, f"{verb}: {s.client_ip} already has {cap} passive ports waiting for a "
+                      "data connection (limits.max_passive_per_ip); connect to them, or "
+                      "wait until they time out (timeouts.data).", level=logging.WARNING,
+                 kind="passive-cap")
+        return None
+    pool = srv.pool
     try:
         bound = s.take_spare()
         if bound is not None:
             data.drain_backlog(bound[0], bound[1], s.sid)
         else:
             bound = ports.bind_passive(pool, s.family, s.local)
-            while bound is None and s.server.reclaim_spare():
+            while bound is None and (srv.reclaim_spare() or srv.reclaim_waiting()):
                 bound = ports.bind_passive(pool, s.family, s.local)
     except OSError as e:
         s.refuse(425, f"{verb}: cannot open a passive port ({e.strerror or e}).",
@@ -641,13 +688,15 @@ def _open_passive(s: Session, verb: str) -> int | None:
     if bound is None:
         s.refuse(425, f"{verb}: no free passive port: all {pool.size} ports of "
                       f"{pool.describe()} (passive.ports) are in use; try again later, or "
-                      "widen passive.ports.", level=logging.WARNING)
+                      "widen passive.ports.", level=logging.WARNING, kind="passive-full")
         return None
     sock, port = bound
     s.pasv = data.PassiveListener(s.loop, sock, port, pool, s.client_ip,
-                                  s.server.config.timeouts.data, s.sid,
+                                  srv.config.timeouts.data, s.sid,
                                   s.tls_ctx if s.prot_p else None, family=s.family,
-                                  peer_text=s.peer_text, relay=s.server.relay)
+                                  peer_text=s.peer_text, relay=srv.relay,
+                                  deadline=deadline)
+    srv.passive_waiting(s.pasv, s.client_ip)
     return port
 
 
@@ -868,54 +917,59 @@ def stou(s: Session, arg: str) -> Result:
     return _store(s, "STOU", arg, unique=True)
 
 
-def _list_lines(s: Session, verb: str, target: str, *, long: bool) -> list[str] | None:
+def _stream(s: Session, verb: str, what: str, lst: Listing) -> Result:
+    """A listing over the data connection, read in a worker thread one chunk at a time
+    and sent at the client's pace (see :mod:`natftp.server.listings`). It is the
+    session's transfer from now (``xfer``): an ABOR or STAT while the directory is
+    read acts on it, as on any transfer that has not started yet."""
+    s.xfer = (verb, what, data.Progress())
+    return _streamed(s, verb, what, lst)
+
+
+async def _streamed(s: Session, verb: str, what: str, lst: Listing) -> None:
+    pool = s.server.list_pool()
+    try:
+        first = await s.loop.run_in_executor(pool, lst.chunk)
+    except StorageError as e:
+        s.xfer = None
+        s.storage_error(verb, e)
+        return
+    if not _need_data(s, verb):
+        s.xfer = None
+        return
+
+    async def body(chan: data.Channel, prog: data.Progress) -> int:
+        sent = 0
+        chunk = first
+        while chunk:
+            await chan.send(chunk)
+            sent += len(chunk)
+            prog.bytes += len(chunk)
+            chunk = await s.loop.run_in_executor(pool, lst.chunk)
+        return sent
+
+    await s.transfer(verb, what, f"Here comes the listing of {what}.", body)
+
+
+def _listing(s: Session, verb: str, arg: str, *, long: bool) -> Result:
+    _opts, target = listing.split_list_arg(arg)
+    target = target or "."
     p = vpath(s, verb, target)
     if p is None:
         return None
-    st = s.store()
-    try:
-        if st.is_dir(p):
-            entries = list(st.listdir(p))
-        else:
-            f = st.facts(p)
-            entries = [f]
-    except StorageError as e:
-        s.storage_error(verb, e)
-        return None
     if long:
-        now = time.time()
-        return [listing.ls_line(f, now) for f in entries]
-    if not st.is_dir(p):
-        return [target]
-    prefix = "" if target in ("", ".") else target.rstrip("/") + "/"
-    return [prefix + f.name for f in entries]
-
-
-def _send_lines(s: Session, verb: str, what: str, lines: list[str]) -> Result:
-    if not _need_data(s, verb):
-        return None
-    payload = "".join(line + "\r\n" for line in lines).encode("utf-8", "surrogateescape")
-
-    async def body(chan: data.Channel, prog: data.Progress) -> int:
-        return await data.send_bytes(chan, payload, prog)
-
-    return s.transfer(verb, what, f"Here comes the listing of {what}.", body)
+        lst = Listing(s.store(), p, long_line())
+    else:
+        lst = Listing(s.store(), p, name_line(target), file_line=lambda f: target)
+    return _stream(s, verb, p, lst)
 
 
 def list_(s: Session, arg: str) -> Result:
-    _opts, target = listing.split_list_arg(arg)
-    lines = _list_lines(s, "LIST", target or ".", long=True)
-    if lines is None:
-        return None
-    return _send_lines(s, "LIST", paths.resolve(s.cwd, target or "."), lines)
+    return _listing(s, "LIST", arg, long=True)
 
 
 def nlst(s: Session, arg: str) -> Result:
-    _opts, target = listing.split_list_arg(arg)
-    lines = _list_lines(s, "NLST", target or ".", long=False)
-    if lines is None:
-        return None
-    return _send_lines(s, "NLST", paths.resolve(s.cwd, target or "."), lines)
+    return _listing(s, "NLST", arg, long=False)
 
 
 def _perm_fact(s: Session, f: listing.FileFacts) -> str:
@@ -937,13 +991,9 @@ def mlsd(s: Session, arg: str) -> Result:
             return None
         s.refuse(501, f"MLSD refused: {p} is not a directory (use MLST for a file).")
         return None
-    try:
-        entries = list(st.listdir(p))
-    except StorageError as e:
-        s.storage_error("MLSD", e)
-        return None
-    lines = [listing.mlst_line(f, _perm_fact(s, f), s.mlst_facts) for f in entries]
-    return _send_lines(s, "MLSD", p, lines)
+    facts = s.mlst_facts
+    return _stream(s, "MLSD", p, Listing(
+        st, p, lambda f: listing.mlst_line(f, _perm_fact(s, f), facts)))
 
 
 def mlst(s: Session, arg: str) -> Result:

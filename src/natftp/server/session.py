@@ -10,6 +10,14 @@ the transfer is the one the client is waiting for (nothing else queued before th
 Anything else that is busy (a login) is not a transfer: an ABOR then waits its turn and
 is answered 225, "no transfer to abort".
 
+One client cannot hold the loop or the memory (issue 21): at most ``BATCH`` pipelined
+commands are handled per turn of the loop (the rest wait their turn behind other
+sessions); when the transport's write buffer passes its high-water mark
+(``pause_writing``) the session stops handling commands and stops reading until the
+client reads its replies; the one timer also enforces ``timeouts.login`` (log in within
+it) and ``timeouts.line`` (a command line, once started, must end within it). Why a
+session ended is in its "closed" log line.
+
 Behaviour per command lives in :mod:`natftp.server.handlers`, the table that maps names
 to handlers in :mod:`natftp.server.commands`.
 
@@ -41,6 +49,7 @@ from natftp.proto.listing import MLST_FACTS
 from natftp.proto.replies import Reply
 from natftp.server import data
 from natftp.server.config import Permissions, User
+from natftp.server.guard import THROTTLE
 from natftp.server.tls import CLEARING, HANDSHAKE, OPEN, ControlTLS
 from natftp.storage.local import LocalStorage, StorageError, Upload, reply_code
 
@@ -52,6 +61,11 @@ log = logging.getLogger("natftp.server")
 
 #: commands queued while busy before the session stops reading from the client
 MAX_QUEUED = 64
+#: pipelined commands handled in one turn of the loop before other sessions' turn
+BATCH = 64
+#: a session's unsent replies (bytes) above which it handles no more commands and stops
+#: reading until the client reads (the transport's high-water mark; low = a quarter)
+WRITE_HIGH = 256 << 10
 
 _PERM_NOUN = {"list": "Listing", "read": "Downloads", "write": "Writes",
               "delete": "Deletes", "rename": "Renames", "mkdir": "Creating directories",
@@ -80,7 +94,7 @@ class Session(asyncio.Protocol):
         "closing", "mlst_facts", "paused", "started", "counted", "implicit", "tls",
         "tls_ctx", "tls_note", "prot_p", "pbsz", "hs_handle", "held", "spare",
         "via", "server_ip", "proxy_buf", "proxy_handle", "fresh", "quiet", "xfer",
-        "xfer_running",
+        "xfer_running", "wpaused", "drainer", "line_at", "end_reason", "turn",
     )
 
     def __init__(self, server: Server, implicit: bool = False) -> None:
@@ -132,8 +146,20 @@ class Session(asyncio.Protocol):
         self.idle_handle: asyncio.TimerHandle | None = None
         self.closing = False
         self.mlst_facts: tuple[str, ...] = MLST_FACTS
+        #: reading paused by this session (queue full, or replies not read)
         self.paused = False
-        self.started = time.monotonic()
+        #: loop time the session was opened (for timeouts.login)
+        self.started = 0.0
+        #: the transport said its write buffer is over the high-water mark
+        self.wpaused = False
+        #: a busy task waiting for that buffer to drain (a streamed STAT reply)
+        self.drainer: asyncio.Future[None] | None = None
+        #: loop time the command line being received began (0.0: none partial)
+        self.line_at = 0.0
+        #: why the session ends, when the server ends it (for the "closed" line)
+        self.end_reason = ""
+        #: a turn of the loop is scheduled to handle queued commands
+        self.turn = False
         self.counted = False
         #: connected to an implicit-TLS listener (TLS before the banner)
         self.implicit = implicit
@@ -167,7 +193,16 @@ class Session(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         peername = transport.get_extra_info("peername")
-        self.local = tuple(transport.get_extra_info("sockname"))
+        sockname = transport.get_extra_info("sockname")
+        if not peername or not sockname:
+            # reset by the peer before this callback (uvloop reports no address then):
+            # nothing to serve and nothing worth a line; counted for metrics
+            self.server.counts["reset_at_accept"] += 1
+            self.closing = True
+            self.transport.abort()
+            return
+        self.transport.set_write_buffer_limits(WRITE_HIGH)
+        self.local = tuple(sockname)
         self.server_ip = ip(str(self.local[0]))
         self.peer_text = str(peername[0])
         self.client_ip = ip(self.peer_text)
@@ -192,9 +227,10 @@ class Session(asyncio.Protocol):
         """The client is known: admit it (limits), log it, and greet it."""
         refusal = self.server.admit(self)
         if refusal is not None:
-            log.warning("[%s] connection from %s refused: %s", self.sid, self.client_ip,
-                        refusal)
-            self.reply(421, refusal)
+            kind, text = refusal
+            THROTTLE.warn(f"refused-{kind}", "[%s] connection from %s refused: %s",
+                          self.sid, self.client_ip, text)
+            self.reply(421, text)
             self.close()
             return
         self.counted = True
@@ -202,8 +238,9 @@ class Session(asyncio.Protocol):
         logsetup.log(log, logging.DEBUG if self.quiet else logging.INFO,
                      "[%s] connection from %s port %d%s%s", self.sid, self.client_ip,
                      self.peer_port, via, " (implicit TLS)" if self.implicit else "")
-        self.last_active = self.loop.time()
-        self._arm_idle(self.server.config.timeouts.idle)
+        self.last_active = self.started = self.loop.time()
+        t = self.server.config.timeouts
+        self._arm_idle(min(t.idle, t.login))
         if self.implicit:
             self.start_tls()  # the banner follows the handshake
         else:
@@ -265,7 +302,7 @@ class Session(asyncio.Protocol):
             return False
         self.refuse(500, f"PROXY protocol header refused: {self.peer_text} is not a trusted "
                          "load balancer (proxy_protocol.trusted).", level=logging.WARNING)
-        self.close()
+        self.close("PROXY header from a peer not trusted to send one")
         return True
 
     # -- TLS on the control connection ---------------------------------------------------
@@ -276,6 +313,7 @@ class Session(asyncio.Protocol):
         self.tls_ctx = self.server.certs_context()
         self.tls = ControlTLS(self.tls_ctx)
         self.reader = LineReader(self.server.config.limits.max_line)
+        self.line_at = 0.0
         if self.queue:
             self.queue.clear()
         self.hs_handle = self.loop.call_later(self.server.config.timeouts.data,
@@ -284,10 +322,10 @@ class Session(asyncio.Protocol):
     def _handshake_timeout(self) -> None:
         self.hs_handle = None
         if self.tls is not None and self.tls.state == HANDSHAKE and not self.closing:
-            self.event("TLS handshake from %s not finished within %g s (timeouts.data); "
-                       "closing", self.client_ip, self.server.config.timeouts.data,
-                       level=logging.WARNING)
-            self.abort_connection()
+            THROTTLE.warn("tls-failed", "[%s] TLS handshake from %s not finished within "
+                          "%g s (timeouts.data); closing", self.sid, self.client_ip,
+                          self.server.config.timeouts.data)
+            self.abort_connection("TLS handshake not finished in time")
 
     def _flush_tls(self) -> None:
         t = self.transport
@@ -309,24 +347,24 @@ class Session(asyncio.Protocol):
             return rest
         if self.implicit and not tls.received and chunk[:1] != b"\x16" and t is not None:
             # a plain FTP client (or anything else) on the implicit port: say so in clear
-            self.event("%s sent no TLS handshake to the implicit-TLS port; closing",
-                       self.client_ip, level=logging.WARNING)
+            THROTTLE.warn("tls-failed", "[%s] %s sent no TLS handshake to the implicit-TLS "
+                          "port; closing", self.sid, self.client_ip)
             t.write(b"421 This port speaks implicit FTPS: start TLS at once (ftps://), or "
                     b"use AUTH TLS on the plain FTP port.\r\n")
-            self.close()
+            self.close("no TLS handshake on the implicit-TLS port")
             return None
         try:
             plain, established = tls.receive(chunk)
         except ssl.SSLError as e:
             self._flush_tls()  # the alert, if any
-            self.event("TLS %s with %s failed: %s; closing",
-                       "handshake" if tls.state == HANDSHAKE else "record", self.client_ip,
-                       e.reason or e, level=logging.WARNING)
-            self.abort_connection()
+            what = "handshake" if tls.state == HANDSHAKE else "record"
+            THROTTLE.warn("tls-failed", "[%s] TLS %s with %s failed: %s; closing",
+                          self.sid, what, self.client_ip, e.reason or e)
+            self.abort_connection(f"TLS {what} failed")
             return None
         except EOFError:
             self.event("client ended TLS without CCC (close_notify); closing")
-            self.close()
+            self.close("client ended TLS (close_notify)")
             return None
         self._flush_tls()
         if established:
@@ -350,7 +388,8 @@ class Session(asyncio.Protocol):
         if self.tls is not None and self.tls.state == OPEN:
             self._write(self.tls.clear())
 
-    def abort_connection(self) -> None:
+    def abort_connection(self, why: str = "") -> None:
+        self.end_reason = self.end_reason or why
         self.closing = True
         if self.transport is not None:
             self.transport.abort()
@@ -361,7 +400,7 @@ class Session(asyncio.Protocol):
             return
         if self.fresh and self._spoofed_header(chunk):
             return
-        self.last_active = self.loop.time()
+        now = self.last_active = self.loop.time()
         tls = self.tls
         if tls is not None:
             got = self._tls_received(tls, chunk)
@@ -369,23 +408,98 @@ class Session(asyncio.Protocol):
                 return
             chunk = got
             tls = self.tls  # None after CCC
-        for ev in self.reader.feed(chunk):
+        reader = self.reader
+        events = reader.feed(chunk)
+        if reader.partial:
+            if not self.line_at:
+                self._line_started(now)
+        elif self.line_at:
+            self.line_at = 0.0
+        handled = 0
+        for ev in events:
             if self.closing or self.tls is not tls:
                 return  # closed, or AUTH TLS started: the rest was sent in the clear
-            if self.busy is not None:
-                if not self.queue and self._urgent(ev):
+            if self.busy is not None or self.queue or self.wpaused or handled >= BATCH:
+                if self.busy is not None and not self.queue and self._urgent(ev):
                     self._interrupt(ev)
                     continue
                 if self.queue is None:
                     self.queue = deque()
                 self.queue.append(ev)
-                if len(self.queue) >= MAX_QUEUED and self.transport and not self.paused:
-                    self.paused = True
-                    self.transport.pause_reading()
                 continue
             self.handle(ev)
+            handled += 1
+        if self.queue:
+            self._flow()
+            if self.busy is None and not self.wpaused:
+                self._next_turn()
+
+    # -- flow control: one session cannot hold the loop or fill memory with replies ----
+
+    def _flow(self) -> None:
+        """Pause reading while the queue is full or replies are not read; resume when
+        the replies are read and the queue is down to half."""
+        t = self.transport
+        if t is None or self.closing:
+            return
+        queued = len(self.queue) if self.queue is not None else 0
+        if self.wpaused or queued >= MAX_QUEUED:
+            if not self.paused:
+                self.paused = True
+                t.pause_reading()
+        elif self.paused and queued < MAX_QUEUED // 2:
+            self.paused = False
+            if self.line_at:  # the client could not send while we did not read
+                self._line_started(self.loop.time())
+            t.resume_reading()
+
+    def _next_turn(self) -> None:
+        if not self.turn:
+            self.turn = True
+            self.loop.call_soon(self._drain_queue)
+
+    def _drain_queue(self) -> None:
+        """Handle queued commands in order, at most BATCH in this turn of the loop."""
+        self.turn = False
+        n = 0
+        while self.queue and not self.closing and not self.wpaused:
+            if n >= BATCH:
+                self._next_turn()
+                break
+            if self.busy is None:
+                self.handle(self.queue.popleft())
+            elif self._urgent(self.queue[0]):
+                # ABOR or STAT right behind the transfer just started: it is this one's
+                self._interrupt(self.queue.popleft())
+            else:
+                break
+            n += 1
+        self._flow()
+
+    def pause_writing(self) -> None:
+        """The transport holds WRITE_HIGH bytes of replies the client has not read."""
+        self.wpaused = True
+        self._flow()
+        THROTTLE.once("unread-replies", self.sid, "[%s] %s does not read its replies "
+                      "(%d KiB unsent): its commands wait until it does", self.sid,
+                      self.client_ip, WRITE_HIGH >> 10, level=logging.INFO)
+
+    def resume_writing(self) -> None:
+        self.wpaused = False
+        waiter, self.drainer = self.drainer, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._drain_queue()
+
+    async def drained(self) -> None:
+        """Wait until the client has read enough of the replies (a long reply written
+        in parts); at once when it has."""
+        if self.wpaused and not self.closing:
+            self.drainer = self.loop.create_future()
+            await self.drainer
 
     def connection_lost(self, exc: Exception | None) -> None:
+        client_ended = not self.closing
         self.closing = True
         if self.idle_handle is not None:
             self.idle_handle.cancel()
@@ -399,15 +513,26 @@ class Session(asyncio.Protocol):
         self.close_data()
         self.drop_spare()
         self.abort("control connection closed")
+        if self.drainer is not None and not self.drainer.done():
+            self.drainer.cancel()
         if self.counted:
             self.counted = False
             self.server.release(self)
+            if exc is not None:
+                why = f"connection lost: {getattr(exc, 'strerror', None) or exc}"
+            elif client_ended:
+                why = "the client closed the connection"
+            else:
+                why = self.end_reason or "closed by the server"
             logsetup.log(log, logging.DEBUG if self.quiet else logging.INFO,
-                         "[%s] closed (%s)", self.sid, self.login_name or "not logged in")
+                         "[%s] closed (%s): %s", self.sid,
+                         self.login_name or "not logged in", why)
         self.transport = None
 
-    def close(self) -> None:
-        """Close after the replies already written have gone out."""
+    def close(self, why: str = "") -> None:
+        """Close after the replies already written have gone out; ``why`` goes into the
+        session's "closed" line."""
+        self.end_reason = self.end_reason or why
         self.closing = True
         if self.transport is not None:
             self.clear_tls()  # close_notify before FIN
@@ -418,7 +543,7 @@ class Session(asyncio.Protocol):
         if self.busy is not None:
             self.abort(why)
         self.reply(421, f"Server shutting down ({why}); closing the connection.")
-        self.close()
+        self.close(why)
 
     # -- replies and logging ---------------------------------------------------------
 
@@ -442,6 +567,10 @@ class Session(asyncio.Protocol):
             data, self.held = self.held + data, b""
         self._send(data)
 
+    def write_reply(self, part: bytes) -> None:
+        """Part of a long reply, already formatted (a streamed STAT): written as is."""
+        self._send_after_held(part)
+
     def flush_held(self) -> None:
         """Write the held reply now (the transfer is about to wait)."""
         if self.held:
@@ -464,10 +593,17 @@ class Session(asyncio.Protocol):
         if t is not None and not t.is_closing() and data:
             t.write(data)
 
-    def refuse(self, code: int, text: str, *, level: int = logging.INFO) -> None:
-        """A refusal: the reply says what and why, and the event is logged once."""
-        logsetup.log(log, level, "[%s] %s %s: refused %d %s", self.sid, self.client_ip,
-                     self.login_name or "-", code, text)
+    def refuse(self, code: int, text: str, *, level: int = logging.INFO,
+               kind: str = "") -> None:
+        """A refusal: the reply says what and why, and the event is logged once.
+        ``kind``: a refusal a client can repeat at will (a flood), whose line is
+        rate-limited per kind (see :class:`natftp.server.guard.Throttle`)."""
+        if kind:
+            THROTTLE.warn(f"refused-{kind}", "[%s] %s %s: refused %d %s", self.sid,
+                          self.client_ip, self.login_name or "-", code, text, level=level)
+        else:
+            logsetup.log(log, level, "[%s] %s %s: refused %d %s", self.sid, self.client_ip,
+                         self.login_name or "-", code, text)
         self.reply(code, text)
 
     def event(self, text: str, *args: object, level: int = logging.INFO) -> None:
@@ -544,17 +680,7 @@ class Session(asyncio.Protocol):
         if self.closing:
             return
         self.last_active = self.loop.time()
-        while self.queue and not self.closing:
-            if self.busy is None:
-                self.handle(self.queue.popleft())
-            elif self._urgent(self.queue[0]):
-                # ABOR or STAT right behind the transfer just started: it is this one's
-                self._interrupt(self.queue.popleft())
-            else:
-                break
-        if self.paused and self.busy is None and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
+        self._drain_queue()
 
     def _urgent(self, ev: Command | BadLine) -> bool:
         """Whether ``ev`` acts on the running transfer now instead of waiting its turn:
@@ -588,20 +714,44 @@ class Session(asyncio.Protocol):
     def _arm_idle(self, delay: float) -> None:
         self.idle_handle = self.loop.call_later(delay, self._idle_check)
 
+    def _line_started(self, now: float) -> None:
+        """A command line began and did not end in this read: it must end within
+        ``timeouts.line`` (bring the timer forward if it fires later than that)."""
+        self.line_at = now
+        due = now + self.server.config.timeouts.line
+        h = self.idle_handle
+        if h is not None and h.when() > due:
+            h.cancel()
+            self.idle_handle = self.loop.call_at(due, self._idle_check)
+
     def _idle_check(self) -> None:
+        """The session's one timer: idle, login and line deadlines."""
         self.idle_handle = None
         if self.closing:
             return
-        idle = self.server.config.timeouts.idle
-        if self.busy is not None:
-            self._arm_idle(idle)
-            return
-        left = self.last_active + idle - self.loop.time()
-        if left > 0.05:
-            self._arm_idle(left)
-            return
-        self.refuse(421, f"Idle for {idle:g} s (timeouts.idle); closing the connection.")
-        self.close()
+        t = self.server.config.timeouts
+        now = self.loop.time()
+        # (when, the 421's text, why for the "closed" line); none while a command runs
+        # but the line deadline
+        deadlines: list[tuple[float, str, str]] = []
+        if self.busy is None:
+            if self.user is None:
+                deadlines.append((self.started + t.login, f"Not logged in within "
+                                  f"{t.login:g} s (timeouts.login)", "not logged in in time"))
+            deadlines.append((self.last_active + t.idle, f"Idle for {t.idle:g} s "
+                              "(timeouts.idle)", "idle timeout"))
+        if self.line_at and not self.paused:
+            deadlines.append((self.line_at + t.line, f"Command line not finished within "
+                              f"{t.line:g} s (timeouts.line)",
+                              "command line not finished in time"))
+        due = now + t.idle
+        for when, text, why in deadlines:
+            if now >= when - 0.05:
+                self.refuse(421, f"{text}; closing the connection.")
+                self.close(why)
+                return
+            due = min(due, when)
+        self.idle_handle = self.loop.call_at(due, self._idle_check)
 
     # -- data connections ------------------------------------------------------------
 
@@ -621,7 +771,7 @@ class Session(asyncio.Protocol):
         """Close the kept listening socket and give its port back to the pool."""
         spare = self.take_spare()
         if spare is not None:
-            spare[0].close()
+            data.close_spare(self.loop, spare[0])
             self.server.pool.release(spare[1])
 
     def retire(self, listener: data.PassiveListener) -> None:

@@ -433,26 +433,25 @@ class LocalStorage:
         except OSError as e:
             raise _fail(vpath, e) from e
         try:
+            # names only (a DirEntry costs several times its name: a 100k-entry
+            # directory listed by a few sessions at once must not hold them all)
             with os.scandir(fd) as it:
-                entries = sorted((e for e in it if _listable(e.name)),
-                                 key=lambda e: e.name)
+                names = sorted(e.name for e in it if _listable(e.name))
         except OSError as e:
             os.close(fd)
             raise _fail(vpath, e) from e
-        return self._facts_of(fd, vpath, entries)
+        return self._facts_of(fd, vpath, names)
 
-    def _facts_of(self, fd: int, vpath: str, entries: list[os.DirEntry[str]],
-                  ) -> Iterator[FileFacts]:
+    def _facts_of(self, fd: int, vpath: str, names: list[str]) -> Iterator[FileFacts]:
         try:
-            for e in entries:
+            for name in names:
                 try:
-                    if e.is_symlink():
-                        st = self.stat(_join(vpath, e.name))
-                    else:
-                        st = e.stat(follow_symlinks=False)
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if stat.S_ISLNK(st.st_mode):
+                        st = self.stat(_join(vpath, name))
                 except (OSError, StorageError):
                     continue
-                yield FileFacts.from_stat(e.name, st)
+                yield FileFacts.from_stat(name, st)
         finally:
             os.close(fd)
 
