@@ -68,6 +68,17 @@ def start_peer(root: Path, *args: str, host: str = "127.0.0.1", port: int = 0) -
     return Server(host, int(line.split()[1]), root, proc, args=list(args))
 
 
+def natftp(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+           stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the `natftp` command as a user would (HOME is the working directory, so no
+    ~/.netrc of the machine's is read); its output decoded."""
+    e = {**os.environ, "HOME": str(cwd or Path.cwd()), **(env or {})}
+    r = subprocess.run([str(NATFTP), *args], capture_output=True, cwd=cwd, env=e,
+                       timeout=60, input=stdin)
+    return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(),
+                                       r.stderr.decode())
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -89,6 +89,24 @@ CHUNK = 64 * 1024
 _UNSUPPORTED = (500, 502, 504)  # "I don't know that command" replies
 
 
+#: what a partial download's name ends with (beside the file it becomes)
+PARTIAL_SUFFIX = ".natftp-part"
+
+
+def partial_path(path: str) -> str:
+    """Where a download to ``path`` keeps its bytes until it is complete: a hidden file
+    beside it (the same file system, so the final rename is atomic)."""
+    head, name = os.path.split(path)
+    return os.path.join(head, f".{name}{PARTIAL_SUFFIX}")
+
+
+def _replace(part: str, final: str) -> None:
+    """Put a complete download in place, keeping the mode of the file it replaces."""
+    with contextlib.suppress(OSError):
+        os.chmod(part, os.stat(final).st_mode & 0o7777)
+    os.replace(part, final)
+
+
 class _Skip(Exception):
     """A data-connection strategy did not work; try the next one."""
 
@@ -267,6 +285,11 @@ class Client:
         log.info("%s", text)
         if self._trace is not None:
             self._trace("*", text)
+
+    def _warn(self, text: str) -> None:
+        """Something the user asked for did not happen as asked (nothing to resume):
+        a warning on the ``natftp.client`` logger, which the CLI prints."""
+        log.warning("%s", text)
 
     async def _cmd(self, name: str, arg: str = "") -> Reply:
         """Send a command and return its reply, whatever it is."""
@@ -566,9 +589,21 @@ class Client:
             arg = "./" + arg  # a leading dash would be taken for ls options
         lines = await self._lines(Command("LIST", arg))
         try:
-            return parse_list(lines, now=datetime.now(UTC))
+            entries = parse_list(lines, now=datetime.now(UTC))
         except ListingError as e:
             raise ProtocolError(f"unreadable LIST listing: {e}") from e
+        name = posixpath.basename(path.rstrip("/"))
+        if path and (not entries or (len(entries) == 1 and entries[0].is_dir
+                                     and entries[0].name == name)):
+            # LIST has no way to say "cannot open": vsftpd answers 226 with nothing for a
+            # missing directory, and with the directory's own line (ls -ld) for one it
+            # may not read. An empty or self-only listing is believed when the directory
+            # can be entered; otherwise it would pass for an empty directory (and a
+            # mirror --delete would remove what it holds).
+            if not await self._can_enter(path):
+                raise PermanentError(Reply.of(550, f"cannot list {path}: the server "
+                                              "cannot open it as a directory"), "LIST")
+        return entries
 
     async def names(self, path: str = "") -> StrList:
         """NLST: bare names (some servers return paths)."""
@@ -596,12 +631,22 @@ class Client:
             modified = await self.mtime(path)
             return Entry(base, "file", size, modified)
         # not a file: a directory if we can change into it
-        here = await self.pwd()
-        c = await self._cmd("CWD", path)
+        c = await self._enter(path)
         if c.kind == 2:
-            await self.command("CWD", here)
             return Entry(base, "dir")
         raise reply_error(r if r.kind >= 4 else c, "SIZE")
+
+    async def _enter(self, path: str) -> Reply:
+        """CWD into ``path`` and, when that works, back where we were: its reply says
+        whether ``path`` is a directory we may enter."""
+        here = await self.pwd()
+        r = await self._cmd("CWD", path)
+        if r.kind == 2:
+            await self.command("CWD", here)
+        return r
+
+    async def _can_enter(self, path: str) -> bool:
+        return (await self._enter(path)).kind == 2
 
     async def exists(self, path: str) -> bool:
         try:
@@ -685,35 +730,73 @@ class Client:
     async def download(self, remote: str, dest: Sink, *, resume: bool = False,
                        progress: ProgressCallback | None = None) -> int:
         """Download ``remote`` to a local path or a binary file object; returns the bytes
-        received. With ``resume``, an existing partial file (or the file object's current
-        position) is continued with REST instead of starting over."""
+        received.
+
+        A path is never touched before the transfer is complete: the bytes go to a
+        partial file beside it (:func:`partial_path`), created only once the server
+        accepted RETR and renamed over the path at the end, so a refused, failed or
+        killed download leaves an existing file as it was. A partial file that holds
+        bytes is kept after a failure.
+
+        With ``resume``, that partial file (or, when there is none, a partial file at
+        the path itself) is continued with REST, appended to only once the server
+        accepted REST and RETR; a file object is continued from its position."""
         total: int | None = None
         r = await self._cmd("SIZE", remote)
         if r.code == 213 and r.text.strip().isdigit():
             total = int(r.text.strip())
-        owned: IO[bytes] | None = None
-        sink: IO[bytes] | None = None
-        offset = 0
-        path: str | os.PathLike[str] | None = None
         if isinstance(dest, (str, os.PathLike)):
-            path = dest
-            if resume and os.path.exists(dest):
-                offset = os.path.getsize(dest)
-                if total is not None and offset > total:
-                    self._note(f"local file is larger than the remote ({offset} > {total}); "
-                               "downloading again")
-                    offset = 0
-        else:
-            sink = dest
-            if resume:
-                with contextlib.suppress(OSError, ValueError):
-                    offset = dest.tell()
+            return await self._download_to_path(remote, os.fspath(dest), total, resume,
+                                                progress)
+        offset = 0
+        if resume:
+            with contextlib.suppress(OSError, ValueError):
+                offset = dest.tell()
+        received = 0
+
+        def consume(chunk: bytes) -> None:
+            nonlocal received
+            dest.write(chunk)
+            received += len(chunk)
+            if progress is not None:
+                progress(offset + received, total)
+
+        if progress is not None:
+            progress(offset, total)
+        if total is not None and resume and offset == total:
+            return 0
+        await self._retrieve(Command("RETR", remote), consume, rest=offset)
+        return received
+
+    async def _download_to_path(self, remote: str, dest: str, total: int | None,
+                                resume: bool, progress: ProgressCallback | None) -> int:
+        final = os.path.realpath(dest) if os.path.islink(dest) else dest
+        part = partial_path(final)
+        target, offset = part, 0
+        if resume:
+            if os.path.isfile(part):
+                offset = os.path.getsize(part)
+            elif os.path.isfile(final):
+                target, offset = final, os.path.getsize(final)
+            if total is not None and offset > total:
+                self._warn(f"{target} is larger than {remote} on the server ({offset} > "
+                           f"{total} bytes): downloading all of it again")
+                target, offset = part, 0
+            elif not offset:
+                self._warn(f"nothing to resume: no partial download of {remote} here; "
+                           "downloading all of it")
+        if progress is not None:
+            progress(offset, total)
+        if total is not None and offset == total and offset:
+            if target == part:  # complete, but not renamed yet (killed at the very end)
+                _replace(part, final)
+            return 0
+        sink: IO[bytes] | None = None
         received = 0
 
         def started() -> None:
-            nonlocal owned, sink
-            if path is not None:
-                owned = sink = open(path, "ab" if offset else "wb")  # noqa: SIM115
+            nonlocal sink
+            sink = open(target, "ab" if offset else "wb")  # noqa: SIM115
 
         def consume(chunk: bytes) -> None:
             nonlocal received
@@ -724,15 +807,23 @@ class Client:
                 progress(offset + received, total)
 
         try:
-            if progress is not None:
-                progress(offset, total)
-            if total is not None and resume and offset == total:
-                return 0
             await self._retrieve(Command("RETR", remote), consume, rest=offset,
                                  started=started)
-        finally:
-            if owned is not None:
-                owned.close()
+            if sink is not None:
+                sink.close()
+        except BaseException:
+            if sink is not None:
+                sink.close()
+                if target == part and offset + received == 0:
+                    with contextlib.suppress(OSError):
+                        os.remove(part)
+                elif target == part:
+                    self._warn(f"the {offset + received} bytes received are kept in "
+                               f"{part}; `natftp get -c` (download(..., resume=True)) "
+                               "continues from there")
+            raise
+        if target == part:
+            _replace(part, final)
         return received
 
     async def read_bytes(self, remote: str) -> bytes:
@@ -767,9 +858,16 @@ class Client:
                 if r.code == 213 and r.text.strip().isdigit():
                     offset = int(r.text.strip())
                 if total is not None and offset > total:
-                    self._note(f"remote file is larger than the local ({offset} > {total}); "
-                               "uploading again")
+                    self._warn(f"{remote} on the server is larger than the local file "
+                               f"({offset} > {total} bytes): uploading all of it again")
                     offset = 0
+                elif r.code in _UNSUPPORTED:
+                    self._warn(f"cannot resume: the server does not answer SIZE ({r.code} "
+                               f"{r.text}); uploading all of {remote}")
+                elif not offset:
+                    said = f" ({r.code} {r.text})" if r.code != 213 else ""
+                    self._warn(f"nothing to resume: the server has no partial {remote}"
+                               f"{said}; uploading all of it")
                 fh.seek(offset)
                 if total is not None and offset == total:
                     if progress is not None:
