@@ -297,10 +297,10 @@ def _trust_fix(u: FTPURL, timeout: float) -> str:
 
     der = asyncio.run(presented_certificate(u.host, u.port, implicit=u.tls == "implicit",
                                             timeout=min(timeout, 10.0)))
-    pin = (f"if the server's fingerprint is SHA256:{fingerprint(der)} (natftp serve prints "
-           f"its own at start), pin it with --fingerprint SHA256:{fingerprint(der)}"
-           if der else "pin the certificate with --fingerprint SHA256:... (natftp serve "
-           "prints it at start)")
+    pin = (f"pin it with --fingerprint SHA256:{fingerprint(der)} once you have checked "
+           "that the server printed the same (natftp serve prints its fingerprint at "
+           "start)" if der else "pin the certificate with --fingerprint SHA256:... (natftp "
+           "serve prints it at start)")
     return (f"{pin}; or trust the CA that signed it with --cacert FILE; or skip the check "
             "with -k (--insecure: no protection against a machine in the middle)")
 
