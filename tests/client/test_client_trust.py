@@ -114,9 +114,10 @@ def test_a_failed_download_keeps_the_destination_and_says_where_the_bytes_are(
     root.mkdir()
     (root / "big.bin").write_bytes(os.urandom(2_000_000))
     slow = ftpd("--rate", "250000", root=root)
-    dest = tmp_path / "big.bin"
+    (tmp_path / "dl").mkdir()
+    dest = tmp_path / "dl" / "big.bin"
     dest.write_text("keep me\n")
-    part = tmp_path / ".big.bin.natftp-part"
+    part = tmp_path / "dl" / ".big.bin.natftp-part"
     proc = subprocess.Popen([str(NATFTP), "get", "--timeout", "10", slow.url + "big.bin",
                              str(dest)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "HOME": str(tmp_path)})
@@ -126,6 +127,10 @@ def test_a_failed_download_keeps_the_destination_and_says_where_the_bytes_are(
     assert proc.returncode in (3, 6), err
     assert dest.read_text() == "keep me\n"
     assert str(part) in err.decode() and "get -c" in err.decode()
+    other = ftpd()  # a mirror of the directory does not carry the partial file along
+    r = natftp("mirror", str(tmp_path / "dl"), other.url + "copy")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (other.root / "copy").iterdir()) == ["big.bin"]
 
 
 def test_get_continue_appends_only_after_the_server_accepted_rest_and_retr(

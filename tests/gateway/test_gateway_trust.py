@@ -117,9 +117,11 @@ def test_a_key_inside_the_certificate_file(upstream: Running, tmp_path: Path,
 def test_sigterm_stops_the_gateway_cleanly(upstream: Running, launch: Callable[..., tuple[
         subprocess.Popen[bytes], Path]]) -> None:
     port = free_port()
-    proc, log = launch("gateway", "--listen", f"127.0.0.1:{port}", "--upstream",
+    proc, log = launch("gateway", "-v", "--listen", f"127.0.0.1:{port}", "--upstream",
                        f"127.0.0.1:{upstream.port}")
     wait_listening(proc, log)
+    r = natftp_ls(user_url("ftp", port))
+    assert r.returncode == 0 and "through.txt" in r.stdout, r.stderr
     with socket.create_connection(("127.0.0.1", port), timeout=10) as open_session:
         assert open_session.recv(100).startswith(b"220")
         proc.send_signal(signal.SIGTERM)
@@ -127,6 +129,7 @@ def test_sigterm_stops_the_gateway_cleanly(upstream: Running, launch: Callable[.
     text = log.read_text()
     assert "stopping (SIGTERM)" in text and "gateway stopped" in text, text
     assert "Traceback" not in text
+    assert "s3cret" not in text  # -v logs every session, never a password
 
 
 def test_listen_names_are_refused_alike_in_serve_and_gateway(

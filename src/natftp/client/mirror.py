@@ -108,7 +108,11 @@ def plan(src: Tree, dst: Tree, *, delete: bool = False) -> list[Action]:
 
 def local_tree(root: str) -> Tree:
     """The tree under ``root`` ({} when it does not exist: a destination yet to be made).
-    A directory that cannot be read raises (``os.walk`` would skip it silently)."""
+    A directory that cannot be read raises (``os.walk`` would skip it silently). The
+    partial files of unfinished downloads (``.NAME.natftp-part``) are not part of it:
+    never uploaded as files of their own, and the next download of NAME reuses them."""
+    from natftp.client._async import PARTIAL_SUFFIX
+
     tree: Tree = {}
     if not os.path.isdir(root):
         return tree
@@ -122,6 +126,8 @@ def local_tree(root: str) -> Tree:
         for d in dirnames:
             tree[posixpath.join(base, d) if base else d] = Node(True)
         for f in filenames:
+            if f.startswith(".") and f.endswith(PARTIAL_SUFFIX):
+                continue
             st = os.stat(os.path.join(dirpath, f))
             tree[posixpath.join(base, f) if base else f] = Node(
                 False, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), 1.0)

@@ -115,6 +115,12 @@ class Doctor:
         if not self.control_ip:
             self.add(V.skip("tls", "TLS", "no connection"))
             return
+        if not self.greeted and not self.t.implicit_tls:
+            # no greeting, so no AUTH TLS to send: the banner check said why, and a
+            # second wait for the same silence would double the time --timeout allows
+            self.add(V.skip("tls", "TLS (AUTH TLS)", "not tried: no FTP greeting"))
+            self.tls_failed = "no greeting"
+            return
         h = await self.probe.handshake()
         cert = read_cert(h.der) if h.der else None
         r = self.add(V.tls(h, self.facts, self.t, cert, dt.datetime.now(dt.UTC)))
