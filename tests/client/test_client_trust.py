@@ -7,37 +7,23 @@ serve (servertools), pyftpdlib (clientpeers) or vsftpd (peers)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from clientpeers import NATFTP, Server, free_port, natftp, sha256, tree_digest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
-from servertools import Running, start_server  # noqa: E402
+import servertools  # noqa: E402
+from servertools import Running  # noqa: E402
+
+#: `natftp serve` on 127.0.0.1 (user alice), a factory fixture killed by PID at the end
+serve = servertools.natftp_server
 
 SECRET = "s3cret pass"  # servertools' password for alice
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Running]]:
-    """`natftp serve` on 127.0.0.1 (user alice), killed by PID at the end."""
-    started: list[Running] = []
-
-    def make(**kw: object) -> Running:
-        d = tmp_path / f"serve{len(started)}"
-        d.mkdir()
-        r = start_server(d, **kw)  # type: ignore[arg-type]
-        started.append(r)
-        return r
-
-    yield make
-    for r in started:
-        r.stop(signal.SIGKILL, timeout=5)
 
 
 def wait_for(what: str, cond: Callable[[], bool], timeout: float = 60) -> None:
@@ -61,12 +47,13 @@ def test_get_of_a_directory_url_without_its_slash_leaves_the_local_file_alone(
         serve: Callable[..., Running], tmp_path: Path) -> None:
     s = serve()
     (s.root / "docs").mkdir()
-    keep = tmp_path / "keep.txt"
+    (tmp_path / "local").mkdir()
+    keep = tmp_path / "local" / "keep.txt"
     keep.write_text("precious\n")
     r = natftp("get", s.url("docs"), str(keep))
     assert r.returncode == 5, r.stderr
     assert keep.read_text() == "precious\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "serve0"]
+    assert [p.name for p in keep.parent.iterdir()] == ["keep.txt"]
     r = natftp("get", s.url("docs/"), str(keep))
     assert r.returncode == 2 and "names a directory" in r.stderr
     assert keep.read_text() == "precious\n"

@@ -7,39 +7,26 @@ that never greets, and fixes for natftp quote natftp's settings.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
-from servertools import Running, start_server  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parents[1] / "client"))
+import servertools  # noqa: E402
+from clientpeers import Forwarder, free_port  # noqa: E402
+from servertools import Running  # noqa: E402
+
+#: `natftp serve` on 127.0.0.1 (user alice), a factory fixture killed by PID at the end
+serve = servertools.natftp_server
 
 PASSWORD = "s3cret pass"
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Running]]:
-    started: list[Running] = []
-
-    def make(**kw: object) -> Running:
-        d = tmp_path / f"serve{len(started)}"
-        d.mkdir()
-        r = start_server(d, **kw)  # type: ignore[arg-type]
-        started.append(r)
-        return r
-
-    yield make
-    for r in started:
-        r.stop(signal.SIGKILL, timeout=5)
 
 
 def doctor(*args: str) -> subprocess.CompletedProcess[str]:
@@ -48,62 +35,13 @@ def doctor(*args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "COLUMNS": "200"})
 
 
-class Recorder:
-    """A TCP relay on 127.0.0.1 to ``upstream`` that keeps every byte the client sent:
-    the proof of what crossed the network in the clear."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.sent = bytearray()
-        self._lock = threading.Lock()
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.2)
-        self.port = self._sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._accept = threading.Thread(target=self._run, daemon=True)
-        self._accept.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                a, _ = self._sock.accept()
-            except OSError:
-                continue
-            b = socket.create_connection(self.upstream, timeout=10)
-            for src, dst, keep in ((a, b, True), (b, a, False)):
-                t = threading.Thread(target=self._pipe, args=(src, dst, keep), daemon=True)
-                t.start()
-                self._threads.append(t)
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, keep: bool) -> None:
-        src.settimeout(30)
-        try:
-            while data := src.recv(65536):
-                if keep:
-                    with self._lock:
-                        self.sent += data
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._accept.join(5)
-        self._sock.close()
-        for t in self._threads:
-            t.join(5)
-
-
 @pytest.fixture
-def recorder() -> Iterator[Callable[[tuple[str, int]], Recorder]]:
-    made: list[Recorder] = []
+def recorder() -> Iterator[Callable[[tuple[str, int]], Forwarder]]:
+    """A relay on 127.0.0.1 to a server that keeps every byte the client sent."""
+    made: list[Forwarder] = []
 
-    def make(upstream: tuple[str, int]) -> Recorder:
-        made.append(Recorder(upstream))
+    def make(upstream: tuple[str, int]) -> Forwarder:
+        made.append(Forwarder("127.0.0.1", free_port(), upstream[0], upstream[1]))
         return made[-1]
 
     yield make
@@ -114,7 +52,7 @@ def recorder() -> Iterator[Callable[[tuple[str, int]], Recorder]]:
 # -- item 4 ------------------------------------------------------------------------------
 
 def test_ftpes_against_a_server_without_tls_stops_before_the_login(
-        serve: Callable[..., Running], recorder: Callable[..., Recorder]) -> None:
+        serve: Callable[..., Running], recorder: Callable[..., Forwarder]) -> None:
     s = serve()
     rec = recorder(("127.0.0.1", s.port))
     for args in (["ftpes://alice:s3cret%20pass@127.0.0.1:{p}/"],
@@ -130,7 +68,7 @@ def test_ftpes_against_a_server_without_tls_stops_before_the_login(
 
 
 def test_ftps_against_an_explicit_tls_port_stops_before_the_login(
-        serve: Callable[..., Running], recorder: Callable[..., Recorder],
+        serve: Callable[..., Running], recorder: Callable[..., Forwarder],
         tmp_path: Path) -> None:
     s = serve(args=["--tls", "--state-dir", str(tmp_path / "state")])
     rec = recorder(("127.0.0.1", s.port))
@@ -148,7 +86,7 @@ def test_ftps_against_an_explicit_tls_port_stops_before_the_login(
 
 
 def test_pasv_plain_vs_tls_logs_in_in_the_clear_only_when_asked(
-        serve: Callable[..., Running], recorder: Callable[..., Recorder],
+        serve: Callable[..., Running], recorder: Callable[..., Forwarder],
         tmp_path: Path) -> None:
     s = serve(args=["--tls", "--state-dir", str(tmp_path / "state")])
     rec = recorder(("127.0.0.1", s.port))
