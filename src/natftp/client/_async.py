@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
+from natftp.client.partial import complete, partial_path
 from natftp.ftpio.control import Control
 from natftp.ftpio.data import ActiveListener, dial, start_tls, streams
 from natftp.ftpio.errors import (
@@ -87,24 +88,6 @@ T = TypeVar("T")
 
 CHUNK = 64 * 1024
 _UNSUPPORTED = (500, 502, 504)  # "I don't know that command" replies
-
-
-#: what a partial download's name ends with (beside the file it becomes)
-PARTIAL_SUFFIX = ".natftp-part"
-
-
-def partial_path(path: str) -> str:
-    """Where a download to ``path`` keeps its bytes until it is complete: a hidden file
-    beside it (the same file system, so the final rename is atomic)."""
-    head, name = os.path.split(path)
-    return os.path.join(head, f".{name}{PARTIAL_SUFFIX}")
-
-
-def _replace(part: str, final: str) -> None:
-    """Put a complete download in place, keeping the mode of the file it replaces."""
-    with contextlib.suppress(OSError):
-        os.chmod(part, os.stat(final).st_mode & 0o7777)
-    os.replace(part, final)
 
 
 class _Skip(Exception):
@@ -789,7 +772,7 @@ class Client:
             progress(offset, total)
         if total is not None and offset == total and offset:
             if target == part:  # complete, but not renamed yet (killed at the very end)
-                _replace(part, final)
+                complete(part, final)
             return 0
         sink: IO[bytes] | None = None
         received = 0
@@ -823,7 +806,7 @@ class Client:
                                "continues from there")
             raise
         if target == part:
-            _replace(part, final)
+            complete(part, final)
         return received
 
     async def read_bytes(self, remote: str) -> bytes:

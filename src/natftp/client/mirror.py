@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
+from natftp.client.partial import is_partial
+
 if TYPE_CHECKING:
     from natftp.client._async import Client
 
@@ -111,7 +113,6 @@ def local_tree(root: str) -> Tree:
     A directory that cannot be read raises (``os.walk`` would skip it silently). The
     partial files of unfinished downloads (``.NAME.natftp-part``) are not part of it:
     never uploaded as files of their own, and the next download of NAME reuses them."""
-    from natftp.client._async import PARTIAL_SUFFIX
 
     tree: Tree = {}
     if not os.path.isdir(root):
@@ -126,7 +127,7 @@ def local_tree(root: str) -> Tree:
         for d in dirnames:
             tree[posixpath.join(base, d) if base else d] = Node(True)
         for f in filenames:
-            if f.startswith(".") and f.endswith(PARTIAL_SUFFIX):
+            if is_partial(f):
                 continue
             st = os.stat(os.path.join(dirpath, f))
             tree[posixpath.join(base, f) if base else f] = Node(
