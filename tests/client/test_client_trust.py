@@ -300,6 +300,12 @@ BAD_INPUTS = [
     ["doctor", "ftp://127.0.0.1:0/"],
     ["gateway", "--listen", "localhost:2150", "--upstream", "127.0.0.1:{port}"],
     ["gateway", "--listen", "127.0.0.1:0", "--upstream", "2121"],
+    ["gateway", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:{port}", "--tls-cert",
+     "/nonexistent.pem"],
+    ["gateway", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:{port}", "--tls-cert",
+     "/etc/hostname"],
+    ["gateway", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:{port}",
+     "--max-sessions", "0"],
     ["nosuchcommand"],
 ]
 

@@ -162,3 +162,18 @@ def test_a_bare_port_listens_on_every_address_in_serve_and_gateway(
     text = wait_listening(proc, log)
     assert f"[::]:{gport}" in text, text
     assert banner(gport).startswith(b"220")
+
+
+def test_every_gateway_option_has_help_and_a_bad_value_is_refused() -> None:
+    import typer
+
+    from natftp.cli import app
+
+    gateway = typer.main.get_command(app).commands["gateway"]  # type: ignore[attr-defined]
+    assert [p.name for p in gateway.params if not getattr(p, "help", None)] == []
+    for opt, value in (("--max-sessions", "0"), ("--data-timeout", "-5"),
+                       ("--idle-timeout", "0")):
+        r = subprocess.run([*NATFTP, "gateway", "--listen", "127.0.0.1:0", "--upstream",
+                            f"127.0.0.1:{free_port()}", opt, value],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and opt in r.stderr, r.stderr

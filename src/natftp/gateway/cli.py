@@ -63,15 +63,19 @@ def gateway(
     upstream_mode: str = typer.Option("auto", "--upstream-mode",
                                       help="auto (mirror the client, fall back to the other "
                                       "mode), passive or active."),
-    connect_timeout: float = typer.Option(10.0, "--connect-timeout"),
-    data_timeout: float = typer.Option(30.0, "--data-timeout",
+    connect_timeout: float = typer.Option(10.0, "--connect-timeout", min=0.1,
+                                          help="Seconds to reach the upstream and for a "
+                                          "client's TLS handshake."),
+    data_timeout: float = typer.Option(30.0, "--data-timeout", min=0.1,
                                        help="Data connection setup and idle timeout (s)."),
-    idle_timeout: float = typer.Option(300.0, "--idle-timeout",
+    idle_timeout: float = typer.Option(300.0, "--idle-timeout", min=1.0,
                                        help="Control connection idle timeout (s)."),
-    max_sessions: int = typer.Option(200, "--max-sessions"),
+    max_sessions: int = typer.Option(200, "--max-sessions", min=1,
+                                     help="Sessions at once; one more gets 421 (busy)."),
     no_zero_copy: bool = typer.Option(False, "--no-zero-copy",
                                       help="Copy through a buffer instead of os.splice."),
-    verbose: bool = typer.Option(False, "-v", "--verbose"),
+    verbose: bool = typer.Option(False, "-v", "--verbose",
+                                 help="Debug logging (passwords are never logged)."),
 ) -> None:
     """A userspace FTP helper: relays FTP/FTPS to an unchanged server and rewrites its
     passive and active addresses, translating modes and terminating TLS."""
