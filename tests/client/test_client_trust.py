@@ -392,3 +392,21 @@ def test_mv_into_a_directory_keeps_the_name(serve: Callable[..., Running]) -> No
     assert (s.root / "newdir" / "b.txt").read_text() == "b\n"
     r = natftp("mv", s.url("newdir/b.txt"), "c.txt")  # a plain rename stays one
     assert r.returncode == 0 and (s.root / "c.txt").read_text() == "b\n"
+
+
+def test_get_to_a_device_or_a_pipe_writes_it_and_never_replaces_it(
+        serve: Callable[..., Running], tmp_path: Path) -> None:
+    """A download goes to a partial file renamed into place, except when the destination
+    is not a regular file: /dev/null stays the device, a FIFO gets the bytes."""
+    s = serve()
+    (s.root / "f.bin").write_bytes(b"x" * 100_000)
+    r = natftp("get", s.url("f.bin"), "/dev/null")
+    assert r.returncode == 0, r.stderr
+    assert Path("/dev/null").is_char_device() and not Path("/dev/.null.natftp-part").exists()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    r = natftp("get", s.url("f.bin"), str(fifo))
+    out, _ = reader.communicate(timeout=60)
+    assert r.returncode == 0 and out == b"x" * 100_000, r.stderr
+    assert fifo.is_fifo()

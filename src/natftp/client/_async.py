@@ -99,6 +99,37 @@ class _Skip(Exception):
         self.refused = refused
 
 
+class _Sink:
+    """Where a download's bytes go: a file object, or a path opened (appended to when
+    continuing) only when the server accepted the transfer; and its progress."""
+
+    def __init__(self, fh: IO[bytes] | None, path: str | None, offset: int,
+                 total: int | None, progress: ProgressCallback | None) -> None:
+        self.fh, self.path = fh, path
+        self.offset, self.total, self.progress = offset, total, progress
+        self.received = 0
+        self.opened = False
+
+    def open(self) -> None:
+        if self.path is not None:
+            self.fh = open(self.path, "ab" if self.offset else "wb")  # noqa: SIM115
+            self.opened = True
+
+    def write(self, chunk: bytes) -> None:
+        assert self.fh is not None
+        self.fh.write(chunk)
+        self.moved(len(chunk))
+
+    def moved(self, n: int) -> None:
+        self.received += n
+        if self.progress is not None:
+            self.progress(self.offset + self.received, self.total)
+
+    def close(self) -> None:
+        if self.opened and self.fh is not None:
+            self.fh.close()
+
+
 @dataclass
 class _Data:
     reader: asyncio.StreamReader
@@ -716,10 +747,11 @@ class Client:
         received.
 
         A path is never touched before the transfer is complete: the bytes go to a
-        partial file beside it (:func:`partial_path`), created only once the server
-        accepted RETR and renamed over the path at the end, so a refused, failed or
-        killed download leaves an existing file as it was. A partial file that holds
-        bytes is kept after a failure.
+        partial file beside it (:func:`natftp.client.partial.partial_path`), created only
+        once the server accepted RETR and renamed over the path at the end, so a refused,
+        failed or killed download leaves an existing file as it was. A partial file that
+        holds bytes is kept after a failure. A path that is a device or a pipe
+        (``/dev/null``) is written as it is.
 
         With ``resume``, that partial file (or, when there is none, a partial file at
         the path itself) is continued with REST, appended to only once the server
@@ -728,32 +760,18 @@ class Client:
         r = await self._cmd("SIZE", remote)
         if r.code == 213 and r.text.strip().isdigit():
             total = int(r.text.strip())
-        if isinstance(dest, (str, os.PathLike)):
-            return await self._download_to_path(remote, os.fspath(dest), total, resume,
-                                                progress)
-        offset = 0
-        if resume:
-            with contextlib.suppress(OSError, ValueError):
-                offset = dest.tell()
-        received = 0
-
-        def consume(chunk: bytes) -> None:
-            nonlocal received
-            dest.write(chunk)
-            received += len(chunk)
-            if progress is not None:
-                progress(offset + received, total)
-
-        if progress is not None:
-            progress(offset, total)
-        if total is not None and resume and offset == total:
-            return 0
-        await self._retrieve(Command("RETR", remote), consume, rest=offset)
-        return received
-
-    async def _download_to_path(self, remote: str, dest: str, total: int | None,
-                                resume: bool, progress: ProgressCallback | None) -> int:
-        final = os.path.realpath(dest) if os.path.islink(dest) else dest
+        if not isinstance(dest, (str, os.PathLike)):
+            offset = 0
+            if resume:
+                with contextlib.suppress(OSError, ValueError):
+                    offset = dest.tell()
+            return await self._receive(remote, _Sink(dest, None, offset, total, progress))
+        final = os.fspath(dest)
+        if os.path.islink(final):
+            final = os.path.realpath(final)
+        if os.path.exists(final) and not os.path.isfile(final):
+            # a device or a pipe: never replaced by a file
+            return await self._receive(remote, _Sink(None, final, 0, total, progress))
         part = partial_path(final)
         target, offset = part, 0
         if resume:
@@ -768,46 +786,39 @@ class Client:
             elif not offset:
                 self._warn(f"nothing to resume: no partial download of {remote} here; "
                            "downloading all of it")
-        if progress is not None:
-            progress(offset, total)
+        sink = _Sink(None, target, offset, total, progress)
         if total is not None and offset == total and offset:
+            sink.moved(0)
             if target == part:  # complete, but not renamed yet (killed at the very end)
                 complete(part, final)
             return 0
-        sink: IO[bytes] | None = None
-        received = 0
-
-        def started() -> None:
-            nonlocal sink
-            sink = open(target, "ab" if offset else "wb")  # noqa: SIM115
-
-        def consume(chunk: bytes) -> None:
-            nonlocal received
-            assert sink is not None
-            sink.write(chunk)
-            received += len(chunk)
-            if progress is not None:
-                progress(offset + received, total)
-
         try:
-            await self._retrieve(Command("RETR", remote), consume, rest=offset,
-                                 started=started)
-            if sink is not None:
-                sink.close()
+            received = await self._receive(remote, sink)
         except BaseException:
-            if sink is not None:
-                sink.close()
-                if target == part and offset + received == 0:
+            if target == part and sink.opened:
+                if offset + sink.received == 0:
                     with contextlib.suppress(OSError):
                         os.remove(part)
-                elif target == part:
-                    self._warn(f"the {offset + received} bytes received are kept in "
+                else:
+                    self._warn(f"the {offset + sink.received} bytes received are kept in "
                                f"{part}; `natftp get -c` (download(..., resume=True)) "
                                "continues from there")
             raise
         if target == part:
             complete(part, final)
         return received
+
+    async def _receive(self, remote: str, sink: _Sink) -> int:
+        """RETR (after REST when the sink continues something) into ``sink``."""
+        sink.moved(0)
+        if sink.offset and sink.offset == sink.total:
+            return 0
+        try:
+            await self._retrieve(Command("RETR", remote), sink.write, rest=sink.offset,
+                                 started=sink.open)
+        finally:
+            sink.close()
+        return sink.received
 
     async def read_bytes(self, remote: str) -> bytes:
         buf = bytearray()
