@@ -177,3 +177,16 @@ def test_every_gateway_option_has_help_and_a_bad_value_is_refused() -> None:
                             f"127.0.0.1:{free_port()}", opt, value],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and opt in r.stderr, r.stderr
+
+
+def test_a_certificate_that_cannot_be_used_is_named_by_its_path(tmp_path: Path) -> None:
+    """As serve: the file named, with what is wrong with it (the key inside it or not)."""
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    for path, why in ((tmp_path / "missing.pem", "no such file"),
+                      (junk, "not a PEM certificate with its private key")):
+        r = subprocess.run([*NATFTP, "gateway", "--listen", "127.0.0.1:0", "--upstream",
+                            f"127.0.0.1:{free_port()}", "--tls-cert", str(path)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert f"--tls-cert {path}: {why}" in r.stderr and len(r.stderr.splitlines()) == 1
