@@ -241,7 +241,7 @@ def test_put_continue_with_nothing_to_resume_says_so(serve: Callable[..., Runnin
     s = serve()
     r = natftp("put", "-c", str(src), s.url("up.bin"))
     assert r.returncode == 0, r.stderr
-    assert "nothing to resume" in r.stderr and "uploading all of it" in r.stderr
+    assert "nothing to resume at up.bin" in r.stderr and "whole file" in r.stderr
     assert sha256(s.root / "up.bin") == sha256(src)
     p = ftpd()
     r = natftp("put", "-c", str(src), p.url + "up.bin")

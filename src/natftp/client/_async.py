@@ -781,11 +781,11 @@ class Client:
                 target, offset = final, os.path.getsize(final)
             if total is not None and offset > total:
                 self._warn(f"{target} is larger than {remote} on the server ({offset} > "
-                           f"{total} bytes): downloading all of it again")
+                           f"{total} bytes): downloading the whole file again")
                 target, offset = part, 0
             elif not offset:
-                self._warn(f"nothing to resume: no partial download of {remote} here; "
-                           "downloading all of it")
+                self._warn(f"nothing to resume at {final} (no partial download of "
+                           f"{remote} here); downloading the whole file")
         sink = _Sink(None, target, offset, total, progress)
         if total is not None and offset == total and offset:
             sink.moved(0)
@@ -853,15 +853,16 @@ class Client:
                     offset = int(r.text.strip())
                 if total is not None and offset > total:
                     self._warn(f"{remote} on the server is larger than the local file "
-                               f"({offset} > {total} bytes): uploading all of it again")
+                               f"({offset} > {total} bytes): uploading the whole file again")
                     offset = 0
                 elif r.code in _UNSUPPORTED:
-                    self._warn(f"cannot resume: the server does not answer SIZE ({r.code} "
-                               f"{r.text}); uploading all of {remote}")
+                    self._warn(f"cannot resume {remote}: the server does not answer SIZE "
+                               f"({r.code} {r.text}); uploading the whole file")
                 elif not offset:
                     said = f" ({r.code} {r.text})" if r.code != 213 else ""
-                    self._warn(f"nothing to resume: the server has no partial {remote}"
-                               f"{said}; uploading all of it")
+                    self._warn(f"nothing to resume at {remote} (the server has no file or "
+                               f"interrupted upload of that name{said}); uploading the "
+                               "whole file")
                 fh.seek(offset)
                 if total is not None and offset == total:
                     if progress is not None:
