@@ -103,11 +103,7 @@ def _plain_flags(command: Any, ctx: typer.Context) -> None:
 def main() -> None:
     """Run the command. A usage error (unknown option, missing or extra argument, a value
     of the wrong type) is one line naming the command, with every URL's password masked
-    (click would quote an extra argument as typed), and exit status 2; a reader that
-    closes our standard output (``| head``) ends the command quietly (141, as SIGPIPE)."""
-    import os
-    import sys
-
+    (click would quote an extra argument as typed), and exit status 2."""
     from natftp.proto.url import mask
 
     command = typer.main.get_command(app)
@@ -125,8 +121,4 @@ def main() -> None:
     except typer.Abort:
         typer.echo("natftp: aborted", err=True)
         raise SystemExit(1) from None
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        raise SystemExit(141) from None
     raise SystemExit(rc if isinstance(rc, int) else 0)

@@ -219,7 +219,7 @@ def _exit_code(e: BaseException) -> int:
     if isinstance(e, (DataConnectionError, TransientError)):
         return EXIT_TRANSFER
     if isinstance(e, (PermanentError, FileNotFoundError, PermissionError, IsADirectoryError,
-                      NotADirectoryError, MirrorError)):
+                      NotADirectoryError)):
         return EXIT_REFUSED
     if isinstance(e, ReplyError):
         return EXIT_TRANSFER
