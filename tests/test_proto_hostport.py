@@ -10,6 +10,7 @@ from natftp.proto.hostport import (
     format_hostport,
     format_port_range,
     parse_hostport,
+    parse_listen,
     parse_port_range,
 )
 
@@ -66,3 +67,25 @@ def test_port_range_errors(text: str, why: str) -> None:
 
 def test_format_port_range() -> None:
     assert format_port_range((5, 5)) == "5" and format_port_range((1, 2)) == "1-2"
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("2200", ("::", 2200)), (":2200", ("::", 2200)), ("0", ("::", 0)),
+    ("127.0.0.1:0", ("127.0.0.1", 0)), ("[::1]:21", ("::1", 21)), (":::2121", ("::", 2121)),
+])
+def test_listen_address(text: str, want: tuple[str, int]) -> None:
+    """serve's and the gateway's --listen: a bare port means every address."""
+    assert parse_listen(text) == want
+
+
+def test_listen_refuses_names_with_the_fix() -> None:
+    with pytest.raises(HostPortError) as e:
+        parse_listen("localhost:2150")
+    assert e.value.reason.startswith("'localhost' is not an IP address")
+    assert e.value.fix == ("write 127.0.0.1:2150 or [::1]:2150 for loopback, :2150 for every "
+                           "address")
+
+
+def test_a_port_alone_is_not_an_endpoint() -> None:
+    with pytest.raises(HostPortError, match="write HOST:2200"):
+        parse_hostport("2200")

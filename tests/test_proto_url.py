@@ -33,6 +33,8 @@ BAD = [
     ("http://h/", "scheme"),
     ("ftp:///path", "no host"),
     ("ftp://u:p%0d%0aDELE%20x@h/", "control characters"),
+    ("ftp://h/a%0d%0aDELE%20b", "control characters"),  # would end the command it is in
+    ("ftp://h/a%00b", "control characters"),
 ]
 
 
@@ -58,3 +60,13 @@ def test_password_is_masked_in_text_and_in_errors() -> None:
 def test_default_scheme_and_is_url() -> None:
     assert parse_url("host:2121", default_scheme="ftp").port == 2121
     assert is_url("ftpes://h/") and not is_url("h:21") and not is_url("sftp://h/")
+
+
+def test_mask_hides_every_password_in_a_text() -> None:
+    """A usage error quotes the command line: every URL in it is masked, a password
+    holding an unencoded @ included (the user info ends at the last @, as urlsplit
+    reads it)."""
+    text = "Got unexpected extra argument(s) (ftp://alice:s3cret@h:21/ ftps://b:p@ss@h/x)"
+    assert mask(text) == ("Got unexpected extra argument(s) (ftp://alice:****@h:21/ "
+                          "ftps://b:****@h/x)")
+    assert mask("ftp://bob@h/ and ftp://h/") == "ftp://bob@h/ and ftp://h/"

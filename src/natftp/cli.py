@@ -101,6 +101,24 @@ def _plain_flags(command: Any, ctx: typer.Context) -> None:
 
 
 def main() -> None:
+    """Run the command. A usage error (unknown option, missing or extra argument, a value
+    of the wrong type) is one line naming the command, with every URL's password masked
+    (click would quote an extra argument as typed), and exit status 2."""
+    from natftp.proto.url import mask
+
     command = typer.main.get_command(app)
     _plain_flags(command, typer.Context(command))
-    command()
+    try:
+        rc = command(standalone_mode=False)
+    except typer.TyperException as e:  # click's usage and parameter errors
+        if type(e).__name__ == "NoArgsIsHelpError":  # `natftp` alone: the help
+            typer.echo(e.format_message(), err=True)
+            raise SystemExit(e.exit_code) from None
+        ctx = getattr(e, "ctx", None)
+        where = ctx.command_path if ctx is not None else "natftp"
+        typer.echo(f"{where}: {mask(e.format_message())} (see {where} --help)", err=True)
+        raise SystemExit(e.exit_code) from None
+    except typer.Abort:
+        typer.echo("natftp: aborted", err=True)
+        raise SystemExit(1) from None
+    raise SystemExit(rc if isinstance(rc, int) else 0)

@@ -68,6 +68,17 @@ def start_peer(root: Path, *args: str, host: str = "127.0.0.1", port: int = 0) -
     return Server(host, int(line.split()[1]), root, proc, args=list(args))
 
 
+def natftp(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+           stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the `natftp` command as a user would (HOME is the working directory, so no
+    ~/.netrc of the machine's is read); its output decoded."""
+    e = {**os.environ, "HOME": str(cwd or Path.cwd()), **(env or {})}
+    r = subprocess.run([str(NATFTP), *args], capture_output=True, cwd=cwd, env=e,
+                       timeout=60, input=stdin)
+    return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(),
+                                       r.stderr.decode())
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -99,15 +110,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class Forwarder:
-    """Listens on (host, port) and relays every connection to (to_host, port), counting
-    them: proof of which address a client really connected to."""
+    """Listens on (host, port) and relays every connection to (to_host, to_port or the
+    same port), counting them: proof of which address a client really connected to.
+    ``sent`` keeps every byte the clients sent: proof of what crossed in the clear."""
 
-    def __init__(self, host: str, port: int, to_host: str) -> None:
+    def __init__(self, host: str, port: int, to_host: str, to_port: int | None = None,
+                 ) -> None:
         self.accepted = 0
-        self._to = (to_host, port)
+        self.sent = bytearray()
+        self._lock = threading.Lock()
+        self._to = (to_host, to_port or port)
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
+        self.port = port
         self._sock.listen(8)
         self._sock.settimeout(0.2)
         self._stop = threading.Event()
@@ -122,16 +138,18 @@ class Forwarder:
                 continue
             self.accepted += 1
             b = socket.create_connection(self._to, timeout=5)
-            for x, y in ((a, b), (b, a)):
-                threading.Thread(target=self._pipe, args=(x, y), daemon=True).start()
+            for x, y, keep in ((a, b, True), (b, a, False)):
+                threading.Thread(target=self._pipe, args=(x, y, keep), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, keep: bool) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                if keep:
+                    with self._lock:
+                        self.sent += data
                 dst.sendall(data)
         except OSError:
             pass

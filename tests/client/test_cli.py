@@ -9,16 +9,16 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from clientpeers import NATFTP, PASSWORD, Server, free_port, make_tree, sha256, tree_digest
-
-
-def natftp(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-           stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    e = {**os.environ, "HOME": str(cwd or Path.cwd()), **(env or {})}
-    r = subprocess.run([str(NATFTP), *args], capture_output=True, cwd=cwd, env=e,
-                       timeout=60, input=stdin)
-    return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(),
-                                       r.stderr.decode())
+from clientpeers import (
+    NATFTP,
+    PASSWORD,
+    Server,
+    free_port,
+    make_tree,
+    natftp,
+    sha256,
+    tree_digest,
+)
 
 
 def test_ls_prints_names_and_long_format(server: Server) -> None:

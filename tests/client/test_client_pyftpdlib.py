@@ -26,6 +26,7 @@ from natftp.client import (
     PermanentError,
     TimeoutError,
 )
+from natftp.client.mirror import MirrorError
 
 
 def run(coro: Any) -> Any:
@@ -279,15 +280,18 @@ def test_download_resumes_after_the_server_is_killed_mid_transfer(
     with pytest.raises((ConnectionLost, DataConnectionError)):
         with BlockingClient(slow.url) as ftp:
             ftp.download("big.bin", dest, progress=killer)
-    partial = dest.stat().st_size
+    assert not dest.exists()  # only a complete download takes the destination's name
+    part = tmp_path / ".big.bin.natftp-part"
+    partial = part.stat().st_size
     assert 400_000 <= partial < len(data)
-    assert dest.read_bytes() == data[:partial]
+    assert part.read_bytes() == data[:partial]
 
     fresh = ftpd(root=root)
     with BlockingClient(fresh.url) as ftp:
         got = ftp.download("big.bin", dest, resume=True)
     assert got == len(data) - partial
     assert sha256(dest) == hashlib.sha256(data).hexdigest()
+    assert not part.exists()
 
 
 def test_upload_resumes_after_the_server_is_killed_mid_transfer(
@@ -360,10 +364,12 @@ def test_mirror_round_trip_with_japanese_and_spaces(server: Server, tmp_path: Pa
     assert tree_digest(back) == tree_digest(src)
 
 
-def test_async_mirror_down_of_missing_remote_is_an_empty_plan(server: Server,
-                                                               tmp_path: Path) -> None:
-    async def go() -> int:
+def test_async_mirror_down_of_missing_remote_is_an_error_not_an_empty_plan(
+        server: Server, tmp_path: Path) -> None:
+    """A missing source must not read as an empty tree: with --delete that empty tree
+    would delete the whole destination (issue 14)."""
+    async def go() -> None:
         async with Client(server.url) as ftp:
-            r = await ftp.mirror_down("nope", tmp_path / "x", dry_run=True)
-            return len(r.actions)
-    assert run(go()) == 0
+            await ftp.mirror_down("nope", tmp_path / "x", dry_run=True, delete=True)
+    with pytest.raises(MirrorError, match="'nope' is not on the server"):
+        run(go())

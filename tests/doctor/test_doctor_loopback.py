@@ -157,7 +157,7 @@ def test_tls_required_without_tls_is_named() -> None:
         rep = run_doctor(s.url)
         login = rep.result("login")
         assert login is not None and login.verdict == "fail"
-        assert "--tls" in " ".join(login.fix)
+        assert "ftpes://" in " ".join(login.fix)
         assert "without TLS" in login.cause
 
 

@@ -91,14 +91,18 @@ def test_connect_failures_say_why(status: str, words: str) -> None:
     assert r.verdict == "fail" and words in r.cause and r.facts["status"] == status
 
 
+PLAIN = Target.parse("ftp://alice@ftp.example.net/")
+
+
 def test_banner_slow_missing_or_refusing() -> None:
-    slow = V.banner(Greeting(Reply.of(220, "hi"), ["220 hi"], delay=4.2), facts(), False, [])
+    slow = V.banner(Greeting(Reply.of(220, "hi"), ["220 hi"], delay=4.2), facts(), PLAIN, [])
     assert slow.verdict == "warn" and "4.2 s" in slow.cause and "reverse_lookup_enable" in \
         slow.fix[0]
-    none = V.banner(Greeting(error="no reply from the server within 3 s"), facts(), False, [])
-    assert none.verdict == "fail" and "--implicit-tls" in none.cause
+    none = V.banner(Greeting(error="no reply from the server within 3 s"), facts(), PLAIN, [])
+    assert none.verdict == "fail" and "ftps://ftp.example.net:21/" in none.cause
+    assert "--timeout" in none.fix[0]
     busy = V.banner(Greeting(Reply.of(421, "Too many users"), ["421 Too many users"]),
-                    facts(), False, [])
+                    facts(), PLAIN, [])
     assert busy.verdict == "fail" and "refuses sessions" in busy.cause
 
 
@@ -126,14 +130,15 @@ def test_certificate_verdicts(tmp_path: Path) -> None:
 
 def test_tls_not_offered_names_the_servers_setting() -> None:
     h = Handshake(["220 hi", "AUTH TLS -> 500 no"], refused=Reply.of(500, "no"))
-    r = V.tls(h, facts("vsftpd"), None, NOW)
+    r = V.tls(h, facts("vsftpd"), PLAIN, None, NOW)
     assert r.verdict == "fail" and "ssl_enable=YES" in r.fix[0]
+    assert "Nothing was logged in" in r.cause
 
 
 def test_login_failures() -> None:
     demand = SessionError("login refused", Reply.of(530, "Must use TLS first"))
     r = V.login(Login(error=demand), facts(), False, [])
-    assert "without TLS" in r.cause and "--tls" in r.fix[0]
+    assert "without TLS" in r.cause and "ftpes://alice@ftp.example.net:21/" in r.fix[0]
     wrong = SessionError("login refused", Reply.of(530, "Login incorrect."))
     r = V.login(Login(error=wrong), facts(), False, [])
     assert "refused the login of alice" in r.cause

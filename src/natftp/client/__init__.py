@@ -15,15 +15,17 @@ from __future__ import annotations
 
 from natftp.client._async import Client
 from natftp.client._sync import BlockingClient, SyncClient
-from natftp.client.mirror import Action, MirrorResult
+from natftp.client.mirror import Action, MirrorError, MirrorResult
 from natftp.ftpio.errors import (
     Attempt,
+    CertificateError,
     ConnectionFailed,
     ConnectionLost,
     DataConnectionError,
     FTPError,
     FTPTimeout,
     LoginError,
+    NotTLSError,
     PermanentError,
     ProtocolError,
     ReplyError,
@@ -34,8 +36,9 @@ from natftp.ftpio.errors import (
 from natftp.proto.listparse import Entry
 
 __all__ = [
-    "Action", "Attempt", "BlockingClient", "Client", "ConnectionFailed", "ConnectionLost",
-    "DataConnectionError", "Entry", "FTPError", "FTPTimeout", "LoginError", "MirrorResult",
+    "Action", "Attempt", "BlockingClient", "CertificateError", "Client",
+    "ConnectionFailed", "ConnectionLost", "DataConnectionError", "Entry", "FTPError",
+    "FTPTimeout", "LoginError", "MirrorError", "MirrorResult", "NotTLSError",
     "PermanentError", "ProtocolError", "ReplyError", "SyncClient", "TLSError",
     "TimeoutError", "TransientError",
 ]

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
+from natftp.client.partial import complete, partial_path
 from natftp.ftpio.control import Control
 from natftp.ftpio.data import ActiveListener, dial, start_tls, streams
 from natftp.ftpio.errors import (
@@ -96,6 +97,37 @@ class _Skip(Exception):
         super().__init__(reason)
         self.reason = reason
         self.refused = refused
+
+
+class _Sink:
+    """Where a download's bytes go: a file object, or a path opened (appended to when
+    continuing) only when the server accepted the transfer; and its progress."""
+
+    def __init__(self, fh: IO[bytes] | None, path: str | None, offset: int,
+                 total: int | None, progress: ProgressCallback | None) -> None:
+        self.fh, self.path = fh, path
+        self.offset, self.total, self.progress = offset, total, progress
+        self.received = 0
+        self.opened = False
+
+    def open(self) -> None:
+        if self.path is not None:
+            self.fh = open(self.path, "ab" if self.offset else "wb")  # noqa: SIM115
+            self.opened = True
+
+    def write(self, chunk: bytes) -> None:
+        assert self.fh is not None
+        self.fh.write(chunk)
+        self.moved(len(chunk))
+
+    def moved(self, n: int) -> None:
+        self.received += n
+        if self.progress is not None:
+            self.progress(self.offset + self.received, self.total)
+
+    def close(self) -> None:
+        if self.opened and self.fh is not None:
+            self.fh.close()
 
 
 @dataclass
@@ -267,6 +299,11 @@ class Client:
         log.info("%s", text)
         if self._trace is not None:
             self._trace("*", text)
+
+    def _warn(self, text: str) -> None:
+        """Something the user asked for did not happen as asked (nothing to resume):
+        a warning on the ``natftp.client`` logger, which the CLI prints."""
+        log.warning("%s", text)
 
     async def _cmd(self, name: str, arg: str = "") -> Reply:
         """Send a command and return its reply, whatever it is."""
@@ -566,9 +603,21 @@ class Client:
             arg = "./" + arg  # a leading dash would be taken for ls options
         lines = await self._lines(Command("LIST", arg))
         try:
-            return parse_list(lines, now=datetime.now(UTC))
+            entries = parse_list(lines, now=datetime.now(UTC))
         except ListingError as e:
             raise ProtocolError(f"unreadable LIST listing: {e}") from e
+        name = posixpath.basename(path.rstrip("/"))
+        if path and (not entries or (len(entries) == 1 and entries[0].is_dir
+                                     and entries[0].name == name)):
+            # LIST has no way to say "cannot open": vsftpd answers 226 with nothing for a
+            # missing directory, and with the directory's own line (ls -ld) for one it
+            # may not read. An empty or self-only listing is believed when the directory
+            # can be entered; otherwise it would pass for an empty directory (and a
+            # mirror --delete would remove what it holds).
+            if not await self._can_enter(path):
+                raise PermanentError(Reply.of(550, f"cannot list {path}: the server "
+                                              "cannot open it as a directory"), "LIST")
+        return entries
 
     async def names(self, path: str = "") -> StrList:
         """NLST: bare names (some servers return paths)."""
@@ -596,12 +645,22 @@ class Client:
             modified = await self.mtime(path)
             return Entry(base, "file", size, modified)
         # not a file: a directory if we can change into it
-        here = await self.pwd()
-        c = await self._cmd("CWD", path)
+        c = await self._enter(path)
         if c.kind == 2:
-            await self.command("CWD", here)
             return Entry(base, "dir")
         raise reply_error(r if r.kind >= 4 else c, "SIZE")
+
+    async def _enter(self, path: str) -> Reply:
+        """CWD into ``path`` and, when that works, back where we were: its reply says
+        whether ``path`` is a directory we may enter."""
+        here = await self.pwd()
+        r = await self._cmd("CWD", path)
+        if r.kind == 2:
+            await self.command("CWD", here)
+        return r
+
+    async def _can_enter(self, path: str) -> bool:
+        return (await self._enter(path)).kind == 2
 
     async def exists(self, path: str) -> bool:
         try:
@@ -685,55 +744,81 @@ class Client:
     async def download(self, remote: str, dest: Sink, *, resume: bool = False,
                        progress: ProgressCallback | None = None) -> int:
         """Download ``remote`` to a local path or a binary file object; returns the bytes
-        received. With ``resume``, an existing partial file (or the file object's current
-        position) is continued with REST instead of starting over."""
+        received.
+
+        A path is never touched before the transfer is complete: the bytes go to a
+        partial file beside it (:func:`natftp.client.partial.partial_path`), created only
+        once the server accepted RETR and renamed over the path at the end, so a refused,
+        failed or killed download leaves an existing file as it was. A partial file that
+        holds bytes is kept after a failure. A path that is a device or a pipe
+        (``/dev/null``) is written as it is.
+
+        With ``resume``, that partial file (or, when there is none, a partial file at
+        the path itself) is continued with REST, appended to only once the server
+        accepted REST and RETR; a file object is continued from its position."""
         total: int | None = None
         r = await self._cmd("SIZE", remote)
         if r.code == 213 and r.text.strip().isdigit():
             total = int(r.text.strip())
-        owned: IO[bytes] | None = None
-        sink: IO[bytes] | None = None
-        offset = 0
-        path: str | os.PathLike[str] | None = None
-        if isinstance(dest, (str, os.PathLike)):
-            path = dest
-            if resume and os.path.exists(dest):
-                offset = os.path.getsize(dest)
-                if total is not None and offset > total:
-                    self._note(f"local file is larger than the remote ({offset} > {total}); "
-                               "downloading again")
-                    offset = 0
-        else:
-            sink = dest
+        if not isinstance(dest, (str, os.PathLike)):
+            offset = 0
             if resume:
                 with contextlib.suppress(OSError, ValueError):
                     offset = dest.tell()
-        received = 0
-
-        def started() -> None:
-            nonlocal owned, sink
-            if path is not None:
-                owned = sink = open(path, "ab" if offset else "wb")  # noqa: SIM115
-
-        def consume(chunk: bytes) -> None:
-            nonlocal received
-            assert sink is not None
-            sink.write(chunk)
-            received += len(chunk)
-            if progress is not None:
-                progress(offset + received, total)
-
+            return await self._receive(remote, _Sink(dest, None, offset, total, progress))
+        final = os.fspath(dest)
+        if os.path.islink(final):
+            final = os.path.realpath(final)
+        if os.path.exists(final) and not os.path.isfile(final):
+            # a device or a pipe: never replaced by a file
+            return await self._receive(remote, _Sink(None, final, 0, total, progress))
+        part = partial_path(final)
+        target, offset = part, 0
+        if resume:
+            if os.path.isfile(part):
+                offset = os.path.getsize(part)
+            elif os.path.isfile(final):
+                target, offset = final, os.path.getsize(final)
+            if total is not None and offset > total:
+                self._warn(f"{target} is larger than {remote} on the server ({offset} > "
+                           f"{total} bytes): downloading the whole file again")
+                target, offset = part, 0
+            elif not offset:
+                self._warn(f"nothing to resume at {final} (no partial download of "
+                           f"{remote} here); downloading the whole file")
+        sink = _Sink(None, target, offset, total, progress)
+        if total is not None and offset == total and offset:
+            sink.moved(0)
+            if target == part:  # complete, but not renamed yet (killed at the very end)
+                complete(part, final)
+            return 0
         try:
-            if progress is not None:
-                progress(offset, total)
-            if total is not None and resume and offset == total:
-                return 0
-            await self._retrieve(Command("RETR", remote), consume, rest=offset,
-                                 started=started)
-        finally:
-            if owned is not None:
-                owned.close()
+            received = await self._receive(remote, sink)
+        except BaseException:
+            if target == part and sink.opened:
+                if offset + sink.received == 0:
+                    with contextlib.suppress(OSError):
+                        os.remove(part)
+                else:
+                    self._warn(f"the {offset + sink.received} bytes received are kept in "
+                               f"{part}; `natftp get -c` (download(..., resume=True)) "
+                               "continues from there")
+            raise
+        if target == part:
+            complete(part, final)
         return received
+
+    async def _receive(self, remote: str, sink: _Sink) -> int:
+        """RETR (after REST when the sink continues something) into ``sink``."""
+        sink.moved(0)
+        if sink.offset and sink.offset == sink.total:
+            return 0
+        try:
+            await self._retrieve(Command("RETR", remote), sink.write, rest=sink.offset,
+                                 started=sink.open)
+        finally:
+            sink.close()
+        return sink.received
 
     async def read_bytes(self, remote: str) -> bytes:
         buf = bytearray()
@@ -767,9 +852,17 @@ class Client:
                 if r.code == 213 and r.text.strip().isdigit():
                     offset = int(r.text.strip())
                 if total is not None and offset > total:
-                    self._note(f"remote file is larger than the local ({offset} > {total}); "
-                               "uploading again")
+                    self._warn(f"{remote} on the server is larger than the local file "
+                               f"({offset} > {total} bytes): uploading the whole file again")
                     offset = 0
+                elif r.code in _UNSUPPORTED:
+                    self._warn(f"cannot resume {remote}: the server does not answer SIZE "
+                               f"({r.code} {r.text}); uploading the whole file")
+                elif not offset:
+                    said = f" ({r.code} {r.text})" if r.code != 213 else ""
+                    self._warn(f"nothing to resume at {remote} (the server has no file or "
+                               f"interrupted upload of that name{said}); uploading the "
+                               "whole file")
                 fh.seek(offset)
                 if total is not None and offset == total:
                     if progress is not None:

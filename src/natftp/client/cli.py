@@ -11,6 +11,8 @@ Exit codes (stable; scripts may rely on them):
   6 transfer failed (no data connection could be made, one broke, a 4xx reply)
   7 timeout
   8 TLS failed (handshake, certificate verification, fingerprint pin)
+  141 standard output closed by its reader (`natftp get URL - | head`), quietly, as for
+      a process that SIGPIPE ended
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import functools
 import inspect
 import json
+import logging
 import os
 import posixpath
 import sys
@@ -29,8 +32,10 @@ from typing import Any, TypeVar
 import typer
 
 from natftp.client._async import Client, Mode
+from natftp.client.mirror import MirrorError
 from natftp.client.url import netrc_credentials
 from natftp.ftpio.errors import (
+    CertificateError,
     ConnectionFailed,
     DataConnectionError,
     FTPError,
@@ -46,10 +51,12 @@ from natftp.proto.url import FTPURL, URLError, is_url, mask, parse_url
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONNECT, EXIT_LOGIN = 0, 1, 2, 3, 4
 EXIT_REFUSED, EXIT_TRANSFER, EXIT_TIMEOUT, EXIT_TLS = 5, 6, 7, 8
+EXIT_PIPE = 141  # what a shell reports for a process that SIGPIPE ended
 
 EPILOG = ("Exit codes: 0 ok, 2 usage, 3 connection, 4 login, 5 refused/not found (5xx), "
-          "6 transfer, 7 timeout, 8 TLS. Credentials: URL, --user, or ~/.netrc. URL paths "
-          "are relative to the login directory (curl style); %2F makes one absolute.")
+          "6 transfer, 7 timeout, 8 TLS, 141 stdout closed by its reader. Credentials: "
+          "URL, --user, or ~/.netrc. URL paths are relative to the login directory (curl "
+          "style); %2F makes one absolute.")
 
 T = TypeVar("T")
 
@@ -75,7 +82,14 @@ class Conn:
     cacert: str | None
     fingerprint: str | None
 
+    #: the URL of the session last made (a TLS failure's message reads its certificate)
+    url: FTPURL | None = None
+
     def client(self, u: FTPURL) -> Client:
+        """A client for ``u`` with these options, each checked first: a bad option is
+        a usage error (exit 2) before anything goes on the network."""
+        tls = u.tls or ("explicit" if self.tls else None)
+        self._check(u, tls)
         user, password = u.user, u.password
         if self.user is not None:
             user, _, pw = self.user.partition(":")
@@ -87,11 +101,9 @@ class Conn:
             elif user is not None and sys.stdin.isatty():
                 password = typer.prompt(f"Password for {user}@{u.host}", hide_input=True,
                                         default="", show_default=False)
-        if self.active and self.passive:
-            raise typer.BadParameter("--active and --passive exclude each other")
         mode: Mode = "active" if self.active else "passive" if self.passive else "auto"
-        tls = u.tls or ("explicit" if self.tls else None)
         verify: bool | str = self.cacert if self.cacert else not self.insecure
+        self.url = u
         return Client(host=u.host, port=u.port, user=user, password=password,
                       timeout=self.timeout, data_timeout=self.data_timeout, mode=mode,
                       epsv=not self.no_epsv, trust_pasv_address=self.trust_pasv_address,
@@ -99,6 +111,44 @@ class Conn:
                       active_discover=self.active_discover, tls=tls,  # type: ignore[arg-type]
                       verify=verify, fingerprint=self.fingerprint,
                       trace=_trace if self.verbose else None)
+
+    def _check(self, u: FTPURL, tls: str | None) -> None:
+        if self.active and self.passive:
+            raise typer.BadParameter("--active and --passive exclude each other")
+        if self.active_address is not None:
+            from natftp.proto.addr import AddressError, ip
+            try:
+                ip(self.active_address)
+            except (AddressError, ValueError):
+                raise typer.BadParameter(f"--active-address {self.active_address!r} is not "
+                                         "an IP address (our public address, e.g. "
+                                         "203.0.113.7)") from None
+        for flag, value in (("--fingerprint", self.fingerprint), ("--cacert", self.cacert)):
+            if value is not None and tls is None:
+                raise typer.BadParameter(
+                    f"{flag} checks a TLS certificate, and {u.scheme}:// is plain FTP: use "
+                    f"ftpes:// (explicit TLS) or ftps:// (implicit TLS), or add --tls")
+        if self.fingerprint is not None:
+            from natftp.ftpio.tls import normalise_fingerprint
+            try:
+                normalise_fingerprint(self.fingerprint)
+            except ValueError:
+                raise typer.BadParameter(
+                    f"--fingerprint {self.fingerprint!r} is not a SHA-256 fingerprint: 64 "
+                    "hex digits, colons allowed (natftp serve prints it at start: "
+                    "SHA256:AB:CD:...)") from None
+        if self.cacert is not None:
+            import ssl
+
+            from natftp.ftpio.tls import make_context
+            if not os.path.isfile(self.cacert):
+                raise typer.BadParameter(f"--cacert {self.cacert}: no such file")
+            try:
+                make_context(self.cacert)
+            except (ssl.SSLError, OSError) as e:
+                raise typer.BadParameter(f"--cacert {self.cacert}: not a PEM file of CA "
+                                         f"certificates ({e.strerror or e.reason or e})"
+                                         ) from None
 
     @property
     def show_progress(self) -> bool:
@@ -191,6 +241,8 @@ def _command(app: typer.Typer, name: str) -> Callable[[Callable[..., Coroutine[A
         @functools.wraps(fn)
         def wrapper(**kw: Any) -> None:
             conn = Conn(**{n: kw.pop(n) for n in names})
+            warnings = _Warnings(name)
+            logging.getLogger("natftp.client").addHandler(warnings)
             try:
                 asyncio.run(fn(conn, **kw))
             except typer.Exit:
@@ -198,13 +250,21 @@ def _command(app: typer.Typer, name: str) -> Callable[[Callable[..., Coroutine[A
             except KeyboardInterrupt:
                 typer.echo("natftp: interrupted", err=True)
                 raise typer.Exit(130) from None
+            except BrokenPipeError:
+                _quiet_stdout()
+                raise typer.Exit(EXIT_PIPE) from None
             except typer.BadParameter as e:
-                typer.echo(f"natftp {name}: {e}", err=True)
+                typer.echo(f"natftp {name}: {mask(str(e))}", err=True)
                 raise typer.Exit(EXIT_USAGE) from None
+            except MirrorError as e:
+                typer.echo(f"natftp {name}: {e}", err=True)
+                raise typer.Exit(EXIT_REFUSED) from None
             except (FTPError, URLError, OSError) as e:
                 code = _exit_code(e)
-                typer.echo(f"natftp {name}: {_describe(e)}", err=True)
+                typer.echo(f"natftp {name}: {mask(_describe(e, conn))}", err=True)
                 raise typer.Exit(code) from None
+            finally:
+                logging.getLogger("natftp.client").removeHandler(warnings)
 
         params = own + _COMMON
         wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
@@ -216,14 +276,56 @@ def _command(app: typer.Typer, name: str) -> Callable[[Callable[..., Coroutine[A
     return deco
 
 
-def _describe(e: BaseException) -> str:
+def _describe(e: BaseException, conn: Conn) -> str:
     if isinstance(e, DataConnectionError):
         return (f"{e}. The server's data connections did not get through; try --active "
                 "(if the server can reach us) or check the server's passive port range "
                 "and firewall (`natftp doctor URL` explains)")
+    if isinstance(e, CertificateError) and conn.url is not None:
+        return f"{e}. Fix: {_trust_fix(conn.url, conn.timeout)}"
     if isinstance(e, OSError) and not isinstance(e, FTPError):
         return f"{e.strerror or e}: {e.filename}" if e.filename else str(e)
     return str(e)
+
+
+def _trust_fix(u: FTPURL, timeout: float) -> str:
+    """How to trust a certificate that did not verify, with the fingerprint it has (read
+    again on a fresh connection, nothing sent but AUTH TLS) for the user to compare with
+    the one the server printed (natftp serve prints it at start)."""
+    from natftp.ftpio.control import presented_certificate
+    from natftp.tls import fingerprint
+
+    der = asyncio.run(presented_certificate(u.host, u.port, implicit=u.tls == "implicit",
+                                            timeout=min(timeout, 10.0)))
+    pin = (f"pin it with --fingerprint SHA256:{fingerprint(der)} once you have checked "
+           "that the server printed the same (natftp serve prints its fingerprint at "
+           "start)" if der else "pin the certificate with --fingerprint SHA256:... (natftp "
+           "serve prints it at start)")
+    return (f"{pin}; or trust the CA that signed it with --cacert FILE; or skip the check "
+            "with -k (--insecure: no protection against a machine in the middle)")
+
+
+class _Warnings(logging.Handler):
+    """The client's warnings (``nothing to resume``...) as ``natftp CMD: ...`` lines."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(logging.WARNING)
+        self.command = command
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"natftp {self.command}: {mask(record.getMessage())}", err=True)
+
+
+def _quiet_stdout() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null, so that the
+    interpreter's final flush does not complain about the pipe either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
 
 
 def _url(text: str) -> FTPURL:
@@ -290,8 +392,11 @@ def register(app: typer.Typer) -> None:
         async with conn.client(u) as ftp:
             try:
                 entries = await ftp.list(u.path)
-            except PermanentError:
-                entries = [await ftp.stat(u.path)]  # a file: show its own entry
+            except PermanentError as listing:
+                try:
+                    entries = [await ftp.stat(u.path)]  # a file: show its own entry
+                except PermanentError:
+                    raise listing from None
                 if entries[0].is_dir:
                     raise
         for e in sorted(entries, key=lambda e: e.name):
@@ -316,13 +421,15 @@ def register(app: typer.Typer) -> None:
         """Download one file."""
         u = _url(url)
         if not u.path or u.path.endswith("/"):
-            raise typer.BadParameter(f"{url} names a directory; use `natftp mirror`")
+            raise typer.BadParameter(f"{u} names a directory; use `natftp mirror`")
         name = posixpath.basename(u.path)
         target = dest or name
         if target != "-" and os.path.isdir(target):
             target = os.path.join(target, name)
         async with conn.client(u) as ftp:
             if target == "-":
+                # a reader that stops early (| head) ends the download: the transfer is
+                # aborted, and the wrapper exits quietly
                 await ftp.download(u.path, sys.stdout.buffer)
                 sys.stdout.flush()
                 return
@@ -389,8 +496,6 @@ def register(app: typer.Typer) -> None:
                                                dry_run=dry_run, on_action=show)
         else:
             u = _url(dst)
-            if not os.path.isdir(src):
-                raise FileNotFoundError(2, "no such local directory", src)
             async with conn.client(u) as ftp:
                 result = await ftp.mirror_up(src, u.path.rstrip("/"), delete=delete,
                                              dry_run=dry_run, on_action=show)
@@ -440,8 +545,14 @@ def register(app: typer.Typer) -> None:
                  url: str = typer.Argument(..., help="Remote file or directory."),
                  new: str = typer.Argument(..., help="New path (same rules as the URL's "
                                            "path) or a URL on the same server.")) -> None:
-        """Rename or move a remote file or directory."""
+        """Rename or move a remote file or directory. A NEW that ends in / or names an
+        existing directory receives it under its own name (as `mv` and `natftp put`)."""
         u = _url(url)
         target = _url(new).path if is_url(new) else new.lstrip("/")
+        name = posixpath.basename(u.path.rstrip("/"))
         async with conn.client(u) as ftp:
+            if target.endswith("/") or not target:
+                target += name
+            elif await ftp._can_enter(target):
+                target = posixpath.join(target, name)
             await ftp.rename(u.path, target)

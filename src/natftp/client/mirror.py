@@ -7,6 +7,10 @@ differ, or when the source is newer than the copy by more than both sides' time
 precision (LIST times are to the minute, MLSD to the second). After a download the local
 file gets the remote time, and after an upload the remote gets the local time (MFMT) when
 the server allows it, so an unchanged tree needs no transfer the next time.
+
+Deleting (``--delete``) is only as safe as the source's listing: a source that does not
+exist, is not a directory, or cannot be listed all the way down is an error raised
+before any action, never an empty tree whose absence would delete everything.
 """
 
 from __future__ import annotations
@@ -18,10 +22,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
+from natftp.client.partial import is_partial
+
 if TYPE_CHECKING:
     from natftp.client._async import Client
 
 ActionKind = Literal["mkdir", "copy", "delete", "rmdir"]
+
+
+class MirrorError(Exception):
+    """The mirror cannot start safely (its source is missing or not a directory);
+    nothing was changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,25 +109,52 @@ def plan(src: Tree, dst: Tree, *, delete: bool = False) -> list[Action]:
 
 
 def local_tree(root: str) -> Tree:
+    """The tree under ``root`` ({} when it does not exist: a destination yet to be made).
+    A directory that cannot be read raises (``os.walk`` would skip it silently). The
+    partial files of unfinished downloads (``.NAME.natftp-part``) are not part of it:
+    never uploaded as files of their own, and the next download of NAME reuses them."""
+
     tree: Tree = {}
     if not os.path.isdir(root):
         return tree
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def fail(e: OSError) -> None:
+        raise e
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=fail):
         rel = os.path.relpath(dirpath, root)
         base = "" if rel == "." else rel.replace(os.sep, "/")
         for d in dirnames:
             tree[posixpath.join(base, d) if base else d] = Node(True)
         for f in filenames:
+            if is_partial(f):
+                continue
             st = os.stat(os.path.join(dirpath, f))
             tree[posixpath.join(base, f) if base else f] = Node(
                 False, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), 1.0)
     return tree
 
 
-async def remote_tree(client: Client, root: str) -> Tree:
+async def remote_tree(client: Client, root: str, *, source: bool = False) -> Tree:
+    """The tree under the remote ``root``. As a destination it may be missing ({}); as
+    the ``source`` it must be a directory (:class:`MirrorError` otherwise). Any listing
+    that fails raises, so no part of the source passes for empty."""
+    from natftp.ftpio.errors import PermanentError
+
     tree: Tree = {}
-    if not await client.exists(root or "."):
+    try:
+        top = await client.stat(root or ".")
+    except PermanentError as e:
+        if source:
+            raise MirrorError(f"the source directory {root or '.'!r} is not on the server "
+                              f"({e.code} {e.text}); nothing was changed") from e
         return tree
+    if not top.is_dir:
+        if source:
+            raise MirrorError(f"the source {root!r} on the server is a file, not a "
+                              "directory; nothing was changed")
+        raise MirrorError(f"the destination {root!r} on the server is a file, not a "
+                          "directory; nothing was changed")
     async for dirpath, dirs, files in client.walk(root):
         rel = dirpath[len(root):].lstrip("/") if root else dirpath
         for e in dirs:
@@ -134,7 +172,10 @@ def _rjoin(root: str, rel: str) -> str:
 async def mirror_down(client: Client, remote: str, local: str, *, delete: bool = False,
                       dry_run: bool = False,
                       on_action: Callable[[Action], None] | None = None) -> MirrorResult:
-    src = await remote_tree(client, remote)
+    src = await remote_tree(client, remote, source=True)
+    if os.path.exists(local) and not os.path.isdir(local):
+        raise MirrorError(f"the destination {local!r} is a file, not a directory; nothing "
+                          "was changed")
     dst = local_tree(local)
     result = MirrorResult(plan(src, dst, delete=delete), dry_run)
     if dry_run:
@@ -163,7 +204,8 @@ async def mirror_up(client: Client, local: str, remote: str, *, delete: bool = F
                     dry_run: bool = False,
                     on_action: Callable[[Action], None] | None = None) -> MirrorResult:
     if not os.path.isdir(local):
-        raise FileNotFoundError(f"{local} is not a directory")
+        raise MirrorError(f"the source directory {local!r} does not exist here (or is not "
+                          "a directory); nothing was changed")
     src = local_tree(local)
     dst = await remote_tree(client, remote)
     result = MirrorResult(plan(src, dst, delete=delete), dry_run)

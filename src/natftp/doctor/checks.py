@@ -28,15 +28,21 @@ __all__ = ["Doctor", "Target", "TargetError", "diagnose"]
 
 
 class Doctor:
-    def __init__(self, target: Target, tls: bool = False, write: bool = False,
-                 timeout: float = 3.0, samples: int = 5) -> None:
+    def __init__(self, target: Target, write: bool = False, timeout: float = 3.0,
+                 samples: int = 5, compare_plain: bool = False) -> None:
         self.t = target
-        self.tls = tls or target.implicit_tls
-        self.explicit_tls = tls and not target.implicit_tls
+        #: TLS is the URL's instruction (ftpes://, ftps://, or --tls/--implicit-tls):
+        #: when it fails, nothing logs in (USER/PASS would cross the network in the clear)
+        self.tls = target.tls
+        self.explicit_tls = target.explicit_tls
+        self.tls_failed = ""
+        #: the S7 comparison logs in over plain FTP too: only when asked (--compare-plain)
+        self.compare_plain = compare_plain
+        self.greeted = False
         self.write = write
         self.timeout = timeout
         self.samples = samples
-        self.probe = Prober(target, timeout)
+        self.probe = Prober(target, timeout, allow_plain_login=compare_plain)
         self.facts = V.Facts(target.host, target.port, target.user)
         self.results: list[Result] = []
         self.texts: dict[str, str] = {}
@@ -100,7 +106,8 @@ class Doctor:
         if g.reply is not None:
             self.texts["banner"] = g.reply.text
             self.facts.server, reasons = K.identify(self.texts)
-        self.add(V.banner(g, self.facts, self.t.implicit_tls, reasons))
+            self.greeted = g.reply.code == 220
+        self.add(V.banner(g, self.facts, self.t, reasons))
 
     async def check_tls(self) -> None:
         if not self.tls:
@@ -108,15 +115,29 @@ class Doctor:
         if not self.control_ip:
             self.add(V.skip("tls", "TLS", "no connection"))
             return
+        if not self.greeted and not self.t.implicit_tls:
+            # no greeting, so no AUTH TLS to send: the banner check said why, and a
+            # second wait for the same silence would double the time --timeout allows
+            self.add(V.skip("tls", "TLS (AUTH TLS)", "not tried: no FTP greeting"))
+            self.tls_failed = "no greeting"
+            return
         h = await self.probe.handshake()
         cert = read_cert(h.der) if h.der else None
-        self.add(V.tls(h, self.facts, cert, dt.datetime.now(dt.UTC)))
+        r = self.add(V.tls(h, self.facts, self.t, cert, dt.datetime.now(dt.UTC)))
         if h.refused is not None or h.error:
-            self.tls = False  # the other checks go on in the clear
+            self.tls_failed = r.summary
 
     async def check_login(self) -> None:
         if not self.control_ip:
             self.add(V.skip("login", "Login", "no connection"))
+            return
+        if self.tls_failed:
+            self.add(V.skip("login", "Login", f"not tried: {self.t.scheme}:// asks for TLS "
+                            "and TLS failed; a login without it would send the password "
+                            "in the clear"))
+            return
+        if not self.greeted:
+            self.add(V.skip("login", "Login", "not tried: no FTP greeting"))
             return
         obs = await self.probe.login(self.tls)
         identified: list[str] = []
@@ -260,6 +281,11 @@ class Doctor:
     async def check_pasv_plain_vs_tls(self) -> None:
         if not self.explicit_tls:
             return
+        if not self.compare_plain:
+            self.add(V.skip("pasv-tls", V.PASV_TLS_TITLE, "not asked: it logs in over "
+                            "plain FTP too (the password in the clear); --compare-plain "
+                            "runs it"))
+            return
         if not self.logged_in or ":" in self.control_ip:
             self.add(V.skip("pasv-tls", V.PASV_TLS_TITLE,
                             "not logged in" if not self.logged_in else "IPv6"))
@@ -289,9 +315,10 @@ class Doctor:
 
 
 async def diagnose(url: str, tls: bool = False, implicit_tls: bool = False,
-                   write: bool = False, timeout: float = 3.0) -> Report:
+                   write: bool = False, timeout: float = 3.0,
+                   compare_plain: bool = False) -> Report:
     """Examine the server at ``url``; ``ftpes://`` means explicit TLS as ``tls`` does,
     ``ftps://`` implicit TLS as ``implicit_tls`` does."""
-    target = Target.parse(url, implicit_tls=implicit_tls)
-    return await Doctor(target, tls=tls or target.explicit_tls, write=write,
-                        timeout=timeout).run()
+    target = Target.parse(url, implicit_tls=implicit_tls, explicit_tls=tls)
+    return await Doctor(target, write=write, timeout=timeout,
+                        compare_plain=compare_plain).run()

@@ -28,6 +28,11 @@ def register(app: typer.Typer) -> None:
                                       help="Seconds for each network step."),
         verbose: bool = typer.Option(False, "--verbose", "-v",
                                      help="Show all evidence lines."),
+        compare_plain: bool = typer.Option(
+            False, "--compare-plain",
+            help="With explicit TLS: also log in over plain FTP (the password crosses the "
+                 "network in the clear) to compare PASV with and without TLS, which shows "
+                 "a router's FTP helper (the pasv-tls check)."),
     ) -> None:
         """Diagnose an FTP/FTPS server from here: cause and fix for what fails.
 
@@ -35,10 +40,11 @@ def register(app: typer.Typer) -> None:
         """
         try:
             report = asyncio.run(diagnose(url, tls=tls, implicit_tls=implicit_tls,
-                                          write=write, timeout=timeout))
+                                          write=write, timeout=timeout,
+                                          compare_plain=compare_plain))
         except TargetError as e:
             typer.echo(f"natftp doctor: {e}", err=True)
-            raise typer.Exit(2) from e
+            raise typer.Exit(2) from None
         if as_json:
             typer.echo(json.dumps(report.to_json(), indent=2))
         else:

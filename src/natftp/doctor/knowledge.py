@@ -45,8 +45,10 @@ SIGNATURES: tuple[Signature, ...] = (
     _sig("filezilla", "syst", r"filezilla", 2),
     _sig("natftp", "syst", r"natftp", 2),
     _sig("natftp", "feat", r"\bnatftp\b", 2),
-    # Quieter hints, for a customised banner.
-    _sig("vsftpd", "help", r"The following commands are recognized", 1),
+    # Quieter hints, for a customised banner: each server's own HELP wording (several
+    # start "The following commands are recognized", so only the ends tell them apart).
+    _sig("natftp", "help", r"HELP command gives details", 2),
+    _sig("vsftpd", "help", r"(?m)^Help OK\.$", 1),
     _sig("pure-ftpd", "banner", r"You are user number \d+ of \d+ allowed", 2),
     _sig("pyftpdlib", "help", r"Recognized commands on this server", 1),
     _sig("proftpd", "help", r"Direct comments to", 1),
@@ -78,6 +80,9 @@ FIXES: dict[str, dict[str, str]] = {
             "/etc/vsftpd.conf set listen=YES and listen_ipv6=NO (IPv4 only), keep "
             "pasv_address={public} (or remove it if a router's FTP helper rewrites the "
             "reply), and restart vsftpd."),
+        "natftp": ("natftp never advertises 0.0.0.0 itself: something between rewrites "
+                   "its reply. Set natftp serve --masquerade {public} (nat.masquerade) and "
+                   "check the proxy or router in front of it."),
         "*": ("The server advertises the unspecified address 0.0.0.0; configure the "
               "address it advertises for passive mode to {public}."),
     },
@@ -124,6 +129,31 @@ FIXES: dict[str, dict[str, str]] = {
         "iis": "Pin the data channel port range in IIS FTP Firewall Support ({low}-{high}).",
         "*": "Pin the server's passive port range ({low}-{high}).",
     },
+    "login_refused": {
+        "vsftpd": ("Check the user name and password, and that the user may log in to FTP "
+                   "(vsftpd: local_enable=YES, a shell listed in /etc/shells, not in "
+                   "/etc/ftpusers)."),
+        "proftpd": ("Check the user name and password, and that ProFTPD lets the user in "
+                    "(RequireValidShell, /etc/ftpusers, <Limit LOGIN>)."),
+        "pure-ftpd": ("Check the user name and password (virtual users: pure-pw show "
+                      "{user}; after a change, pure-pw mkdb)."),
+        "pyftpdlib": ("Check the user name and password given to "
+                      "authorizer.add_user('{user}', ...)."),
+        "natftp": ("Check the user name and password: natftp serve --user NAME:PASSWORD, "
+                   "or [[users]] with password_hash from `natftp passwd`; anonymous "
+                   "logins need --anonymous (anonymous.enabled = true)."),
+        "*": "Check the user name and password, and that the user may log in to FTP.",
+    },
+    "tls_broken": {
+        "vsftpd": ("Check vsftpd's TLS settings in /etc/vsftpd.conf (rsa_cert_file, "
+                   "rsa_private_key_file, ssl_tlsv1_2=YES) and its log."),
+        "proftpd": ("Check TLSRSACertificateFile/TLSRSACertificateKeyFile and TLSProtocol "
+                    "in proftpd.conf, and the TLS log (TLSLog)."),
+        "natftp": ("Check natftp's certificate and key (--tls-cert/--tls-key, tls.cert and "
+                   "tls.key; tls.min_version) and its log."),
+        "*": ("Check the server's TLS certificate, key and protocol versions (TLS 1.2 or "
+              "newer), and its log."),
+    },
     "write_denied": {
         "vsftpd": "Set write_enable=YES in /etc/vsftpd.conf and restart vsftpd.",
         "proftpd": ("Allow writes for this user: in proftpd.conf, <Limit WRITE> AllowAll "
@@ -135,8 +165,10 @@ FIXES: dict[str, dict[str, str]] = {
                       "(AnonymousCantUpload) is not what refused it."),
         "pyftpdlib": ("Give the user write permissions: authorizer.add_user('{user}', ..., "
                       "perm='elradfmwMT') ('w' store, 'd' delete)."),
-        "natftp": ("Give {user} write permission in natftp (serve --user with a writable "
-                   "permission set) and check the root directory is writable."),
+        "natftp": ("In natftp, remove read_only = true (--read-only) and give {user} "
+                   "permissions.write = true (and delete = true) in its [[users]] entry "
+                   "(a --user NAME:PASSWORD user may write); check that the server's "
+                   "user can write ROOT on disk."),
         "filezilla": "Give {user} write/delete permission on the mount point in FileZilla Server.",
         "iis": "Grant Write in the FTP Authorization Rules for {user} and on the NTFS folder.",
         "*": "Give {user} write permission in the server's configuration and on disk.",

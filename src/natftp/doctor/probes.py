@@ -28,7 +28,14 @@ from natftp.ftpio.data import (
     start_tls,
     streams,
 )
-from natftp.ftpio.errors import DialError, FTPError, ReplyError, TLSError
+from natftp.ftpio.errors import (
+    DialError,
+    FTPError,
+    NotTLSError,
+    ReplyError,
+    TimeoutError,
+    TLSError,
+)
 from natftp.ftpio.tls import make_context
 from natftp.proto.addr import (
     AddrClass,
@@ -62,19 +69,36 @@ class Target:
     explicit_tls: bool = False
 
     @classmethod
-    def parse(cls, url: str, implicit_tls: bool = False) -> Target:
+    def parse(cls, url: str, implicit_tls: bool = False, explicit_tls: bool = False,
+              ) -> Target:
+        """``--implicit-tls`` reads the URL as ftps://, ``--tls`` an ftp:// one as
+        ftpes://: from then on the target's scheme is what the doctor does and shows."""
         u = parse_url(url, default_scheme="ftps" if implicit_tls else "ftp")
         if implicit_tls and u.scheme != "ftps":  # --implicit-tls: read it as ftps://
             u = parse_url("ftps://" + url.strip().split("://", 1)[1])
         return cls(u.host, u.port, u.user or "anonymous",
                    u.password if u.password is not None else "doctor@natftp",
-                   u.tls == "implicit", u.tls == "explicit")
+                   u.tls == "implicit", u.tls == "explicit" or (explicit_tls and not u.tls))
+
+    @property
+    def tls(self) -> bool:
+        """The URL asks for TLS: no USER/PASS may go out in the clear."""
+        return self.implicit_tls or self.explicit_tls
+
+    @property
+    def scheme(self) -> str:
+        return "ftps" if self.implicit_tls else "ftpes" if self.explicit_tls else "ftp"
+
+    def url_with(self, scheme: str) -> str:
+        """This target's URL (no user) with another scheme: what a fix tells the user
+        to run instead."""
+        h = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{h}:{self.port}/"
 
     def display(self) -> str:
         """The target as reports show it (never with the password)."""
         h = f"[{self.host}]" if ":" in self.host else self.host
-        scheme = "ftps" if self.implicit_tls else "ftpes" if self.explicit_tls else "ftp"
-        return f"{scheme}://{self.user}@{h}:{self.port}/"
+        return f"{self.scheme}://{self.user}@{h}:{self.port}/"
 
 
 class SessionError(Exception):
@@ -112,6 +136,7 @@ class Greeting:
     lines: list[str] = field(default_factory=list)
     delay: float = 0.0
     connect_error: str = ""  # the connection (or implicit TLS) failed
+    not_tls: bool = False  # implicit TLS met a plain-text answer (WRONG_VERSION_NUMBER)
     error: str = ""  # connected, but no greeting
 
 
@@ -120,6 +145,8 @@ class Handshake:
     evidence: list[str] = field(default_factory=list)
     refused: Reply | None = None  # AUTH TLS answered with something else than 234
     error: str = ""
+    not_tls: bool = False  # implicit TLS met a plain-text answer
+    no_greeting: bool = False  # explicit: no greeting (an implicit-TLS port waits for us)
     version: str = ""
     der: bytes | None = None
 
@@ -197,9 +224,13 @@ Obs = TypeVar("Obs", bound=_Observation)
 class Prober:
     """Probes against one target at ``host`` (the address the name resolved to)."""
 
-    def __init__(self, target: Target, timeout: float) -> None:
+    def __init__(self, target: Target, timeout: float, allow_plain_login: bool = False,
+                 ) -> None:
         self.t = target
         self.timeout = timeout
+        #: a target whose URL asks for TLS never gets USER/PASS in the clear, unless the
+        #: user allowed it for the plain-vs-TLS comparison (--compare-plain)
+        self.allow_plain_login = allow_plain_login or not target.tls
         self.host = target.host  # the address we reached, once connected
         self.last_transcript = Transcript()
 
@@ -243,12 +274,14 @@ class Prober:
             c = await self._connect(tls=True)
         except FTPError as e:
             g.connect_error = str(e)
+            g.not_tls = isinstance(e, NotTLSError)
             return g
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         try:
-            # A greeting can be slow (reverse DNS/ident lookups); wait a little longer.
-            r = await c.reply(self.timeout + 5)
+            # --timeout is the wait: a server that looks up our name (reverse DNS, ident)
+            # before it greets is reported as slow, or as silent beyond the timeout.
+            r = await c.reply(self.timeout)
             while r.kind == 1:
                 g.lines.append(q(r))
                 r = await c.reply()
@@ -267,7 +300,12 @@ class Prober:
         h = Handshake()
         try:
             c = await self._connect(tls=True)
-            r = await c.greet()
+            try:
+                r = await c.greet()
+            except TimeoutError:
+                h.no_greeting = True
+                c.abort()
+                raise
             h.evidence.append(q(r))
             if not self.t.implicit_tls:
                 r = await c.cmd("AUTH", "TLS")
@@ -280,6 +318,7 @@ class Prober:
                                   timeout=self.timeout)
         except FTPError as e:
             h.error = str(e)
+            h.not_tls = isinstance(e, NotTLSError)
             return h
         obj = c.ssl_object
         h.der = obj.getpeercert(binary_form=True) if obj else None
@@ -290,6 +329,8 @@ class Prober:
     async def session(self, tls: bool) -> Control:
         """Connect, read the greeting, AUTH TLS + PBSZ/PROT when ``tls``, log in, TYPE I.
         Raises :class:`SessionError` saying where it stopped."""
+        if not tls and not self.allow_plain_login:
+            raise SessionError(f"no login without TLS: {self.t.scheme}:// asks for TLS")
         trace = Transcript()
         try:
             c = await self._connect(tls, trace)
@@ -297,7 +338,7 @@ class Prober:
             raise SessionError(f"cannot connect: {e}") from e
         self.last_transcript = trace
         try:
-            r = await c.greet(self.timeout + 5)
+            r = await c.greet(self.timeout)
             if r.code != 220:
                 raise SessionError(f"banner {q(r)}", r)
             if tls and not self.t.implicit_tls:

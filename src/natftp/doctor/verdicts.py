@@ -26,6 +26,7 @@ from natftp.doctor.probes import (
     Resolution,
     Sample,
     SessionError,
+    Target,
     Transfer,
     Write,
     q,
@@ -60,6 +61,10 @@ class Facts:
         if a and classify(a) in (AddrClass.PRIVATE, AddrClass.CGNAT):
             return a
         return "<the server's LAN address>"
+
+    def url(self, scheme: str) -> str:
+        """The target's URL (user, no password) with ``scheme``: for a fix to quote."""
+        return f"{scheme}://{self.user}@{format_hostport(self.host, self.port)}/"
 
     def fix(self, problem: str, **kw: str) -> str:
         values = {"public": self.public, "user": self.user, **kw}
@@ -121,19 +126,27 @@ def connect(host: str, port: int, probes: list[Probe]) -> Result:
                   cause=cause, fix=[fix], facts={"status": last.status})
 
 
-def banner(g: Greeting, f: Facts, implicit_tls: bool, reasons: list[str]) -> Result:
+def banner(g: Greeting, f: Facts, t: Target, reasons: list[str]) -> Result:
     title = "Banner / server"
     if g.connect_error:
-        hint = " (is this really implicit FTPS?)" if implicit_tls else ""
-        return result("banner", title, FAIL, f"{g.connect_error}{hint}",
+        if g.not_tls:
+            return result("banner", title, FAIL, "no TLS on this port", [g.connect_error],
+                          cause=_not_tls_cause(t), fix=[_not_tls_fix(t)])
+        return result("banner", title, FAIL, g.connect_error,
                       cause="The connection opened but the session did not start: "
                       f"{g.connect_error}.")
     if g.reply is None:
+        implicit = ("" if t.implicit_tls else
+                    f"; or the port speaks implicit TLS and waits for us to start it "
+                    f"(then use {t.url_with('ftps')})")
         return result("banner", title, FAIL, g.error, [g.error],
                       cause=f"The server accepted the TCP connection but sent no FTP "
-                      f"greeting ({g.error}); it may not be an FTP server, or it expects "
-                      "implicit TLS (port 990: use --implicit-tls).",
-                      fix=["Check the port is the FTP control port."])
+                      f"greeting ({g.error}): it may not be an FTP server, or it looks up "
+                      f"our name before greeting and takes longer than --timeout{implicit}.",
+                      fix=["Check the port is the FTP control port; for a slow greeting "
+                           "run the doctor again with --timeout 15."
+                           + ("" if t.implicit_tls else
+                              f" For an implicit-TLS port use {t.url_with('ftps')}")])
     r = g.reply
     verdict = OK if r.code == 220 else FAIL
     cause = "" if verdict == OK else f"The server refuses sessions: {q(r)}."
@@ -149,16 +162,48 @@ def banner(g: Greeting, f: Facts, implicit_tls: bool, reasons: list[str]) -> Res
                   facts={"server": f.server, "delay_s": round(g.delay, 2)})
 
 
+def _not_tls_cause(t: Target) -> str:
+    return (f"{t.scheme}:// asks for TLS from the first byte (implicit TLS), but the server "
+            f"on port {t.port} answered in plain text: this port speaks plain FTP, where "
+            "TLS starts with AUTH TLS (explicit TLS). Nothing was logged in.")
+
+
+def _not_tls_fix(t: Target) -> str:
+    return (f"Use {t.url_with('ftpes')} (explicit TLS on this port), or ftps:// with the "
+            "server's implicit-TLS port (conventionally 990; natftp serve "
+            "--listen-implicit :990).")
+
+
 # 3. TLS -----------------------------------------------------------------------------
 
-def tls(h: Handshake, f: Facts, cert: CertFacts | None, now: dt.datetime) -> Result:
+def tls(h: Handshake, f: Facts, t: Target, cert: CertFacts | None,
+        now: dt.datetime) -> Result:
+    """TLS as the URL asked for it; a failure stops the run before any login (so it
+    always comes with a fix)."""
+    stop = " Nothing was logged in: without TLS the password would cross the network " \
+           "in the clear."
     if h.refused is not None:
         return result("tls", "TLS (AUTH TLS)", FAIL, "AUTH TLS not offered", h.evidence,
-                      cause=f"The server does not offer explicit FTPS: {q(h.refused)}.",
-                      fix=[f.fix("tls_missing")])
+                      cause=f"The server does not offer explicit FTPS: {q(h.refused)}."
+                      + stop,
+                      fix=[f.fix("tls_missing"),
+                           f"If the server offers implicit TLS on another port, use "
+                           f"ftps:// with that port; {t.url_with('ftp')} would log in "
+                           "without TLS."])
+    if h.not_tls:
+        return result("tls", "TLS (implicit)", FAIL, "the server answered in plain text",
+                      [*h.evidence, h.error], cause=_not_tls_cause(t), fix=[_not_tls_fix(t)])
+    if h.no_greeting:
+        return result("tls", "TLS (AUTH TLS)", FAIL, f"no greeting: {h.error}", h.evidence,
+                      cause=f"No FTP greeting came on port {t.port} ({h.error}), so AUTH TLS "
+                      "could not be sent; an implicit-TLS port waits silently for the "
+                      "client to start TLS." + stop,
+                      fix=[f"If port {t.port} speaks implicit TLS, use {t.url_with('ftps')}"])
     if h.error:
-        return result("tls", "TLS (AUTH TLS)", FAIL, f"TLS handshake failed: {h.error}",
-                      h.evidence, cause=f"The TLS handshake failed: {h.error}.")
+        return result("tls", "TLS (AUTH TLS)" if t.explicit_tls else "TLS (implicit)", FAIL,
+                      f"TLS handshake failed: {h.error}", h.evidence,
+                      cause=f"The TLS handshake failed: {h.error}." + stop,
+                      fix=[f.fix("tls_broken")])
     verdict, notes, cause, facts = certificate(cert, f.host, now)
     evidence = [*h.evidence, f"TLS {h.version}", *notes]
     return result("tls", "TLS + certificate", verdict, "; ".join(notes[:2]) or "ok",
@@ -222,14 +267,12 @@ def login_failed(e: SessionError, f: Facts, tls_used: bool) -> Result:
     if r is not None and _is_tls_demand(r) and not tls_used:
         return result("login", "Login", FAIL, "the server requires TLS", ev,
                       cause=f"The server refuses a login without TLS: {q(r)}.",
-                      fix=["Run the doctor (and your client) with --tls (explicit FTPS), "
-                           "or allow plain FTP on the server."])
+                      fix=[f"Use explicit FTPS: {f.url('ftpes')} (the doctor and natftp "
+                           "clients alike), or allow plain FTP on the server."])
     if r is not None and r.code in (530, 331, 332):
         return result("login", "Login", FAIL, "login refused", ev,
                       cause=f"The server refused the login of {f.user}: {q(r)}.",
-                      fix=["Check the user name and password, and that the user may log "
-                           "in to FTP (vsftpd: local_enable=YES, shell in /etc/shells, not "
-                           "in ftpusers)."])
+                      fix=[f.fix("login_refused")])
     return result("login", "Login", FAIL, str(e), ev,
                   cause=f"The session did not reach a login: {e}.")
 

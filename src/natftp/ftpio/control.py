@@ -24,17 +24,21 @@ from collections.abc import Callable
 from typing import Any
 
 from natftp.ftpio.errors import (
+    CertificateError,
     ConnectionFailed,
     ConnectionLost,
+    FTPError,
     LoginError,
+    NotTLSError,
     ProtocolError,
     TimeoutError,
     TLSError,
     reply_error,
 )
-from natftp.ftpio.tls import check_pin
+from natftp.ftpio.tls import check_pin, make_context
 from natftp.proto.addr import IPAddress, ip
 from natftp.proto.commands import Command
+from natftp.proto.hostport import format_hostport
 from natftp.proto.replies import Reply, ReplyParser
 from natftp.proto.replies import ReplyError as ReplySyntaxError
 from natftp.tls import ReuseContext
@@ -78,6 +82,7 @@ class Control:
                       limit: int = 1 << 16) -> Control:
         """Open a control connection (with TLS from the first byte when ``implicit_tls``);
         the greeting is not read yet (:meth:`greet`)."""
+        hp = format_hostport(host, port)
         if trace is not None:
             trace("*", f"Connecting to {host} port {port}")
         try:
@@ -86,13 +91,20 @@ class Control:
                                         server_hostname=host if implicit_tls else None),
                 connect_timeout)
         except builtins.TimeoutError as e:
-            raise TimeoutError(f"no connection to {host}:{port} within "
+            raise TimeoutError(f"no connection to {hp} within "
                                f"{connect_timeout:g} s") from e
         except ssl.SSLError as e:
-            raise TLSError(f"TLS with {host}:{port} failed: {_tls_reason(e)}") from e
+            if _not_tls(e):
+                raise NotTLSError(
+                    f"TLS with {hp} failed ({_tls_reason(e)}): the server answered in "
+                    "plain text, so this port speaks plain FTP or explicit TLS, not "
+                    f"implicit TLS: use ftpes://{hp}/ (TLS after AUTH TLS)") from e
+            raise _tls_error(f"TLS with {hp} failed", e) from e
+        except ConnectionRefusedError as e:
+            raise ConnectionFailed(f"nothing listens on {hp} (connection refused): is "
+                                   "the server running, on this address and port?") from e
         except OSError as e:
-            raise ConnectionFailed(f"could not connect to {host}:{port}: "
-                                   f"{e.strerror or e}") from e
+            raise ConnectionFailed(f"could not connect to {hp}: {e.strerror or e}") from e
         c = cls(reader, writer, host=host, timeout=timeout, trace=trace, tls=implicit_tls)
         c.note(f"Connected to {host} ({c.peer[0]}) port {c.peer[1]}")
         if implicit_tls is not None and fingerprint:
@@ -238,7 +250,7 @@ class Control:
                                       ssl_handshake_timeout=timeout), timeout + 1)
         except ssl.SSLError as e:
             self.abort()
-            raise TLSError(f"TLS handshake with {self.host} failed: {_tls_reason(e)}") from e
+            raise _tls_error(f"TLS handshake with {self.host} failed", e) from e
         except builtins.TimeoutError as e:
             self.abort()
             raise TimeoutError(f"TLS handshake with {self.host} did not finish within "
@@ -311,8 +323,50 @@ class Control:
 
 
 def _tls_reason(e: ssl.SSLError) -> str:
-    """An SSL error in words, with the fix for the common one (an untrusted certificate)."""
+    """An SSL error in words."""
     if isinstance(e, ssl.SSLCertVerificationError):
-        return (f"{e.verify_message or e} (the server's certificate is not trusted here: "
-                "install one from a CA, or pin it with --fingerprint)")
+        return str(e.verify_message or e)
     return str(e.reason or e)
+
+
+def _tls_error(what: str, e: ssl.SSLError) -> TLSError:
+    """The error for a failed handshake: :class:`CertificateError` when the certificate
+    did not verify (its users say how to trust it), else :class:`TLSError`."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        reason = _tls_reason(e)
+        return CertificateError(f"{what}: the server's certificate is not trusted here "
+                                f"({reason})", reason)
+    return TLSError(f"{what}: {_tls_reason(e)}")
+
+
+def _not_tls(e: ssl.SSLError) -> bool:
+    """OpenSSL's ways of saying the peer's first bytes were not a TLS record (a plain
+    ``220 ...`` greeting read as one)."""
+    text = f"{e.reason} {e}".upper()
+    return any(w in text for w in ("WRONG_VERSION_NUMBER", "WRONG VERSION NUMBER",
+                                   "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"))
+
+
+async def presented_certificate(host: str, port: int, *, implicit: bool,
+                                timeout: float = 10.0) -> bytes | None:
+    """The certificate (DER) the server presents, read without verifying it and without
+    logging in: for the message that tells a user which fingerprint to pin after a
+    verification failure. None when TLS does not start."""
+    ctx = make_context(verify=False)
+    try:
+        c = await Control.connect(host, port, timeout=timeout, connect_timeout=timeout,
+                                  implicit_tls=ctx if implicit else None)
+    except FTPError:
+        return None
+    try:
+        if not implicit:
+            await c.greet()
+            if (await c.cmd("AUTH", "TLS")).code != 234:
+                return None
+            await c.start_tls(ctx, server_hostname=None, timeout=timeout)
+        obj = c.ssl_object
+        return obj.getpeercert(binary_form=True) if obj is not None else None
+    except FTPError:
+        return None
+    finally:
+        c.abort()

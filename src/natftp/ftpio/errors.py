@@ -48,6 +48,21 @@ class TLSError(ConnectionFailed):
         self.reply = reply
 
 
+class CertificateError(TLSError):
+    """The server's certificate did not verify (self-signed, unknown CA, wrong name,
+    expired). ``reason`` is OpenSSL's verdict, e.g. ``self-signed certificate``."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class NotTLSError(TLSError):
+    """TLS from the first byte (implicit, ``ftps://``) met a server that answered in plain
+    text (OpenSSL: ``WRONG_VERSION_NUMBER``): the port speaks plain FTP, or explicit TLS,
+    which starts with AUTH TLS (``ftpes://``)."""
+
+
 class DialError(FTPError):
     """A TCP connection (data, or a probe) could not be made. ``status`` is ``refused``,
     ``timeout``, ``unreachable`` or ``error``; ``detail`` says it in words."""
@@ -112,8 +127,8 @@ def reply_error(reply: Reply, command: str = "") -> ReplyError:
 
 
 __all__ = [
-    "Attempt", "ConnectionFailed", "ConnectionLost", "DataConnectionError", "DialError",
-    "FTPError",
-    "FTPTimeout", "LoginError", "PermanentError", "ProtocolError", "ReplyError",
-    "TLSError", "TimeoutError", "TransientError", "reply_error",
+    "Attempt", "CertificateError", "ConnectionFailed", "ConnectionLost",
+    "DataConnectionError", "DialError", "FTPError", "FTPTimeout", "LoginError",
+    "NotTLSError", "PermanentError", "ProtocolError", "ReplyError", "TLSError",
+    "TimeoutError", "TransientError", "reply_error",
 ]

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from natftp import logsetup
-from natftp.proto.hostport import parse_hostport, parse_port_range
+from natftp.proto.hostport import parse_hostport, parse_listen, parse_port_range
+
+if TYPE_CHECKING:
+    from natftp.gateway.server import Gateway
+
+log = logging.getLogger("natftp.gateway")
 
 
 def register(app: typer.Typer) -> None:
@@ -40,10 +45,14 @@ def gateway(
                              "--tls-cert, with a self-signed certificate)."),
     tls_cert: str = typer.Option(None, "--tls-cert", metavar="FILE",
                                  help="Certificate clients see (implies --tls)."),
-    tls_key: str = typer.Option(None, "--tls-key", metavar="FILE"),
-    implicit_listen: str = typer.Option(None, "--implicit-listen", metavar="HOST:PORT",
+    tls_key: str = typer.Option(None, "--tls-key", metavar="FILE",
+                                help="Its private key (default: in --tls-cert, as serve "
+                                "reads it)."),
+    listen_implicit: str = typer.Option(None, "--listen-implicit", "--implicit-listen",
+                                        metavar="HOST:PORT",
                                         help="Also accept implicit FTPS (TLS from the "
-                                        "first byte) here (implies --tls)."),
+                                        "first byte) here (implies --tls). "
+                                        "--implicit-listen is its older spelling."),
     no_tls: bool = typer.Option(False, "--no-tls", help="Do not offer AUTH TLS, even with "
                                 "--upstream-tls."),
     require_tls: bool = typer.Option(False, "--require-tls",
@@ -54,15 +63,19 @@ def gateway(
     upstream_mode: str = typer.Option("auto", "--upstream-mode",
                                       help="auto (mirror the client, fall back to the other "
                                       "mode), passive or active."),
-    connect_timeout: float = typer.Option(10.0, "--connect-timeout"),
-    data_timeout: float = typer.Option(30.0, "--data-timeout",
+    connect_timeout: float = typer.Option(10.0, "--connect-timeout", min=0.1,
+                                          help="Seconds to reach the upstream and for a "
+                                          "client's TLS handshake."),
+    data_timeout: float = typer.Option(30.0, "--data-timeout", min=0.1,
                                        help="Data connection setup and idle timeout (s)."),
-    idle_timeout: float = typer.Option(300.0, "--idle-timeout",
+    idle_timeout: float = typer.Option(300.0, "--idle-timeout", min=1.0,
                                        help="Control connection idle timeout (s)."),
-    max_sessions: int = typer.Option(200, "--max-sessions"),
+    max_sessions: int = typer.Option(200, "--max-sessions", min=1,
+                                     help="Sessions at once; one more gets 421 (busy)."),
     no_zero_copy: bool = typer.Option(False, "--no-zero-copy",
                                       help="Copy through a buffer instead of os.splice."),
-    verbose: bool = typer.Option(False, "-v", "--verbose"),
+    verbose: bool = typer.Option(False, "-v", "--verbose",
+                                 help="Debug logging (passwords are never logged)."),
 ) -> None:
     """A userspace FTP helper: relays FTP/FTPS to an unchanged server and rewrites its
     passive and active addresses, translating modes and terminating TLS."""
@@ -73,8 +86,8 @@ def gateway(
     try:
         if upstream_mode not in ("auto", "passive", "active"):
             raise ValueError(f"--upstream-mode {upstream_mode!r}: auto, passive or active")
-        if (tls_cert is None) != (tls_key is None):
-            raise ValueError("--tls-cert and --tls-key go together")
+        if tls_key is not None and tls_cert is None:
+            raise ValueError("--tls-key needs --tls-cert (the certificate it belongs to)")
         if tls and no_tls:
             raise ValueError("--tls and --no-tls contradict each other")
         overrides = []
@@ -84,13 +97,13 @@ def gateway(
                 raise ValueError(f"--override {ov!r}: expected NET[,NET]=ADDR")
             overrides.append(Override.parse(nets.split(","), addr))
         cfg = GatewayConfig(
-            listen=_endpoint(listen, "--listen", allow_zero=True),
+            listen=_listen(listen, "--listen"),
             upstream=_endpoint(upstream, "--upstream"),
             masquerade=masquerade, overrides=overrides,
             passive_ports=_range(passive_ports, "--passive-ports"),
             advertised_ports=_range(advertised_ports, "--advertised-ports"),
-            implicit_listen=_endpoint(implicit_listen, "--implicit-listen", allow_zero=True)
-            if implicit_listen else None,
+            implicit_listen=_listen(listen_implicit, "--listen-implicit")
+            if listen_implicit else None,
             tls_cert=tls_cert, tls_key=tls_key,
             tls=True if tls else False if no_tls else None, require_tls=require_tls,
             upstream_tls=upstream_tls, upstream_mode=upstream_mode,  # type: ignore[arg-type]
@@ -104,17 +117,44 @@ def gateway(
         typer.echo(f"natftp gateway: {e}", err=True)
         raise typer.Exit(2) from None
     try:
-        asyncio.run(gw.serve_forever())
-    except KeyboardInterrupt:
-        pass
+        asyncio.run(_serve(gw))
     except OSError as e:
-        typer.echo(f"natftp gateway: cannot listen: {e}", err=True)
+        typer.echo(f"natftp gateway: cannot listen: {e.strerror or e}; fix: stop the "
+                   "other server on that address or choose another with --listen "
+                   "HOST:PORT", err=True)
         raise typer.Exit(1) from None
 
 
-def _endpoint(text: str, what: str, allow_zero: bool = False) -> tuple[str, int]:
+async def _serve(gw: Gateway) -> None:
+    """Serve until SIGTERM or SIGINT (Ctrl-C), then close the listeners and the sessions
+    and say so: a service manager's stop is a clean exit 0, not a death by signal."""
+    import signal
+
+    await gw.start()
+    stop = asyncio.Event()
+    got: list[str] = []
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda s=sig: (got.append(s.name), stop.set()))
     try:
-        return parse_hostport(text, allow_zero=allow_zero)
+        await stop.wait()
+    finally:
+        log.info("stopping (%s): closing listeners and %d sessions",
+                 got[0] if got else "exit", len(gw.sessions))
+        await gw.close()
+    log.info("gateway stopped")
+
+
+def _listen(text: str, what: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ValueError as e:
+        raise ValueError(f"{what} {e}") from None
+
+
+def _endpoint(text: str, what: str) -> tuple[str, int]:
+    try:
+        return parse_hostport(text)
     except ValueError as e:
         raise ValueError(f"{what} {e}") from None
 

@@ -16,10 +16,11 @@ from typing import Literal
 from natftp.gateway.session import Session
 from natftp.nat import resolver
 from natftp.nat.policy import AdvertisePolicy, Override, UnreachableWarnings
-from natftp.nat.ports import PortPool
+from natftp.nat.ports import PortPool, listen_socket
 from natftp.nat.resolver import Resolver
 from natftp.proto.addr import IPAddress
 from natftp.proto.feat import rewrite_feat
+from natftp.proto.hostport import format_hostport
 from natftp.proto.replies import Reply
 from natftp.proto.security import TLS_FEATURES
 
@@ -69,7 +70,7 @@ class Gateway:
         from natftp.nat.localnets import local_networks
 
         if cfg.tls is False and (cfg.tls_cert or cfg.implicit_listen):
-            raise ValueError("--no-tls contradicts --tls-cert and --implicit-listen")
+            raise ValueError("--no-tls contradicts --tls-cert and --listen-implicit")
         if cfg.require_tls and not cfg.offers_tls:
             raise ValueError("--require-tls needs TLS: add --tls (or --tls-cert)")
         self.cfg = cfg
@@ -117,18 +118,18 @@ class Gateway:
     async def start(self) -> None:
         self._refresh = await resolver.follow(self.policy, self.cfg.refresh_interval,
                                               self._resolve)
-        host, port = self.cfg.listen
         self.servers.append(await asyncio.start_server(
-            self._plain, host, port, reuse_address=True, limit=1 << 16))
+            self._plain, sock=listen_socket(*self.cfg.listen), limit=1 << 16))
         if self.cfg.implicit_listen:
             assert self.tls_ctx is not None
-            ih, ip_ = self.cfg.implicit_listen
             self.servers.append(await asyncio.start_server(
-                self._implicit, ih, ip_, ssl=self.tls_ctx, reuse_address=True,
-                ssl_handshake_timeout=self.cfg.connect_timeout, limit=1 << 16))
-        log.info("gateway listening on %s -> upstream %s:%s, masquerade=%s, passive ports "
-                 "%s, upstream mode %s%s, %s", ", ".join(f"{h}:{p}" for h, p in self.addresses),
-                 self.cfg.upstream[0], self.cfg.upstream[1], self.cfg.masquerade or "-",
+                self._implicit, sock=listen_socket(*self.cfg.implicit_listen),
+                ssl=self.tls_ctx, ssl_handshake_timeout=self.cfg.connect_timeout,
+                limit=1 << 16))
+        log.info("gateway listening on %s -> upstream %s, masquerade=%s, passive ports "
+                 "%s, upstream mode %s%s, %s",
+                 ", ".join(format_hostport(h, p) for h, p in self.addresses),
+                 format_hostport(*self.cfg.upstream), self.cfg.masquerade or "-",
                  self.ports.describe(),
                  self.cfg.upstream_mode, ", FTPS upstream" if self.cfg.upstream_tls else "",
                  self.tls_note)
@@ -161,23 +162,24 @@ class Gateway:
             await Session(self, r, w, implicit).run()
         except Exception:  # noqa: BLE001 (one broken session must not stop the gateway)
             log.exception("session crashed")
+        except asyncio.CancelledError:
+            # close() ends the session; the connection's task then ends normally (asyncio
+            # 3.11's stream callback would log a cancelled task as an error)
+            pass
         finally:
             self.sessions.discard(task)
 
-    async def serve_forever(self) -> None:
-        await self.start()
-        try:
-            await asyncio.gather(*(s.serve_forever() for s in self.servers))
-        finally:
-            await self.close()
-
     async def close(self) -> None:
+        """Stop listening and end every session (each logs its end line)."""
         if self._refresh is not None:
             self._refresh.cancel()
         for s in self.servers:
             s.close()
-        for t in list(self.sessions):
+        sessions = list(self.sessions)
+        for t in sessions:
             t.cancel()
+        if sessions:
+            await asyncio.wait(sessions, timeout=10)
         for s in self.servers:
             with contextlib.suppress(Exception):
                 await s.wait_closed()

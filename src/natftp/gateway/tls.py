@@ -23,4 +23,16 @@ def server_context(cert: str | Path | None, key: str | Path | None) -> tuple[ssl
             f.unlink()
         d.rmdir()
         return ctx, "self-signed certificate generated at start (clients must not verify)"
-    return _server_context(cert, key), f"certificate {cert}"
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"{flag} {path}: no such file (give the path of a readable PEM "
+                             "file)")
+    try:
+        return _server_context(cert, key), f"certificate {cert}"
+    except ssl.SSLError as e:
+        raise ValueError(f"--tls-cert {cert}" + (f" --tls-key {key}" if key else "")
+                         + f": not a PEM certificate with its private key ({e.reason or e}); "
+                         "give the certificate (then its chain) and the key it was issued "
+                         "for, in one file or with --tls-key") from None
+    except OSError as e:  # (after ssl.SSLError, which is one)
+        raise ValueError(f"--tls-cert {cert}: cannot read it ({e.strerror or e})") from None

@@ -5,7 +5,8 @@ ports of the configured range are held, which one to try next, and how a local p
 to the port a client is told when a NAT in front translates ports
 (``nat.advertised_ports`` / ``--advertised-ports``, e.g. a container published as
 ``-p 31000-31099:30000-30099``). :func:`bind_passive` binds a listening socket on a free
-port of it.
+port of it; :func:`listen_socket` is the control port's listening socket (the one rule for
+``[::]`` dual-stack, in serve and the gateway).
 
 When the range is exhausted the pool says so; it never falls back to a port outside the
 range, which a firewall opened for that range would drop (pyftpdlib and ProFTPD do).
@@ -14,6 +15,7 @@ range, which a firewall opened for that range would drop (pyftpdlib and ProFTPD 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -149,3 +151,27 @@ def bind_passive(pool: PortPool, family: int, local: tuple[object, ...],
         pool.take(real)
         return s, real
     return None
+
+
+def listen_socket(host: str, port: int, *, dual_stack: bool = True) -> socket.socket:
+    """A non-blocking listening socket for a control port (serve's and the gateway's
+    ``--listen``, ``--listen-implicit``): the unspecified ``::`` is dual-stack, IPv4
+    clients arriving as IPv4-mapped addresses, unless ``dual_stack`` is False (0.0.0.0 has
+    the same port); any other IPv6 address is IPv6 only, an IPv4 address IPv4."""
+    v6 = ":" in host
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if v6:
+            any_ = ipaddress.ip_address(host.split("%")[0]).is_unspecified
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY,
+                            0 if any_ and dual_stack else 1)
+            sock.bind((host, port, 0, 0))
+        else:
+            sock.bind((host, port))
+        sock.listen(socket.SOMAXCONN)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -8,6 +8,8 @@ The server's ``listen``, the gateway's ``--listen``/``--upstream``, the firewall
 
 from __future__ import annotations
 
+import ipaddress
+
 
 class HostPortError(ValueError):
     """Not ``HOST:PORT``; ``reason`` says what is wrong, ``fix`` how to write it."""
@@ -39,6 +41,8 @@ def parse_hostport(text: str, *, default_port: int | None = None,
     """
     s = text.strip()
     port_s: str | None
+    if s.isascii() and s.isdigit() and default_port is None:
+        raise HostPortError(text, "a port alone, no host", f"write HOST:{s}")
     if s.startswith("["):
         host, sep, rest = s[1:].partition("]")
         if not sep:
@@ -62,6 +66,34 @@ def parse_hostport(text: str, *, default_port: int | None = None,
             raise HostPortError(text, "no port given", f"write {format_hostport(s, 2121)}")
         return host, default_port
     return host, _port(text, port_s, allow_zero)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """A listening address, as ``natftp serve --listen``, ``listen = [...]`` and
+    ``natftp gateway --listen`` all take it: ``IP:PORT``, ``[V6]:PORT``, ``:::PORT``,
+    ``:PORT`` or a bare ``PORT`` (the last two: every address, ``::`` dual-stack); port 0
+    is any free port.
+
+    The host must be an IP address of this host. A name is refused rather than resolved:
+    which addresses ``localhost`` or a host name stand for depends on the resolver (one
+    family, the other, or both), and a listener should say exactly where it listens, in
+    every subcommand the same way.
+    """
+    s = text.strip()
+    if s.isascii() and s.isdigit():
+        return "::", _port(text, s, allow_zero=True)
+    host, port = parse_hostport(s, allow_zero=True)
+    if not host:
+        return "::", port
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise HostPortError(
+            text, f"{host!r} is not an IP address (a listener is given an address of this "
+            "host, not a name)",
+            f"write {format_hostport('127.0.0.1', port)} or {format_hostport('::1', port)} "
+            f"for loopback, :{port} for every address") from None
+    return host, port
 
 
 def format_hostport(host: str, port: int | str) -> str:

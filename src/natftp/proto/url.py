@@ -78,13 +78,22 @@ def is_url(text: str) -> bool:
     return bool(sep) and scheme.lower() in SCHEMES
 
 
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/@]*?):([^/@]*)@")
+#: a URL's scheme and authority (up to the path, a space or a quote), found anywhere in
+#: a text; the user info is what comes before the authority's *last* ``@`` (as urlsplit
+#: reads it, so ``ftp://a:p@ss@h/`` hides all of ``p@ss``)
+_AUTHORITY = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/\s'\"()]*@)")
 
 
-def mask(url: str) -> str:
-    """``url`` with the password in its user part replaced by ``****`` (for messages
-    about a URL that may not even parse)."""
-    return _USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", url, count=1)
+def _mask_userinfo(m: re.Match[str]) -> str:
+    user, sep, _password = m.group(2)[:-1].partition(":")
+    return f"{m.group(1)}{user}{':' + MASK if sep else ''}@"
+
+
+def mask(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``****``: for messages
+    about a URL that may not even parse, and for any message that quotes the command
+    line (a usage error naming an extra argument)."""
+    return _AUTHORITY.sub(_mask_userinfo, text)
 
 
 def parse_url(url: str, *, default_scheme: str | None = None) -> FTPURL:
@@ -115,8 +124,12 @@ def parse_url(url: str, *, default_scheme: str | None = None) -> FTPURL:
     if any(c in (user or "") + (password or "") for c in "\r\n\0"):
         raise URLError(f"{shown!r}: control characters in the user name or password")
     raw = parts.path[1:] if parts.path.startswith("/") else parts.path
+    path = unquote(raw)
+    if any(c in path for c in "\r\n\0"):
+        # an encoded CR/LF would end the command it is sent in (and start another one)
+        raise URLError(f"{shown!r}: control characters (%0D, %0A, %00) in the path")
     return FTPURL(scheme, parts.hostname, port or SCHEMES[scheme][0], user, password,
-                  unquote(raw))
+                  path)
 
 
 def _why(e: ValueError) -> str:

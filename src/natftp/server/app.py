@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from natftp.nat import resolver
 from natftp.nat.localnets import local_networks
 from natftp.nat.policy import AdvertisePolicy, UnreachableWarnings
-from natftp.nat.ports import PortPool
+from natftp.nat.ports import PortPool, listen_socket
 from natftp.proto.addr import IPAddress
 from natftp.server import data, guard, privs
 from natftp.server.config import ConfigError, ListenAddress, ServerConfig
@@ -241,23 +241,8 @@ class Server:
         self.partials[home[len(root):] + vpath] = None
 
     def _listen_socket(self, la: ListenAddress, v4_any_ports: set[int]) -> socket.socket:
-        v6 = ":" in la.host
-        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if v6:
-                # [::] alone is dual-stack; with 0.0.0.0 on the same port it is v6-only
-                dual = _is_any(la.host) and la.port not in v4_any_ports
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual else 1)
-                sock.bind((la.host, la.port, 0, 0))
-            else:
-                sock.bind((la.host, la.port))
-            sock.listen(socket.SOMAXCONN)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        return sock
+        # [::] alone is dual-stack; with 0.0.0.0 on the same port it is v6-only
+        return listen_socket(la.host, la.port, dual_stack=la.port not in v4_any_ports)
 
     def describe(self, la: ListenAddress) -> str:
         if ":" in la.host and _is_any(la.host):

@@ -28,8 +28,9 @@ from natftp.nat.policy import IPNetwork, Override
 from natftp.nat.ports import DEFAULT_CONTROL_PORT
 from natftp.proto import paths
 from natftp.proto.addr import IPAddress
-from natftp.proto.hostport import HostPortError, PortRangeError, parse_hostport
+from natftp.proto.hostport import HostPortError, PortRangeError
 from natftp.proto.hostport import format_port_range as format_range
+from natftp.proto.hostport import parse_listen as parse_listen_address
 from natftp.proto.hostport import parse_port_range as parse_range
 
 DEFAULT_LISTEN = f"[::]:{DEFAULT_CONTROL_PORT}"
@@ -302,18 +303,12 @@ class ServerConfig:
 # -- parsing helpers -----------------------------------------------------------------
 
 def parse_listen(text: str, key: str = "listen") -> ListenAddress:
-    """``HOST:PORT``, ``[v6]:PORT`` or a bare ``v6:PORT`` (``:::2121``)."""
+    """``HOST:PORT``, ``[v6]:PORT``, a bare ``v6:PORT`` (``:::2121``), ``:PORT`` or
+    ``PORT``: the rule the gateway's ``--listen`` follows too (proto.hostport)."""
     try:
-        host, port = parse_hostport(text, allow_zero=True)
+        host, port = parse_listen_address(text)
     except HostPortError as e:
         raise ConfigError(key, text, e.reason, e.fix or 'e.g. "[::]:2121"') from None
-    host = host or "::"
-    try:
-        ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        raise ConfigError(key, text, f"{host!r} is not an IP address",
-                          'listen on an address of this host, e.g. "0.0.0.0:2121" or '
-                          '"[::]:2121"') from None
     return ListenAddress(host, port)
 
 
