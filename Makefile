@@ -24,9 +24,12 @@ system:
 # natftp serve on its embedded default ([::]:2121, current directory, printed credentials).
 # A first try sends nothing to the router: public-address discovery (the default of a bare
 # `natftp serve` beyond loopback) is opt-in here with SERVE_ARGS='--masquerade auto'.
+# natftp refuses to serve beyond loopback as root (docs/security.md); this developer
+# target, run as root, says so explicitly with --allow-root (a deployment sets run_as).
 SERVE_ARGS ?= --masquerade off
+SERVE_ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 serve: venv
-	$(VENV)/bin/natftp serve $(SERVE_ARGS)
+	$(VENV)/bin/natftp serve $(SERVE_ARGS) $(SERVE_ROOT_ARGS)
 
 test: system venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

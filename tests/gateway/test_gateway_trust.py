@@ -152,7 +152,8 @@ def test_a_bare_port_listens_on_every_address_in_serve_and_gateway(
         upstream: Running, tmp_path: Path,
         launch: Callable[..., tuple[subprocess.Popen[bytes], Path]]) -> None:
     port = free_port()
-    proc, log = launch("serve", str(tmp_path), "--listen", str(port), "--masquerade", "off")
+    proc, log = launch("serve", str(tmp_path), "--listen", str(port), "--masquerade", "off",
+                       "--allow-root")
     text = wait_listening(proc, log)
     assert re.search(rf"listening on \[::\]:{port}\b", text), text
     assert banner(port).startswith(b"220")

@@ -462,13 +462,6 @@ def register(app: typer.Typer) -> None:
             if src == "-":
                 await ftp.upload(sys.stdin.buffer, remote)
                 return
-            if resume:
-                try:
-                    await ftp.size(remote)
-                except PermanentError:
-                    typer.echo(f"natftp put: nothing to resume at {remote} (the server has "
-                               "no file or interrupted upload of that name); uploading "
-                               "the whole file", err=True)
             with _Bar(conn.show_progress, name) as bar:
                 await ftp.upload(src, remote, resume=resume, progress=bar)
 
