@@ -5,15 +5,18 @@ continue it, and it is renamed into place when complete."""
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 from ftpraw import Ctl, recv_all
@@ -151,31 +154,49 @@ def _send_queue(pid: int, not_port: int) -> int:
     return total
 
 
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    """Write ``data`` into a child's stdin until it is written or the child is gone."""
+    with contextlib.suppress(OSError):
+        pipe.write(data)
+        pipe.close()
+
+
 def test_natftp_put_killed_mid_transfer_resumes_with_put_c(
         natftp_server: Callable[..., Running], tmp_path: Path) -> None:
     """The issue's case: kill `natftp put big.bin URL/big2.bin` mid-transfer, then
     `natftp put -c`. Mid-transfer means data in flight: the server is stopped for a
     moment so that the client's data connection holds unsent bytes when it is killed
-    (its control connection then ends first, as in a real mid-transfer kill)."""
+    (its control connection then ends first, as in a real mid-transfer kill). The first
+    put reads the file's bytes from a pipe the test feeds, so the transfer cannot end
+    before the server is stopped (a 48 MiB file on loopback can go through between two
+    looks at the upload's hidden file)."""
     r = natftp_server(args=["-v"])
     big = os.urandom(48 << 20)
     local = tmp_path / "big.bin"
     local.write_bytes(big)
-    put = subprocess.Popen([sys.executable, "-m", "natftp", "put", str(local),
-                            r.url("big2.bin")], stdout=subprocess.DEVNULL,
+    put = subprocess.Popen([sys.executable, "-m", "natftp", "put", "-", r.url("big2.bin")],
+                           stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
+    assert put.stdin is not None
+    put.stdin.write(big[:8 << 20])
+    put.stdin.flush()
+    # the rest goes into the pipe from a thread: it blocks once the server is stopped
+    feeder = threading.Thread(target=_feed, args=(put.stdin, big[8 << 20:]), daemon=True)
     part = part_of(r.root, "big2.bin")
     stopped = False
     try:
         wait_until(lambda: part.exists() and part.stat().st_size > 0, "the upload")
         r.proc.send_signal(signal.SIGSTOP)
         stopped = True
+        feeder.start()
         wait_until(lambda: _send_queue(put.pid, r.port) > 0, "unsent data on the client")
     finally:
         put.send_signal(signal.SIGKILL)
         put.wait(10)
         if stopped:
             r.proc.send_signal(signal.SIGCONT)
+        if feeder.is_alive():
+            feeder.join(10)
     wait_until(lambda: "refused 426 STOR /big2.bin" in r.log, "the upload to fail")
     assert "what arrived is kept" in r.log
     assert not (r.root / "big2.bin").exists()
