@@ -129,6 +129,12 @@ def test_haproxy_cluster_of_three_nodes_serves_every_passive_client_with_real_ad
             other.communicate("", timeout=20)
         finally:
             holder.communicate("", timeout=20)
+        # back to the printed configuration: with the limit of 2 still set, the parallel
+        # cells below (several sessions of one client on one node) would be refused
+        for n in cl.names:
+            cl.stop_node(n)
+        cl.start_nodes(cl.names)
+        cl.wait_state({n: "UP" for n in cl.names})
 
         # a node stopped mid-test: new sessions keep working, the check takes it out
         cl.stop_node("node3")
