@@ -183,16 +183,15 @@ def test_nothing_answers_start_is_not_delayed_and_the_log_says_what_was_tried(
     sh("nft", "add table ip silent; add chain ip silent in { type filter hook input "
        "priority -10; }; add rule ip silent in meta l4proto udp drop", ns=bare.inet)
     bare.forward(CONTROL)
-    t0 = time.monotonic()
     p = bare.serve(bare.root("srv-silent"), "--stun", INET_IP, "--passive-ports",
                    "30000-30001")
-    listening = time.monotonic() - t0
     # a PASV before discovery ends (default nat.discovery_timeout 3 s) gets the local
-    # address, as without a masquerade
+    # address, as without a masquerade: serving did not wait for discovery (the log
+    # read after that PASV does not yet say that discovery gave up)
     early = bare.pasv(bare.inet, ROUTER_WAN)[0]
+    assert "no source told" not in bare.serve_log(p), "serving waited for discovery"
     log = wait_log(bare, p, r"no source told the public address within 3 s")
     assert pasv_host(early) == SERVER_IP
-    assert listening < 3, listening  # served before discovery could have finished
     line = next(x for x in log.splitlines() if "no source told" in x)
     assert ("(tried upnp: no answer; natpmp: no answer; pcp: no answer; metadata: aws: "
             "no answer; gcp: no answer; azure: no answer; stun: "
@@ -200,7 +199,8 @@ def test_nothing_answers_start_is_not_delayed_and_the_log_says_what_was_tried(
             "set nat.masquerade") in line, line
     took = (_stamp(log, "no source told") - _stamp(log, "discovering the public address")
             ).total_seconds()
-    assert took < 3 + 0.6, took
+    # bounded by nat.discovery_timeout (3 s), with slack for a loaded machine's timers
+    assert took < 3 + 3, took
     assert "has not answered yet" in log  # the usual warning, saying why
     assert _stop(p) == 0
 
