@@ -49,6 +49,8 @@ FLAGS = {
     "nat.port_mapping": "--open-router", "nat.stun_servers": "--stun",
     "proxy_protocol.trusted": "--proxy-protocol-from",
     "run_as": "--run-as", "allow_root": "--allow-root",
+    "status.listen": "--status-listen", "log.file": "--log-file",
+    "log.format": "--log-format", "log.xferlog": "--xferlog",
 }
 
 
@@ -268,6 +270,31 @@ class RunAs:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusConfig:
+    """``[status]`` (issue 20, ``docs/operations.md``): the HTTP listener for the status
+    page (``/``) and Prometheus metrics (``/metrics``). Off unless ``listen`` is set."""
+
+    listen: ListenAddress | None = None
+    #: seconds between the status page's own refreshes
+    refresh: float = 5.0
+
+
+#: log.format values
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """``[log]`` (issue 20): where the log goes and in which form, and the xferlog."""
+
+    #: None: stderr; else a file, reopened on SIGUSR1 (logrotate)
+    file: Path | None = None
+    format: str = "text"
+    #: the wu-ftpd transfer log (one line per file transfer); None: none
+    xferlog: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """The validated, effective configuration (see ``docs/server.md``)."""
 
@@ -285,6 +312,8 @@ class ServerConfig:
     log_level: str = "info"
     tls: TLSConfig = field(default_factory=TLSConfig)
     proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
+    status: StatusConfig = field(default_factory=StatusConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     #: (dotted key, value as given, where it came from) for every key that was set
     sources: tuple[tuple[str, Any, str], ...] = ()
     uploads: Uploads = field(default_factory=Uploads)
@@ -379,7 +408,7 @@ def _home(key: str, value: object, root: Path) -> Path:
 
 _TOP = ("root", "listen", "read_only", "banner", "log_level", "passive", "anonymous",
         "timeouts", "limits", "users", "nat", "active", "tls", "proxy_protocol", "uploads",
-        "run_as", "allow_root")
+        "run_as", "allow_root", "status", "log")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -568,10 +597,14 @@ def _from_raw(raw: dict[str, Any], base_dir: Path | None) -> ServerConfig:
     active = _active(_typed("active", raw.get("active", {}), dict))
     proxy = _proxy_protocol(_typed("proxy_protocol", raw.get("proxy_protocol", {}), dict))
 
+    status = _status(_typed("status", raw.get("status", {}), dict), seen)
+    log_cfg = _log(_typed("log", raw.get("log", {}), dict), base_dir or Path.cwd())
+
     return ServerConfig(root=root, listen=listen, users=tuple(users), anonymous=anonymous,
                         read_only=read_only, passive_ports=pasv_range, timeouts=timeouts,
                         limits=limits, banner=banner, nat=nat, active=active,
-                        log_level=log_level, tls=tls, proxy_protocol=proxy,
+                        log_level=log_level, tls=tls, proxy_protocol=proxy, status=status,
+                        log=log_cfg,
                         uploads=_uploads(_typed("uploads", raw.get("uploads", {}), dict)),
                         run_as=(_run_as(raw["run_as"]) if raw.get("run_as") is not None
                                 else None),
@@ -1100,3 +1133,90 @@ def apply_env(data: Mapping[str, Any], environ: Mapping[str, str],
         found[key] = name
     return raw, found
 
+
+# -- operations (issue 20): [status], [log], and what a reload cannot change -------------
+
+def _status(t: dict[str, Any], taken: set[tuple[str, int]]) -> StatusConfig:
+    _check_keys("status.", t, ("listen", "refresh"))
+    d = StatusConfig()
+    la = None
+    v = t.get("listen", "off")
+    text = _typed("status.listen", v, str).strip()
+    if text and text.lower() != "off":
+        # a bare port is loopback: the page shows users and client addresses, unguarded
+        la = parse_listen(f"127.0.0.1:{text}" if text.isdigit() else text, "status.listen")
+        where = (str(ipaddress.ip_address(la.host.split("%")[0])), la.port)
+        if where in taken and la.port != 0:
+            raise ConfigError("status.listen", text, "also an FTP listen address",
+                              'give the status page its own port, e.g. "127.0.0.1:9121"')
+    refresh = _positive("status.refresh",
+                        _typed("status.refresh", t.get("refresh", d.refresh), float))
+    return StatusConfig(listen=la, refresh=refresh)
+
+
+def _log(t: dict[str, Any], base_dir: Path) -> LogConfig:
+    _check_keys("log.", t, ("file", "format", "xferlog"))
+
+    def path(k: str) -> Path | None:
+        v = _typed(f"log.{k}", t.get(k, ""), str).strip()
+        if not v:
+            return None
+        p = Path(v).expanduser()
+        p = p if p.is_absolute() else base_dir / p
+        if not p.parent.is_dir():
+            raise ConfigError(f"log.{k}", v, f"the directory {p.parent} does not exist",
+                              f"create it (mkdir -p {p.parent}) or log elsewhere")
+        return p
+
+    fmt = _typed("log.format", t.get("format", "text"), str).strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError("log.format", fmt, "unknown format",
+                          'use "text" (one line per event) or "json" (JSON lines)')
+    return LogConfig(file=path("file"), format=fmt, xferlog=path("xferlog"))
+
+
+def unwritable(key: str, path: object, err: OSError) -> ConfigError:
+    """A log or xferlog file that cannot be opened for appending."""
+    return ConfigError(key, str(path), f"cannot open it ({err.strerror or err})",
+                       "give a file in a directory this user can write")
+
+
+#: what SIGHUP cannot change in a running server: (key, how to read it from a config)
+RESTART_KEYS: tuple[tuple[str, Any], ...] = (
+    ("listen", lambda c: c.listen),
+    ("tls.listen_implicit", lambda c: c.tls.listen_implicit),
+    ("passive.ports", lambda c: c.passive_ports),
+    ("nat.advertised_ports", lambda c: c.nat.advertised_ports),
+    ("status.listen", lambda c: c.status.listen),
+    ("tls.enabled", lambda c: c.tls.enabled),
+    ("nat.masquerade", lambda c: c.nat.zeroconf.discover),
+    ("nat.port_mapping", lambda c: (c.nat.zeroconf.port_mapping,
+                                    c.nat.zeroconf.mapping_protocols,
+                                    c.nat.zeroconf.mapping_lease)),
+)
+
+
+def needs_restart(old: ServerConfig, new: ServerConfig) -> list[str]:
+    """The keys whose change ``new`` asks for that only a restart can apply (bound
+    sockets, the passive pool, background discovery and mapping), each as
+    ``key: old -> new``. ``nat.masquerade`` is listed only when it turns discovery
+    (``"auto"``) on or off: a fixed address or hostname changes live."""
+    out = []
+    for key, get in RESTART_KEYS:
+        a, b = get(old), get(new)
+        if a != b:
+            if key == "nat.masquerade":
+                a = "auto" if a else (old.nat.masquerade or "off")
+                b = "auto" if b else (new.nat.masquerade or "off")
+            out.append(f"{key}: {_brief(a)} -> {_brief(b)}")
+    return out
+
+
+def _brief(v: object) -> str:
+    if isinstance(v, tuple) and v and all(isinstance(x, ListenAddress) for x in v):
+        return "[" + ", ".join(str(x) for x in v) + "]"
+    if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, int) for x in v):
+        return format_range((v[0], v[1]))
+    if v is None:
+        return "(not set)"
+    return _show(v) if isinstance(v, str | bool) else str(v)
