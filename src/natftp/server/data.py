@@ -46,6 +46,7 @@ from natftp.proto.addr import IPAddress, ip
 from natftp.proto.ascii import FromWire, ToWire
 from natftp.server.config import ProxyProtocolConfig
 from natftp.server.guard import THROTTLE
+from natftp.server.stats import Stats
 
 log = logging.getLogger("natftp.server")
 
@@ -436,15 +437,18 @@ class PassiveListener:
     __slots__ = ("loop", "sock", "port", "pool", "peer", "timeout", "sid", "_fut",
                  "_timer", "_error", "_open", "_taken", "tls", "handshake", "kept",
                  "_peer_text", "_reading", "_family", "relay", "_pending", "born",
-                 "on_done")
+                 "on_done", "_stats")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, port: int,
                  pool: PortPool, peer: IPAddress, timeout: float, sid: str,
                  tls: ssl.SSLContext | None = None, *, family: int | None = None,
                  peer_text: str | None = None, relay: Relay | None = None,
                  deadline: float | None = None,
-                 on_done: Callable[[PassiveListener], None] | None = None) -> None:
+                 on_done: Callable[[PassiveListener], None] | None = None,
+                 stats: Stats | None = None) -> None:
         self.loop, self.sock, self.port, self.pool = loop, sock, port, pool
+        #: where a refused connection (port theft) is counted
+        self._stats = stats
         self.peer, self.timeout, self.sid = peer, timeout, sid
         #: the peer as accept() spells it (IPv4 on an IPv4 socket): a string compare
         #: first, the parse only when the text differs (~2 us a transfer)
@@ -514,6 +518,8 @@ class PassiveListener:
                     if self._pending is not None:
                         return None
                     continue
+                if self._stats is not None:
+                    self._stats.refused("port_theft")
                 os.close(fd)
                 stolen(self.sid, self.port, addr[0], self.peer)
                 continue
@@ -557,6 +563,8 @@ class PassiveListener:
                           "[%s] data connection to port %d relayed by %s for %s refused: "
                           "not the control connection's client %s (port stealing "
                           "protection)", self.sid, self.port, balancer, client, self.peer)
+            if self._stats is not None:
+                self._stats.refused("port_theft")
         elif verdict == "none":
             self.relay.sends.setdefault(balancer, False)
             return True

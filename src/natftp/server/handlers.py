@@ -49,6 +49,8 @@ def vpath(s: Session, verb: str, arg: str) -> str | None:
     try:
         return paths.resolve(s.cwd, arg)
     except PathError as e:
+        if e.code == 550:  # 553: a name with control characters, not an escape
+            s.server.stats.refused("path_escape")
         s.refuse(e.code, f"{verb} refused: {e}.", level=logging.WARNING)
         return None
 
@@ -63,6 +65,7 @@ def user(s: Session, arg: str) -> Result:
         _leave(s, f"USER {name} sent")
     need = tls_required(s, name)
     if need != "off" and s.tls_ctx is None:
+        s.server.stats.refused("tls_required")
         s.refuse(530, f"TLS is required {_required_for(s, name)}: send AUTH TLS before "
                       f"USER (tls.required = \"{need}\"; e.g. curl --ssl-reqd, lftp "
                       "-e 'set ftp:ssl-force true', ftplib FTP_TLS).")
@@ -134,6 +137,7 @@ async def _login(s: Session, name: str, password: str) -> None:
                           "password checks busy")
         return
     if not ok or u is None:
+        s.server.stats.login(False)
         s.failures += 1
         ban = s.server.login_failed(s.client_ip)
         await asyncio.sleep(cfg.timeouts.login_failure_delay)
@@ -145,6 +149,8 @@ async def _login(s: Session, name: str, password: str) -> None:
             s.close("address banned")
             return
         if s.failures >= cfg.limits.max_login_attempts:
+            s.server.stats.refused("login_attempts")
+            s.end = "login_failed"
             s.reply(421, f"Login incorrect; {s.failures} failed attempts "
                          "(limits.max_login_attempts); closing the connection.")
             s.close("too many failed logins")
@@ -182,6 +188,7 @@ def _enter(s: Session, name: str, home: str, perms: Permissions, *,
         from natftp.server.config import User
 
         s.user = User(name=name, home=s.server.config.root, permissions=perms)
+    s.server.stats.login(True)
     s.event("%s logged in from %s (home %s)", name, s.client_ip, home)
 
 
@@ -215,6 +222,7 @@ def rein(s: Session, arg: str) -> Result:
 
 
 def quit_(s: Session, arg: str) -> Result:
+    s.end = "quit"
     s.reply(221, "Goodbye.")
     s.close("QUIT")
     return None
@@ -390,6 +398,7 @@ def prot(s: Session, arg: str) -> Result:
     elif level == "C":
         need = tls_required(s) if s.user is not None else s.server.config.tls.required
         if need == "data":
+            s.server.stats.refused("tls_required")
             s.refuse(534, "PROT C refused: data connections must be encrypted here "
                           "(tls.required = \"data\"); use PROT P.")
             return None
@@ -686,6 +695,7 @@ def _open_passive(s: Session, verb: str) -> int | None:
                  level=logging.ERROR)
         return None
     if bound is None:
+        s.server.stats.refused("passive_ports_full")
         s.refuse(425, f"{verb}: no free passive port: all {pool.size} ports of "
                       f"{pool.describe()} (passive.ports) are in use; try again later, or "
                       "widen passive.ports.", level=logging.WARNING, kind="passive-full")
@@ -695,7 +705,7 @@ def _open_passive(s: Session, verb: str) -> int | None:
                                   srv.config.timeouts.data, s.sid,
                                   s.tls_ctx if s.prot_p else None, family=s.family,
                                   peer_text=s.peer_text, relay=srv.relay,
-                                  deadline=deadline)
+                                  deadline=deadline, stats=srv.stats)
     srv.passive_waiting(s.pasv, s.client_ip)
     return port
 
@@ -758,6 +768,8 @@ def _active_target(s: Session, verb: str, host: addr.IPAddress, port: int) -> Re
                                     allow_foreign=cfg.allow_foreign_address,
                                     allow_low_ports=cfg.allow_low_ports)
     except addr.ActiveTargetRefused as e:
+        if e.kind in ("foreign", "low-port"):
+            s.server.stats.refused("bounce")
         setting = {"foreign": "active.allow_foreign_address = false",
                    "low-port": "active.allow_low_ports = false"}.get(e.kind, "")
         s.refuse(e.code, e.reply_text(verb, setting),
@@ -812,6 +824,7 @@ def _take_rest(s: Session) -> int:
 
 def _need_data(s: Session, verb: str) -> bool:
     if not s.prot_p and tls_required(s) == "data":
+        s.server.stats.refused("tls_required")
         s.refuse(521, f"{verb} refused: data connections must be encrypted (tls.required = "
                       "\"data\"); send PBSZ 0 and PROT P first.")
         return False

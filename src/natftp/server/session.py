@@ -67,6 +67,10 @@ BATCH = 64
 #: reading until the client reads (the transport's high-water mark; low = a quarter)
 WRITE_HIGH = 256 << 10
 
+#: a transfer's verb -> its direction in metrics and the xferlog
+_DIRECTION = {"RETR": "download", "STOR": "upload", "APPE": "upload", "STOU": "upload",
+              "LIST": "listing", "NLST": "listing", "MLSD": "listing"}
+
 _PERM_NOUN = {"list": "Listing", "read": "Downloads", "write": "Writes",
               "delete": "Deletes", "rename": "Renames", "mkdir": "Creating directories",
               "chmod": "Permission changes (SITE CHMOD)"}
@@ -94,7 +98,8 @@ class Session(asyncio.Protocol):
         "closing", "mlst_facts", "paused", "started", "counted", "implicit", "tls",
         "tls_ctx", "tls_note", "prot_p", "pbsz", "hs_handle", "held", "spare",
         "via", "server_ip", "proxy_buf", "proxy_handle", "fresh", "quiet", "xfer",
-        "xfer_running", "wpaused", "drainer", "line_at", "end_reason", "turn",
+        "xfer_running", "wpaused", "drainer", "line_at", "end_reason", "turn", "end",
+        "last_cmd", "xfer_at",
     )
 
     def __init__(self, server: Server, implicit: bool = False) -> None:
@@ -185,6 +190,12 @@ class Session(asyncio.Protocol):
         #: that transfer's coroutine has started (before, it cannot be cancelled: it
         #: would never run, nor reply, nor close its file; it checks ``abort_reason``)
         self.xfer_running = False
+        #: how the session ended, for natftp_sessions_total (set where it is decided)
+        self.end = "closed"
+        #: the command handled last, and when ``xfer`` started: for the status page only,
+        #: read when it renders
+        self.last_cmd: Command | None = None
+        self.xfer_at = 0.0
 
     # -- connection ----------------------------------------------------------------
 
@@ -325,6 +336,8 @@ class Session(asyncio.Protocol):
             THROTTLE.warn("tls-failed", "[%s] TLS handshake from %s not finished within "
                           "%g s (timeouts.data); closing", self.sid, self.client_ip,
                           self.server.config.timeouts.data)
+            self.server.stats.handshake("control", "failed")
+            self.end = "tls_error"
             self.abort_connection("TLS handshake not finished in time")
 
     def _flush_tls(self) -> None:
@@ -351,6 +364,7 @@ class Session(asyncio.Protocol):
                           "port; closing", self.sid, self.client_ip)
             t.write(b"421 This port speaks implicit FTPS: start TLS at once (ftps://), or "
                     b"use AUTH TLS on the plain FTP port.\r\n")
+            self.end = "tls_error"
             self.close("no TLS handshake on the implicit-TLS port")
             return None
         try:
@@ -360,6 +374,9 @@ class Session(asyncio.Protocol):
             what = "handshake" if tls.state == HANDSHAKE else "record"
             THROTTLE.warn("tls-failed", "[%s] TLS %s with %s failed: %s; closing",
                           self.sid, what, self.client_ip, e.reason or e)
+            if tls.state == HANDSHAKE:
+                self.server.stats.handshake("control", "failed")
+            self.end = "tls_error"
             self.abort_connection(f"TLS {what} failed")
             return None
         except EOFError:
@@ -372,6 +389,8 @@ class Session(asyncio.Protocol):
                 self.hs_handle.cancel()
                 self.hs_handle = None
             self.tls_note = tls.describe()
+            self.server.stats.handshake(
+                "control", "resumed" if tls.obj.session_reused else "new")
             if self.tls_ctx is not None:
                 # data connections resume the tickets issued here; new tickets on them
                 # are of no use, and lftp (GnuTLS) sometimes dropped an upload on them
@@ -524,6 +543,7 @@ class Session(asyncio.Protocol):
                 why = "the client closed the connection"
             else:
                 why = self.end_reason or "closed by the server"
+            self.server.stats.session_ended(self.end)
             logsetup.log(log, logging.DEBUG if self.quiet else logging.INFO,
                          "[%s] closed (%s): %s", self.sid,
                          self.login_name or "not logged in", why)
@@ -542,6 +562,7 @@ class Session(asyncio.Protocol):
         """Server stop: abort a transfer (its cleanup runs), say 421, close."""
         if self.busy is not None:
             self.abort(why)
+        self.end = "server_stop"
         self.reply(421, f"Server shutting down ({why}); closing the connection.")
         self.close(why)
 
@@ -615,6 +636,7 @@ class Session(asyncio.Protocol):
         if isinstance(ev, BadLine):
             self.refuse(ev.code, ev.reason)
             return
+        self.last_cmd = ev
         if log.isEnabledFor(logging.DEBUG):
             log.debug("[%s] <- %s", self.sid, ev.masked())
         cmds = _COMMANDS or _load_commands()
@@ -656,6 +678,7 @@ class Session(asyncio.Protocol):
             self.run_busy(result)
 
     def deny(self, perm: str) -> None:
+        self.server.stats.refused("permission")
         who = f'user "{self.login_name}"' if self.login_name else "this user"
         self.refuse(550, f"{_PERM_NOUN[perm]} are disabled for {who} "
                          f"({self.perm_source.get(perm, f'permissions.{perm} = false')}).")
@@ -731,23 +754,25 @@ class Session(asyncio.Protocol):
             return
         t = self.server.config.timeouts
         now = self.loop.time()
-        # (when, the 421's text, why for the "closed" line); none while a command runs
-        # but the line deadline
-        deadlines: list[tuple[float, str, str]] = []
+        # (when, the 421's text, why for the "closed" line, how it ended for metrics);
+        # none while a command runs but the line deadline
+        deadlines: list[tuple[float, str, str, str]] = []
         if self.busy is None:
             if self.user is None:
                 deadlines.append((self.started + t.login, f"Not logged in within "
-                                  f"{t.login:g} s (timeouts.login)", "not logged in in time"))
+                                  f"{t.login:g} s (timeouts.login)", "not logged in in time",
+                                  "login_timeout"))
             deadlines.append((self.last_active + t.idle, f"Idle for {t.idle:g} s "
-                              "(timeouts.idle)", "idle timeout"))
+                              "(timeouts.idle)", "idle timeout", "idle_timeout"))
         if self.line_at and not self.paused:
             deadlines.append((self.line_at + t.line, f"Command line not finished within "
                               f"{t.line:g} s (timeouts.line)",
-                              "command line not finished in time"))
+                              "command line not finished in time", "line_timeout"))
         due = now + t.idle
-        for when, text, why in deadlines:
+        for when, text, why, end in deadlines:
             if now >= when - 0.05:
                 self.refuse(421, f"{text}; closing the connection.")
+                self.end = end
                 self.close(why)
                 return
             due = min(due, when)
@@ -823,6 +848,10 @@ class Session(asyncio.Protocol):
         except asyncio.CancelledError:
             handshake.cancel()
             raise
+        except data.DataError:
+            self.server.stats.handshake("data", "failed")
+            raise
+        self.server.stats.handshake("data", "resumed" if chan.reused else "new")
         if cfg.tls.require_session_reuse and not chan.reused:
             await chan.close()  # close_notify: the client reads an empty file, then 522
             raise data.DataError(
@@ -862,10 +891,13 @@ class Session(asyncio.Protocol):
             self.held = Reply.of(150, mark).format()  # 150, then why the transfer failed
             self.refuse(426, f"RETR {what}: data connection or file failed "
                              f"({e.strerror or e}) after {sent} bytes.")
+            self.transferred("RETR", what, "failed", sent, time.monotonic() - started)
             return None
         conn.close()
         os.close(fd)
-        self.event("RETR %s: %d bytes in %.2f s", what, sent, time.monotonic() - started)
+        secs = time.monotonic() - started
+        self.transferred("RETR", what, "ok", sent, secs)
+        self.event("RETR %s: %d bytes in %.2f s", what, sent, secs)
         self.held = Reply.of(150, mark).format()
         self.reply(226, f"Transfer complete ({sent} bytes).")
         return None
@@ -880,6 +912,7 @@ class Session(asyncio.Protocol):
         progress = data.Progress()
         progress.bytes = done
         self.xfer = (verb, what, progress)
+        self.xfer_at = time.monotonic()
         return self._transfer(verb, what, mark, body, progress, upload, fd, hold_mark, conn)
 
     async def _transfer(self, verb: str, what: str, mark: str,
@@ -969,6 +1002,8 @@ class Session(asyncio.Protocol):
             if upload is not None:
                 upload.discard()  # nothing arrived: nothing to keep
             self.refuse(e.code, e.reply_text or f"Cannot open data connection: {e}.")
+            self.transferred(verb, what, "failed", progress.bytes,
+                             time.monotonic() - started)
             return
         except asyncio.CancelledError:
             self.xfer = None
@@ -976,6 +1011,8 @@ class Session(asyncio.Protocol):
             kept = self._upload_failed(upload, what)
             self.refuse(426, f"{verb} {what}: transfer aborted ({why}) after "
                              f"{progress.bytes} bytes{kept}.")
+            self.transferred(verb, what, "aborted", progress.bytes,
+                             time.monotonic() - started)
             if self.closing or (why != "aborted by ABOR" and "timeouts.data" not in why):
                 raise
             return
@@ -988,10 +1025,14 @@ class Session(asyncio.Protocol):
                 self.refuse(code, f"{verb} {what}: {e.strerror or e} after {progress.bytes} "
                                   "bytes; the upload was rolled back to where it was before "
                                   "this command.", level=logging.WARNING)
+                self.transferred(verb, what, "failed", progress.bytes,
+                                 time.monotonic() - started)
                 return
             kept = self._upload_failed(upload, what)
             self.refuse(426, f"{verb} {what}: data connection or file failed "
                              f"({e.strerror or e}) after {progress.bytes} bytes{kept}.")
+            self.transferred(verb, what, "failed", progress.bytes,
+                             time.monotonic() - started)
             return
         finally:
             if watchdog is not None:
@@ -1006,6 +1047,7 @@ class Session(asyncio.Protocol):
                 self._upload_failed(upload, what)
         secs = time.monotonic() - started
         self.xfer = None
+        self.transferred(verb, what, "ok", n, secs)
         self.event("%s %s: %d bytes in %.2f s%s", verb, what, n, secs, how)
         self.reply(226, f"Transfer complete ({n} bytes).")
 
@@ -1042,6 +1084,17 @@ class Session(asyncio.Protocol):
         self.server.keep_partial(self.store().home, f"{base}/{upload.temp}")
         return "; what arrived is kept: resume with REST+STOR or APPE"
 
+    def transferred(self, verb: str, what: str, result: str, nbytes: int,
+                    seconds: float) -> None:
+        """A transfer ended: count it, and write its xferlog line (files only)."""
+        direction = _DIRECTION[verb]
+        self.server.stats.transfer(direction, result, nbytes, seconds)
+        xferlog = self.server.xferlog
+        if xferlog is not None and direction != "listing":
+            home = self.storage.home.rstrip("/") if self.storage is not None else ""
+            xferlog.write(seconds, str(self.client_ip), nbytes, home + what, self.binary,
+                          direction == "upload", self.login_name, result == "ok")
+
     # -- helpers for handlers --------------------------------------------------------
 
     def store(self) -> LocalStorage:
@@ -1051,4 +1104,6 @@ class Session(asyncio.Protocol):
     def storage_error(self, verb: str, e: StorageError) -> None:
         level = (logging.WARNING if e.__class__.__name__ == "Escape" or e.code in (452, 552)
                  else logging.INFO)
+        if e.__class__.__name__ == "Escape":
+            self.server.stats.refused("path_escape")
         self.refuse(e.code, f"{verb} refused: {e}.", level=level)
