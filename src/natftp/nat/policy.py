@@ -206,6 +206,13 @@ class AdvertisePolicy:
         self.discovered = found
         return True
 
+    def set_masquerade(self, masquerade: str | None) -> None:
+        """A new ``nat.masquerade`` (SIGHUP): an address applies at once, a hostname's
+        addresses come from the next :meth:`update`, None removes it."""
+        self.masquerade = masquerade
+        self._masq_ips = ()
+        self.__post_init__()
+
     def _masq_for(self, family: int) -> IPAddress | None:
         for a in self._masq_ips:
             if a.version == family:

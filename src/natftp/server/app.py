@@ -12,6 +12,7 @@ In-process use::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -20,19 +21,32 @@ import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
+from natftp import logsetup
 from natftp.nat import resolver
 from natftp.nat.localnets import local_networks
 from natftp.nat.policy import AdvertisePolicy, UnreachableWarnings
 from natftp.nat.ports import PortPool, listen_socket
 from natftp.proto.addr import IPAddress
 from natftp.server import data, guard, privs
-from natftp.server.config import ConfigError, ListenAddress, ServerConfig
+from natftp.server.config import (
+    ConfigError,
+    ListenAddress,
+    ServerConfig,
+    needs_restart,
+    unwritable,
+)
 from natftp.server.guard import THROTTLE, Bans, PasswordChecks
 from natftp.server.session import Session
+from natftp.server.stats import Stats
 from natftp.server.tls import CertInfo, CertStore
+from natftp.server.xferlog import XferLog
 from natftp.server.zeroconf import ZeroConf
 from natftp.storage import local
+
+if TYPE_CHECKING:
+    from natftp.server.status import StatusServer
 
 log = logging.getLogger("natftp.server")
 
@@ -60,6 +74,11 @@ def masquerade_unresolved(host: str | None, why: str) -> ConfigError:
                'IP address or a hostname that resolves, or "off"')
     return ConfigError("nat.masquerade", host, f"the hostname does not resolve ({why}); "
                        "clients outside would be sent nowhere", fix)
+
+
+class ReloadRefused(Exception):
+    """SIGHUP: the new configuration was not applied (``str(e)`` says why); the running
+    one stays, whole."""
 
 
 class Server:
@@ -113,6 +132,17 @@ class Server:
         #: interrupted uploads kept to be resumed (virtual paths from ROOT), expired
         #: after uploads.partial_max_age
         self.partials: dict[str, None] = {}
+        #: counters for metrics and the status page (issue 20; plain ints, always kept)
+        self.stats = Stats()
+        #: [log] xferlog, opened by start()
+        self.xferlog: XferLog | None = None
+        #: [status] listen: the status page and /metrics, started by start()
+        self.status: StatusServer | None = None
+        self.bound_status: ListenAddress | None = None
+        #: SIGHUP reloads: (ok, failed), and when the last one was applied
+        self.reloads = [0, 0]
+        self.reloaded_at: float | None = None
+        self._refresher: asyncio.Task[None] | None = None
         #: set by start(); sessions exist only after it
         self.loop: asyncio.AbstractEventLoop
 
@@ -141,10 +171,12 @@ class Server:
         why = await resolver.resolve_at_start(self.policy, self._resolve)
         if why is not None:
             raise masquerade_unresolved(cfg.nat.masquerade, why)
-        task = await resolver.follow(self.policy, cfg.nat.refresh_interval, self._resolve)
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        await self._follow()
+        if cfg.log.xferlog is not None:
+            try:
+                self.xferlog = XferLog(cfg.log.xferlog)
+            except OSError as e:
+                raise unwritable("log.xferlog", cfg.log.xferlog, e) from None
         v4_any_ports = {la.port for la in cfg.listen
                         if ":" not in la.host and _is_any(la.host) and la.port}
         try:
@@ -163,6 +195,11 @@ class Server:
                                                     sock=sock, backlog=1024)
                 self._servers.append(srv)
                 self.bound_implicit.append(ListenAddress(la.host, int(sock.getsockname()[1])))
+            if cfg.status.listen is not None:
+                from natftp.server.status import StatusServer
+
+                self.status = StatusServer(self)
+                self.bound_status = await self.status.start(cfg.status.listen)
             if cfg.run_as is not None:
                 try:
                     done = privs.drop(cfg.run_as,
@@ -270,6 +307,9 @@ class Server:
             await asyncio.wait(busy, timeout=5)
         await self.zeroconf.stop()
         self._servers.clear()
+        if self.status is not None:
+            await self.status.stop()
+            self.status = None
         await asyncio.sleep(0)
         if self.certs is not None:
             self.certs.close()
@@ -277,6 +317,99 @@ class Server:
         if self._list_pool is not None:
             self._list_pool.shutdown(wait=False, cancel_futures=True)
             self._list_pool = None
+        if self.xferlog is not None:
+            self.xferlog.close()
+            self.xferlog = None
+
+    async def _follow(self) -> None:
+        """A masquerade hostname: resolved now, then kept current by a task of ours."""
+        task = await resolver.follow(self.policy, self.config.nat.refresh_interval,
+                                     self._resolve)
+        self._refresher = task
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def reload(self, new: ServerConfig) -> list[str]:
+        """SIGHUP: make ``new`` the running configuration; what changed, in words.
+
+        All or nothing: :class:`ReloadRefused` (a key only a restart can change, a
+        certificate or log file that cannot be read) leaves the running configuration
+        whole. Sessions keep going: a logged-in session keeps the user, home and
+        permissions it logged in with; everything read per command (limits, timeouts,
+        TLS requirements, the banner, the passive address policy) applies at once, and
+        new logins see the new users and passwords.
+        """
+        old = self.config
+        blocked = needs_restart(old, new)
+        if blocked:
+            raise ReloadRefused("these keys need a restart: " + "; ".join(blocked) +
+                                " (restart natftp to apply them, or undo them to reload "
+                                "the rest)")
+        certs = None
+        xferlog = self.xferlog
+        try:
+            if (new.nat.masquerade != old.nat.masquerade and
+                    AdvertisePolicy(new.nat.masquerade).masquerade_is_hostname):
+                # as at start: a name that resolves nowhere is refused, not served
+                probe = AdvertisePolicy(new.nat.masquerade)
+                why = await resolver.resolve_at_start(probe, self._resolve)
+                if why is not None:
+                    raise masquerade_unresolved(new.nat.masquerade, why)
+            if new.tls.enabled:
+                certs = CertStore(new.tls)
+                certs.load()  # ConfigError: the current certificate stays
+            if new.log.xferlog != old.log.xferlog:
+                xferlog = None
+                if new.log.xferlog is not None:
+                    try:
+                        xferlog = XferLog(new.log.xferlog)
+                    except OSError as e:
+                        raise unwritable("log.xferlog", new.log.xferlog, e) from None
+            try:
+                logsetup.configure(new.log_level.upper(), file=new.log.file,
+                                   fmt=new.log.format)
+            except OSError as e:
+                raise unwritable("log.file", new.log.file, e) from None
+        except ConfigError as e:
+            if certs is not None:
+                certs.close()
+            if xferlog is not None and xferlog is not self.xferlog:
+                xferlog.close()
+            raise ReloadRefused(str(e)) from None
+        changed = _changes(old, new)
+        self.config = new
+        if certs is not None:
+            old_certs, self.certs = self.certs, certs
+            if old_certs is not None:
+                old_certs.close()
+            if certs.info is not None:
+                changed.append(f"certificate {certs.info.source}, SHA-256 "
+                               f"{certs.info.fingerprint}")
+        if xferlog is not self.xferlog:
+            if self.xferlog is not None:
+                self.xferlog.close()
+            self.xferlog = xferlog
+        self.caps = frozenset((("tls",) if new.tls.enabled else ()) +
+                              (("ccc",) if new.tls.enabled and new.tls.ccc else ()))
+        await self._reload_policy(old, new)
+        return changed
+
+    async def _reload_policy(self, old: ServerConfig, new: ServerConfig) -> None:
+        """The same AdvertisePolicy object is updated (discovery holds it): overrides,
+        the host's networks (read again: an interface may have come or gone), and a
+        fixed masquerade address or hostname (resolved before the next PASV uses it)."""
+        p = self.policy
+        p.overrides = new.nat.overrides
+        p.local_networks = local_networks()
+        if (old.nat.masquerade, old.nat.refresh_interval) == (
+                new.nat.masquerade, new.nat.refresh_interval) or new.nat.zeroconf.discover:
+            return
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
+        p.set_masquerade(new.nat.masquerade)
+        await self._follow()
 
     def reload_tls(self) -> CertInfo | None:
         """SIGHUP: read the certificate again; new TLS sessions get it, running ones keep
@@ -304,6 +437,17 @@ class Server:
 
     def admit(self, s: Session) -> tuple[str, str] | None:
         """None to accept a new session, else (kind, the text of a 421)."""
+        refusal = self._refusal(s)
+        if refusal is not None:
+            banned = refusal[0] == "banned"
+            self.stats.refused("banned" if banned else "session_limit")
+            self.stats.session_ended("banned" if banned else "refused")
+            return refusal
+        self.sessions.add(s)
+        self._per_ip[s.client_ip] += 1
+        return None
+
+    def _refusal(self, s: Session) -> tuple[str, str] | None:
         lim = self.config.limits
         ban = self.bans.banned(s.client_ip)
         if ban is not None:
@@ -314,8 +458,6 @@ class Server:
         if lim.max_sessions_per_ip and self._per_ip[s.client_ip] >= lim.max_sessions_per_ip:
             return "limit", (f"Too many sessions from {s.client_ip} ({lim.max_sessions_per_ip}, "
                              "limits.max_sessions_per_ip); close some and retry.")
-        self.sessions.add(s)
-        self._per_ip[s.client_ip] += 1
         return None
 
     def reclaim_spare(self) -> bool:
@@ -398,3 +540,25 @@ class Server:
                     "address %s, which it cannot reach from outside%s; set nat.masquerade "
                     "(--masquerade) to the server's public address or hostname", peer, net,
                     told, pending)
+
+
+def _changes(old: ServerConfig, new: ServerConfig) -> list[str]:
+    """What a reload changes, top-level keys and tables, in words (for the log)."""
+    out = []
+    for f in dataclasses.fields(ServerConfig):
+        a, b = getattr(old, f.name), getattr(new, f.name)
+        if a == b:
+            continue
+        if f.name == "users":
+            names_a, names_b = {u.name for u in a}, {u.name for u in b}
+            parts = [f"+{n}" for n in sorted(names_b - names_a)]
+            parts += [f"-{n}" for n in sorted(names_a - names_b)]
+            parts += [f"~{u.name}" for u in b if u.name in names_a and u not in a]
+            out.append("users " + " ".join(parts))
+        elif dataclasses.is_dataclass(a):
+            keys = [g.name for g in dataclasses.fields(a) if getattr(a, g.name) !=
+                    getattr(b, g.name)]
+            out.append(", ".join(f"{f.name}.{k}" for k in keys))
+        else:
+            out.append(f.name)
+    return out

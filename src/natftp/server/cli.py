@@ -9,13 +9,21 @@ import os
 import secrets
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from natftp import logsetup
-from natftp.server.config import ConfigError, ServerConfig, User, from_dict, load
+from natftp.server.config import (
+    ConfigError,
+    ServerConfig,
+    User,
+    from_dict,
+    load,
+    unwritable,
+)
 
 LOOPS = ("auto", "asyncio", "uvloop")
 
@@ -40,6 +48,21 @@ def _tls_overrides(tls: bool, cert: Path | None, key: Path | None,
         o["tls.ccc"] = True
     if state_dir is not None:
         o["tls.state_dir"] = str(state_dir.resolve())
+    return o
+
+
+def _ops_overrides(status_listen: str | None, log_file: Path | None,
+                   log_format: str | None, xferlog: Path | None) -> dict[str, Any]:
+    """The issue-20 flags as the keys they set."""
+    o: dict[str, Any] = {}
+    if status_listen is not None:
+        o["status.listen"] = status_listen
+    if log_file is not None:
+        o["log.file"] = str(log_file.resolve())
+    if log_format is not None:
+        o["log.format"] = log_format
+    if xferlog is not None:
+        o["log.xferlog"] = str(xferlog.resolve())
     return o
 
 
@@ -142,9 +165,44 @@ def _pick_loop(choice: str) -> Any:
     return uvloop.new_event_loop
 
 
-async def _run(cfg: ServerConfig, generated: str | None) -> int:
-    from natftp.server.app import Server
+class _Source:
+    """How the configuration is made, kept for SIGHUP: the file is read again, with the
+    same flags on top and the same ``--user`` users (and the generated user, with the
+    password printed at start, while no other user is configured)."""
 
+    def __init__(self, config: Path | None, overrides: dict[str, Any],
+                 users: list[str]) -> None:
+        self.config, self.overrides, self.users = config, overrides, users
+        self.generated: str | None = None
+
+    def build(self) -> ServerConfig:
+        # NATFTP_<SECTION>_<KEY> variables sit between the file and the flags, read
+        # again at every reload like the file
+        cfg = (load(self.config, overrides=self.overrides, env=os.environ)
+               if self.config is not None
+               else from_dict({}, overrides=self.overrides, env=os.environ))
+        cfg = _cli_users(cfg, self.users)
+        if self.generated is not None and not cfg.users and not cfg.anonymous.enabled:
+            cfg = dataclasses.replace(cfg, users=(User(name="natftp", home=cfg.root,
+                                                       password=self.generated),))
+        return cfg
+
+
+def _status_line(server: Any) -> str:
+    """systemd's STATUS=: what ``systemctl status`` shows."""
+    where = ", ".join(str(la) for la in server.bound)
+    st = server.stats
+    return (f"serving on {where}; {len(server.sessions)} sessions; logins "
+            f"{st.logins['ok']} ok, {st.logins['failed']} failed")
+
+
+async def _run(cfg: ServerConfig, source: _Source) -> int:
+    from natftp.server.app import ReloadRefused, Server
+    from natftp.server.notify import Notifier
+
+    generated = source.generated
+    log = logging.getLogger("natftp.server")
+    notifier = Notifier()
     server = Server(cfg)
     try:
         bound = await server.start()
@@ -164,6 +222,10 @@ async def _run(cfg: ServerConfig, generated: str | None) -> int:
         info = server.certs.info
         print(f"natftp: TLS {info.source}, valid until {info.not_after:%Y-%m-%d}\n"
               f"natftp: TLS certificate SHA-256 fingerprint {info.fingerprint}", flush=True)
+    if server.bound_status is not None:
+        la = server.bound_status
+        print(f"natftp: status page http://{la}/ and metrics http://{la}/metrics",
+              flush=True)
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(f"natftp: event loop {loop_name}; passive ports {server.pool.describe()}",
           flush=True)
@@ -180,18 +242,62 @@ async def _run(cfg: ServerConfig, generated: str | None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    def reload() -> None:
-        info = server.reload_tls()
-        if info is not None:
-            print(f"natftp: TLS certificate reloaded, SHA-256 fingerprint {info.fingerprint}",
-                  flush=True)
+    reloading: list[asyncio.Task[None]] = []
 
-    loop.add_signal_handler(signal.SIGHUP, reload)
+    async def reload() -> None:
+        notifier.reloading()
+        try:
+            try:
+                new = source.build()
+            except ConfigError as e:
+                raise ReloadRefused(str(e)) from None
+            changed = await server.reload(new)
+        except ReloadRefused as e:
+            server.reloads[1] += 1
+            log.error("SIGHUP: configuration not reloaded, the running one stays: %s", e)
+            notifier.ready(f"reload refused: {e}"[:200])
+            return
+        server.reloads[0] += 1
+        server.reloaded_at = time.time()
+        log.info("SIGHUP: configuration reloaded (%s)",
+                 "; ".join(changed) or "no change")
+        if server.certs is not None and server.certs.info is not None:
+            print(f"natftp: TLS certificate reloaded, SHA-256 fingerprint "
+                  f"{server.certs.info.fingerprint}", flush=True)
+        notifier.ready(_status_line(server))
+
+    def on_hup() -> None:
+        # one reload at a time; a SIGHUP during one runs after it
+        prev = reloading[-1] if reloading else None
+
+        async def run() -> None:
+            if prev is not None:
+                await asyncio.gather(prev, return_exceptions=True)
+            await reload()
+        reloading[:] = [loop.create_task(run())]
+
+    def on_usr1() -> None:
+        try:
+            logsetup.reopen()
+            if server.xferlog is not None:
+                server.xferlog.reopen()
+        except OSError as e:
+            log.error("SIGUSR1: cannot reopen the log files (%s); still writing to the "
+                      "old ones", e)
+            return
+        log.info("SIGUSR1: log files reopened")
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGUSR1, on_usr1)
+    notifier.ready(_status_line(server))
     await stop.wait()
     # a second signal while stopping: do not wait for a slow router's removals
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.zeroconf.hurry)
-    logging.getLogger("natftp.server").info("stopping (signal)")
+    log.info("stopping (signal)")
+    notifier.stopping("stopping: aborting transfers, closing sessions")
+    for t in reloading:
+        t.cancel()
     await server.stop("server stopping")
     print("natftp: stopped", flush=True)
     return 0
@@ -280,6 +386,19 @@ def register(app: typer.Typer) -> None:
         allow_root: Annotated[bool, typer.Option(
             "--allow-root", help="Serve as root beyond loopback without --run-as "
             "(allow_root).")] = False,
+        status_listen: Annotated[str | None, typer.Option(
+            "--status-listen", metavar="[HOST:]PORT", help="Status page and Prometheus "
+            "/metrics on this address (status.listen; a bare port is 127.0.0.1).")
+        ] = None,
+        log_file: Annotated[Path | None, typer.Option(
+            "--log-file", metavar="FILE", help="Log to FILE instead of stderr (log.file; "
+            "reopened on SIGUSR1).")] = None,
+        log_format: Annotated[str | None, typer.Option(
+            "--log-format", metavar="text|json", help="log.format: text lines or JSON "
+            "lines.")] = None,
+        xferlog: Annotated[Path | None, typer.Option(
+            "--xferlog", metavar="FILE", help="Transfer log in xferlog format "
+            "(log.xferlog).")] = None,
     ) -> None:
         """Serve ROOT over FTP, telling every client an address it can reach."""
         if loop not in LOOPS:
@@ -303,26 +422,28 @@ def register(app: typer.Typer) -> None:
                                         state_dir))
         if proxy_protocol_from:
             overrides["proxy_protocol.trusted"] = list(proxy_protocol_from)
+        overrides.update(_ops_overrides(status_listen, log_file, log_format, xferlog))
+        source = _Source(config, overrides, user or [])
         try:
-            # NATFTP_<SECTION>_<KEY> variables sit between the file and the flags
-            cfg = (load(config, overrides=overrides, env=os.environ) if config is not None
-                   else from_dict({}, overrides=overrides, env=os.environ))
-            cfg = _cli_users(cfg, user or [])
+            cfg = source.build()
             factory = _pick_loop(loop)
         except ConfigError as e:
             print(f"natftp serve: configuration error: {e}", file=sys.stderr)
             raise typer.Exit(2) from None
-        logsetup.setup(cfg.log_level.upper())
+        try:
+            logsetup.setup(cfg.log_level.upper(), file=cfg.log.file, fmt=cfg.log.format)
+        except OSError as e:
+            print(f"natftp serve: configuration error: "
+                  f"{unwritable('log.file', cfg.log.file, e)}", file=sys.stderr)
+            raise typer.Exit(2) from None
         if explain:
             _explain(cfg)
             return
-        generated = None
         if not cfg.users and not cfg.anonymous.enabled:
-            generated = secrets.token_urlsafe(12)
-            cfg = dataclasses.replace(cfg, users=(User(name="natftp", home=cfg.root,
-                                                       password=generated),))
+            source.generated = secrets.token_urlsafe(12)
+            cfg = source.build()
         with asyncio.Runner(loop_factory=factory) as runner:
-            rc = runner.run(_run(cfg, generated))
+            rc = runner.run(_run(cfg, source))
         if rc:
             raise typer.Exit(rc)
 

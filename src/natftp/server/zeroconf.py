@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from natftp.nat.discovery import (
     DiscoveryConfig,
+    DiscoveryResult,
     PortMapper,
     PortResult,
     State,
@@ -68,6 +70,9 @@ class ZeroConf:
         self.mapper: PortMapper | None = None
         #: the ports named in the "second NAT" message (set by start)
         self.forward_ports: list[int] = []
+        #: the last discovery round's result and when it ended (metrics, status page)
+        self.result: DiscoveryResult | None = None
+        self.result_at: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -120,12 +125,15 @@ class ZeroConf:
     async def _discover(self) -> None:
         dc = self.discovery_config()
         try:
-            await auto_masquerade(self.server.policy, dc, initial=True,
-                                  forward_ports=self.forward_ports)
+            self._record(await auto_masquerade(self.server.policy, dc, initial=True,
+                                               forward_ports=self.forward_ports))
         finally:
             self.pending = False
         await rechecker(self.server.policy, dc, self.config.recheck_interval,
-                        forward_ports=self.forward_ports)
+                        forward_ports=self.forward_ports, on_result=self._record)
+
+    def _record(self, result: DiscoveryResult) -> None:
+        self.result, self.result_at = result, time.time()
 
     def _on_port(self, r: PortResult) -> None:
         if r.state is State.MAPPED:

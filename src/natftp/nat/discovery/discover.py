@@ -403,12 +403,17 @@ async def auto_masquerade(policy: AdvertisePolicy, config: DiscoveryConfig | Non
 
 async def rechecker(policy: AdvertisePolicy, config: DiscoveryConfig | None = None,
                     interval: float = DEFAULT_RECHECK_INTERVAL, *,
-                    first_now: bool = False, forward_ports: Sequence[int] = ()) -> None:
+                    first_now: bool = False, forward_ports: Sequence[int] = (),
+                    on_result: Callable[[DiscoveryResult], None] | None = None) -> None:
     """Re-discover forever every ``interval`` seconds (``nat.recheck_interval``) and
     update ``policy``; cancel the task to stop it. The caller normally awaits
-    :func:`auto_masquerade` once at start and then runs this with ``first_now=False``."""
+    :func:`auto_masquerade` once at start and then runs this with ``first_now=False``.
+    ``on_result`` sees each round's result (the server's metrics and status page)."""
     if not first_now:
         await asyncio.sleep(interval)
     while True:
-        await auto_masquerade(policy, config, initial=False, forward_ports=forward_ports)
+        result = await auto_masquerade(policy, config, initial=False,
+                                       forward_ports=forward_ports)
+        if on_result is not None:
+            on_result(result)
         await asyncio.sleep(interval)
