@@ -35,6 +35,9 @@ PACKAGES=(
     gcc libc6-dev
     # natftp cluster behind a real balancer (tests/lab/test_cluster.py, bench/cluster_bench.py)
     haproxy
+    # operations (issue 20): the status page in headless Chromium, the fail2ban filter
+    # with fail2ban-regex, the systemd unit with systemd-analyze verify
+    chromium fail2ban systemd
 )
 # Unpacked, not installed: name of the Debian package -> directory under $PEERS_DIR
 UNPACKED=(proftpd-core pure-ftpd)

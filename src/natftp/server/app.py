@@ -40,7 +40,7 @@ from natftp.server.config import (
 from natftp.server.guard import THROTTLE, Bans, PasswordChecks
 from natftp.server.session import Session
 from natftp.server.stats import Stats
-from natftp.server.tls import CertInfo, CertStore
+from natftp.server.tls import CertStore
 from natftp.server.xferlog import XferLog
 from natftp.server.zeroconf import ZeroConf
 from natftp.storage import local
@@ -358,7 +358,11 @@ class Server:
                     raise masquerade_unresolved(new.nat.masquerade, why)
             if new.tls.enabled:
                 certs = CertStore(new.tls)
-                certs.load()  # ConfigError: the current certificate stays
+                try:
+                    certs.load()
+                except ConfigError as e:
+                    certs = None
+                    raise ReloadRefused(f"certificate not reloaded: {e}") from None
             if new.log.xferlog != old.log.xferlog:
                 xferlog = None
                 if new.log.xferlog is not None:
@@ -371,7 +375,7 @@ class Server:
                                    fmt=new.log.format)
             except OSError as e:
                 raise unwritable("log.file", new.log.file, e) from None
-        except ConfigError as e:
+        except (ConfigError, ReloadRefused) as e:
             if certs is not None:
                 certs.close()
             if xferlog is not None and xferlog is not self.xferlog:
@@ -410,20 +414,6 @@ class Server:
             self._refresher = None
         p.set_masquerade(new.nat.masquerade)
         await self._follow()
-
-    def reload_tls(self) -> CertInfo | None:
-        """SIGHUP: read the certificate again; new TLS sessions get it, running ones keep
-        theirs. On a problem the current certificate stays and the error is logged."""
-        if self.certs is None:
-            log.info("SIGHUP: TLS is off; nothing to reload")
-            return None
-        try:
-            info = self.certs.reload()
-        except ConfigError as e:
-            log.error("SIGHUP: certificate not reloaded, the current one stays: %s", e)
-            return None
-        log.info("SIGHUP: certificate reloaded: %s, SHA-256 %s", info.source, info.fingerprint)
-        return info
 
     # -- shared state for sessions ---------------------------------------------------
 

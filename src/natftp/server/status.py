@@ -201,7 +201,7 @@ def _session_row(s: Session, now: float) -> str:
     else:
         xfer = '<span class="muted">none</span>'
     tls = _e(s.tls_note) if s.tls_ctx is not None else '<span class="muted">clear</span>'
-    idle = s.loop.time() - s.last_active if s.last_active else 0.0
+    idle = s.loop.time() - s.last_active if s.last_active and s.busy is None else 0.0
     user = s.login_name or ""
     # the real client (after a PROXY protocol header), and the balancer it came through
     via = f" via {_e(s.via)}" if s.via is not None else ""
