@@ -39,7 +39,11 @@ LOAD = HERE / "load.py"
 SMALLLOAD_SRC = HERE / "smallload.c"
 PY = sys.executable
 SERVER_CORE, LOAD_CORE = 0, 1
-BENCHES = ("ceiling", "retr", "stor", "small", "sessions", "gateway")
+BENCHES = ("ceiling", "retr", "stor", "small", "sessions", "gateway", "ops")
+#: --bench ops: natftp's small-file figure with each operations feature (issue 20) on
+OPS_VARIANTS = ("plain", "metrics", "xferlog", "both")
+#: seconds between two scrapes of /metrics while the "metrics" variants run
+SCRAPE_EVERY = 1.0
 T0 = time.monotonic()
 
 
@@ -314,35 +318,38 @@ class Bench:
                 "sessions": sessions}
         return [PY, str(LOAD), "small", json.dumps(args)]
 
+    def small_run(self, t: Target, n: int) -> dict[str, Any]:
+        """One small-file measurement with ``n`` sessions."""
+        procs = min(self.a.procs, n)
+        per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+        c0, w0 = cpu(t.pid), time.monotonic()
+        ps = [subprocess.Popen(self.small_cmd(t, k), stdout=subprocess.PIPE,
+                               text=True) for k in per]
+        outs = []
+        try:
+            for p in ps:
+                o, _ = p.communicate(timeout=self.a.duration + 120)
+                if p.returncode != 0 or not o.strip():
+                    raise RuntimeError(f"small-file load ({self.a.small_load}) "
+                                       f"failed with status {p.returncode}")
+                outs.append(json.loads(o.strip().splitlines()[-1]))
+        finally:
+            reap(ps)
+        # core use over the whole run (logins and teardown included)
+        server_cpu = (cpu(t.pid) - c0) / (time.monotonic() - w0)
+        lat = [x for o in outs for x in o["latencies"]]
+        secs = max(o["seconds"] for o in outs)
+        return {"tps": len(lat) / secs, "p50_ms": (pct(lat, .5) or 0) * 1e3,
+                "p99_ms": (pct(lat, .99) or 0) * 1e3,
+                "errors": sum(o["errors"] for o in outs),
+                "error_samples": [e for o in outs for e in o["error_samples"]][:3],
+                "server_cpu": server_cpu,
+                "load_cpu": sum(o["cpu"] for o in outs) / secs}
+
     def small(self, t: Target) -> None:
         for n in self.a.small_sessions:
             procs = min(self.a.procs, n)
-            runs: list[dict[str, Any]] = []
-            for _ in range(self.a.runs):
-                per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
-                c0, w0 = cpu(t.pid), time.monotonic()
-                ps = [subprocess.Popen(self.small_cmd(t, k), stdout=subprocess.PIPE,
-                                       text=True) for k in per]
-                outs = []
-                try:
-                    for p in ps:
-                        o, _ = p.communicate(timeout=self.a.duration + 120)
-                        if p.returncode != 0 or not o.strip():
-                            raise RuntimeError(f"small-file load ({self.a.small_load}) "
-                                               f"failed with status {p.returncode}")
-                        outs.append(json.loads(o.strip().splitlines()[-1]))
-                finally:
-                    reap(ps)
-                # core use over the whole run (logins and teardown included)
-                server_cpu = (cpu(t.pid) - c0) / (time.monotonic() - w0)
-                lat = [x for o in outs for x in o["latencies"]]
-                secs = max(o["seconds"] for o in outs)
-                runs.append({"tps": len(lat) / secs, "p50_ms": (pct(lat, .5) or 0) * 1e3,
-                             "p99_ms": (pct(lat, .99) or 0) * 1e3,
-                             "errors": sum(o["errors"] for o in outs),
-                             "error_samples": [e for o in outs for e in o["error_samples"]][:3],
-                             "server_cpu": server_cpu,
-                             "load_cpu": sum(o["cpu"] for o in outs) / secs})
+            runs = [self.small_run(t, n) for _ in range(self.a.runs)]
             best = sorted(runs, key=lambda r: r["tps"])[len(runs) // 2]
             self.put(t.kind, f"small{n}", {
                 "load": self.a.small_load,
@@ -358,6 +365,33 @@ class Bench:
                 f"p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms, errors {r['errors']} "
                 f"{best['error_samples'][:1]}, server cpu {best['server_cpu']:.2f}, "
                 f"load cpu {best['load_cpu']:.2f}  load {loadavg()}")
+
+    # 3b. the cost of metrics and the xferlog (issue 20) on the small-file figure
+    def ops(self) -> None:
+        """natftp's small-file transfers/s without and with ``--status-listen`` (scraped
+        every SCRAPE_EVERY s meanwhile) and ``--xferlog``; the variants take turns in
+        each round, in a rotating order, so a drift of the machine spreads over all."""
+        n = self.a.small_sessions[0]
+        xferlog = self.work / "xferlog"
+        tps: dict[str, list[float]] = {v: [] for v in OPS_VARIANTS}
+        for i in range(self.a.runs):
+            order = OPS_VARIANTS[i % len(OPS_VARIANTS):] + OPS_VARIANTS[:i % len(OPS_VARIANTS)]
+            for variant in order:
+                args: list[str] = []
+                if variant in ("metrics", "both"):
+                    args += ["--status-listen", "127.0.0.1:0"]
+                if variant in ("xferlog", "both"):
+                    args += ["--xferlog", str(xferlog)]
+                with self.server("natftp", args) as t, scraping(t.status_port):
+                    tps[variant].append(self.small_run(t, n)["tps"])
+                xferlog.unlink(missing_ok=True)
+        base = median(tps["plain"])
+        for v in OPS_VARIANTS:
+            m = median(tps[v])
+            self.put("natftp_ops", f"small{n}_{v}", {"tps": m, "runs": tps[v]})
+            say(f"natftp small files x{n} ({v}): {m:.0f}/s [{fr(tps[v])}]"
+                + (f" = {m / base:.3f}x plain" if base and v != "plain" else "")
+                + f"  load {loadavg()}")
 
     # 4. idle sessions (a fresh server each time: memory is measured from its start)
     def sessions(self, kind: str) -> None:
@@ -462,11 +496,39 @@ class Bench:
                     f"[{fr(runs)}]  load {loadavg()}")
 
 
+@contextlib.contextmanager
+def scraping(port: int | None) -> Iterator[list[int]]:
+    """Scrape ``/metrics`` every SCRAPE_EVERY s in a thread while the body runs (as
+    Prometheus would, more often); yields the list of scrape sizes."""
+    import threading
+    import urllib.request
+
+    sizes: list[int] = []
+    if port is None:
+        yield sizes
+        return
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(SCRAPE_EVERY):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                        timeout=10) as r:
+                sizes.append(len(r.read()))
+
+    th = threading.Thread(target=loop, daemon=True)
+    th.start()
+    try:
+        yield sizes
+    finally:
+        stop.set()
+        th.join(15)
+
+
 # --- the table ----------------------------------------------------------------------
 
 def table(res: dict[str, dict[str, Any]], kinds: list[str], a: argparse.Namespace) -> str:
     cols = [k for k in kinds if k in res]
-    if res.get("gateway") and "natftp" not in cols:
+    if (res.get("gateway") or res.get("natftp_ops")) and "natftp" not in cols:
         cols.insert(0, "natftp")  # the gateway rows are natftp's (--bench gateway alone)
     ceil = res.get("ceiling", {})
     nat = res.get("natftp", {})
@@ -521,6 +583,14 @@ def table(res: dict[str, dict[str, Any]], kinds: list[str], a: argparse.Namespac
                 "-" if val(k, key, "open") is None else
                 f"{val(k, key, 'open'):.0f}/{val(k, key, 'failed'):.0f}/"
                 f"{val(k, key, 'skipped'):.0f}" for k in cols])
+    ops = res.get("natftp_ops", {})
+    if ops:
+        n = a.small_sessions[0]
+        base = ops.get(f"small{n}_plain", {}).get("tps")
+        for v in OPS_VARIANTS:
+            x = ops.get(f"small{n}_{v}", {}).get("tps")
+            rows.append([f"natftp small x{n} {v}/s", "-", f"{fmt(x)} ({ratio(x, base)})"] +
+                        ["" for _ in cols[1:]])
     g = res.get("gateway", {})
     if g:
         d = g.get("direct_mbs", {}).get("median")
@@ -618,7 +688,7 @@ def main() -> int:
     os.chmod(work, 0o755)
     b = Bench(a, work)
     try:
-        if "small" in a.bench and a.small_load == "c":
+        if ("small" in a.bench or "ops" in a.bench) and a.small_load == "c":
             b.smallload = build_smallload(work)
             say(f"built {b.smallload} from {SMALLLOAD_SRC.relative_to(HERE.parent)}")
         b.root.mkdir()
@@ -650,6 +720,8 @@ def main() -> int:
                 b.put(kind, "failed", str(e)[-1000:])
         if "gateway" in a.bench:
             b.gateway()
+        if "ops" in a.bench:
+            b.ops()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     info["load_after"] = loadavg()

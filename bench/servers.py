@@ -45,6 +45,8 @@ class Target:
     password: str
     root: Path
     pid: int
+    #: natftp with --status-listen: the port of its status page and /metrics
+    status_port: int | None = None
 
     def args(self) -> dict[str, object]:
         return {"host": self.host, "port": self.port, "user": self.user,
@@ -116,9 +118,11 @@ def _natftp(root: Path, passive: tuple[int, int], extra: list[str]) -> Iterator[
                                        *extra])
     loop = re.search(r"event loop (\w+)", r.log)
     print(f"natftp serve: event loop {loop.group(1) if loop else '(not logged)'}", flush=True)
+    status = re.search(r"status page http://\S+?:(\d+)/", r.log)
     try:
         # the suite's helper logs in as its own user; the benchmark uses the same one
-        yield Target("natftp", r.host, r.port, r.user, r.password, root, r.proc.pid)
+        yield Target("natftp", r.host, r.port, r.user, r.password, root, r.proc.pid,
+                     int(status.group(1)) if status else None)
     finally:
         r.stop(signal.SIGKILL, timeout=5)
         for p in tmp.iterdir():
