@@ -178,6 +178,15 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return p
 
 
+def wait_for(cond: Callable[[], object], what: str, timeout: float = 20) -> None:
+    """Poll ``cond`` until it is true; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 def free_port_range(n: int, host: str = "127.0.0.1") -> tuple[int, int]:
     """n consecutive ports that are free right now (for --passive-ports)."""
     for _ in range(200):

@@ -28,21 +28,13 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
-from servertools import PASSWORD, USER, Running, free_port_range
+from servertools import PASSWORD, USER, Running, free_port_range, wait_for
 
 from natftp.server.config import ConfigError, from_dict, load
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "docs" / "natftp.example.toml"
 UNIT = REPO / "contrib" / "systemd" / "natftp.service"
-
-
-def wait_for(cond: Callable[[], object], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def status_port(r: Running) -> int:

@@ -11,24 +11,15 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from servertools import PASSWORD, USER, Running
+from servertools import PASSWORD, USER, Running, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 FILTER = REPO / "contrib" / "fail2ban" / "natftp.conf"
 JAIL = REPO / "contrib" / "fail2ban" / "natftp.jail.conf"
 SECRET = "Sup3r-s3cret-Pw!"
-
-
-def wait_for(cond: Callable[[], object], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def text(p: Path) -> str:
