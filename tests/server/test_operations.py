@@ -184,6 +184,7 @@ print(asyncio.run(main(sys.argv[1])))
 @pytest.mark.parametrize(("value", "why"), [
     ("localhost:9121", "not an IP address"),
     ("127.0.0.1:99999", "not 0-65535"),
+    ("abc", "neither [HOST:]PORT nor off"),
 ])
 def test_status_listen_errors_name_the_key(tmp_path: Path, value: str, why: str) -> None:
     with pytest.raises(ConfigError) as ei:
@@ -217,6 +218,9 @@ def test_status_listener_answers_bad_requests_with_4xx(
     assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
     # beyond loopback the log says what is exposed
     assert "status page and metrics on 0.0.0.0" in r.log and "beyond loopback" in r.log
+    # and the page lists it under its recent warnings
+    page = http_get(port)[2]
+    assert re.search(r'<tr class="warning">.*WARNING.*beyond loopback', page), page
     assert r.proc.poll() is None
 
 

@@ -1143,6 +1143,9 @@ def _status(t: dict[str, Any], taken: set[tuple[str, int]]) -> StatusConfig:
     v = t.get("listen", "off")
     text = _typed("status.listen", v, str).strip()
     if text and text.lower() != "off":
+        if ":" not in text and not text.isdigit():
+            raise ConfigError("status.listen", text, "neither [HOST:]PORT nor off",
+                              'e.g. "9121" (on 127.0.0.1) or "127.0.0.1:9121"')
         # a bare port is loopback: the page shows users and client addresses, unguarded
         la = parse_listen(f"127.0.0.1:{text}" if text.isdigit() else text, "status.listen")
         where = (str(ipaddress.ip_address(la.host.split("%")[0])), la.port)
