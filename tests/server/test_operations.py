@@ -510,17 +510,22 @@ def test_reload_keeps_the_masquerade_policy_object_and_applies_a_new_address(
     asyncio.run(main())
 
 
-def test_reload_keeps_cli_users_and_the_generated_one(
+def test_reload_keeps_cli_users_and_the_environment_overlay(
         natftp_server: Callable[..., Running], tmp_path: Path) -> None:
     cfg = tmp_path / "natftp.toml"
-    cfg.write_text('banner = "one"\n')
-    r = natftp_server(args=["--config", str(cfg)])  # alice from --user
-    cfg.write_text('banner = "two"\n')
+    cfg.write_text('banner = "from the file"\nread_only = false\n')
+    # alice from --user; the banner from NATFTP_BANNER, which wins over the file
+    r = natftp_server(args=["--config", str(cfg)], env={"NATFTP_BANNER": "from env"})
+    cfg.write_text('banner = "from the file, changed"\nread_only = true\n')
     r.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "configuration reloaded" in r.log, "the reload")
+    line = [x for x in r.log.splitlines() if "configuration reloaded" in x][0]
+    assert "read_only" in line and "banner" not in line, line
     ftp = ftplib.FTP(timeout=20)
-    assert "two" in ftp.connect("127.0.0.1", r.port)
+    assert "from env" in ftp.connect("127.0.0.1", r.port)
     ftp.login(USER, PASSWORD)
+    with pytest.raises(ftplib.error_perm, match="read_only = true"):
+        ftp.storbinary("STOR x.bin", io.BytesIO(b"x"))
     ftp.quit()
 
 
@@ -584,8 +589,9 @@ def _known_keys(tmp: Path) -> set[str]:
 def test_example_configuration_loads_and_names_every_key_at_its_default(
         tmp_path: Path) -> None:
     cfg = load(EXAMPLE)
-    assert dataclasses.replace(cfg, root=tmp_path) == dataclasses.replace(
-        from_dict({}), root=tmp_path)
+    # the same configuration as none at all (``sources`` says where values came from)
+    assert dataclasses.replace(cfg, root=tmp_path, sources=()) == dataclasses.replace(
+        from_dict({}), root=tmp_path, sources=())
     text = EXAMPLE.read_text()
     section = ""
     mentioned: set[str] = set()
@@ -603,3 +609,50 @@ def test_example_configuration_loads_and_names_every_key_at_its_default(
                               re.findall(r"(\w+) = (?:true|false)", m.group(2))}
     missing = _known_keys(tmp_path) - mentioned
     assert not missing, f"docs/natftp.example.toml does not mention {sorted(missing)}"
+
+
+# -- behind a load balancer (PROXY protocol, issue 18) ---------------------------------------
+
+def test_status_page_and_xferlog_name_the_real_client_behind_a_balancer(
+        natftp_server: Callable[..., Running], tmp_path: Path) -> None:
+    from natftp.proto.proxy import encode_v1
+
+    xfer = tmp_path / "xferlog"
+    r = natftp_server(config='[proxy_protocol]\ntrusted = ["127.0.0.2"]\n'
+                             f'[status]\nlisten = "127.0.0.1:0"\n[log]\nxferlog = "{xfer}"\n')
+    port = status_port(r)
+    (r.root / "b.bin").write_bytes(b"b" * 777)
+    s = socket.create_connection(("127.0.0.1", r.port), timeout=20,
+                                 source_address=("127.0.0.2", 0))
+    f = s.makefile("rb", buffering=0)
+
+    def cmd(line: str) -> str:
+        if line:
+            s.sendall(line.encode() + b"\r\n")
+        return f.readline().decode().strip()
+
+    s.sendall(encode_v1(("198.51.100.7", 40000), ("127.0.0.1", r.port)))
+    assert cmd("").startswith("220")
+    assert cmd(f"USER {USER}").startswith("331")
+    assert cmd(f"PASS {PASSWORD}").startswith("230")
+    page = _Dom()
+    page.feed(http_get(port)[2])
+    rows = [(a, t) for c, a, t in page.rows if c == "session"]
+    assert len(rows) == 1 and rows[0][0]["data-client"] == "198.51.100.7", rows
+    assert "198.51.100.7 port 40000 via 127.0.0.2" in rows[0][1]
+    # a download through the balancer (its data connection without a header)
+    assert cmd("TYPE I").startswith("200")
+    epsv = cmd("EPSV")
+    dport = int(re.findall(r"\|\|\|(\d+)\|", epsv)[0])
+    d = socket.create_connection(("127.0.0.1", dport), timeout=20,
+                                 source_address=("127.0.0.2", 0))
+    assert cmd("RETR b.bin")[:3] in ("150", "125")
+    got = b""
+    while chunk := d.recv(65536):
+        got += chunk
+    d.close()
+    assert got == b"b" * 777 and cmd("").startswith("226")
+    wait_for(lambda: xfer.exists() and xfer.read_text(), "the xferlog line")
+    assert " 198.51.100.7 777 " in xfer.read_text()
+    cmd("QUIT")
+    s.close()

@@ -396,6 +396,13 @@ class Server:
             self.xferlog = xferlog
         self.caps = frozenset((("tls",) if new.tls.enabled else ()) +
                               (("ccc",) if new.tls.enabled and new.tls.ccc else ()))
+        pp = new.proxy_protocol
+        if not pp.trusted:
+            self.relay = None
+        elif self.relay is None:
+            self.relay = data.Relay(pp, new.timeouts.data)
+        else:  # what it learnt about each balancer stays
+            self.relay.config, self.relay.data_timeout = pp, new.timeouts.data
         await self._reload_policy(old, new)
         return changed
 
@@ -537,7 +544,7 @@ def _changes(old: ServerConfig, new: ServerConfig) -> list[str]:
     out = []
     for f in dataclasses.fields(ServerConfig):
         a, b = getattr(old, f.name), getattr(new, f.name)
-        if a == b:
+        if a == b or f.name == "sources":  # where values came from, not a setting
             continue
         if f.name == "users":
             names_a, names_b = {u.name for u in a}, {u.name for u in b}
