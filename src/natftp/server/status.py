@@ -194,8 +194,8 @@ def _table(head: Iterable[str], rows: list[str], empty: str) -> str:
 def _session_row(s: Session, now: float) -> str:
     cmd = s.last_cmd.masked() if s.last_cmd is not None else ""
     if s.xfer is not None:
-        verb, what, progress, started = s.xfer
-        secs = max(time.monotonic() - started, 1e-3)
+        verb, what, progress = s.xfer
+        secs = max(time.monotonic() - s.xfer_at, 1e-3)
         xfer = (f"{_e(verb)} {_e(what)}: {_e(_size(progress.bytes))} in {secs:.1f} s "
                 f"({_e(_size(progress.bytes / secs))}/s)")
     else:
