@@ -308,7 +308,7 @@ class NotifyListener:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
-        self.sock.settimeout(30)
+        self.sock.settimeout(60)  # a start on a loaded machine can take long
 
     def next(self) -> dict[str, str]:
         data = self.sock.recv(4096).decode()
