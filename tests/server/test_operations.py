@@ -484,11 +484,18 @@ def test_reload_keeps_the_masquerade_policy_object_and_applies_a_new_address(
     """In process: discovery holds the policy object, so a reload changes it in place."""
     import asyncio
 
+    from natftp.proto.addr import IPAddress, ip
     from natftp.server.app import ReloadRefused, Server
+
+    async def resolve(host: str) -> list[IPAddress]:  # DNS stands in; no query leaves
+        if host == "ftp.example.net":
+            return [ip("198.51.100.44")]
+        raise OSError(2, "Name or service not known")
 
     async def main() -> None:
         base = {"root": str(tmp_path), "listen": ["127.0.0.1:0"]}
-        server = Server(from_dict({**base, "nat": {"masquerade": "203.0.113.7"}}))
+        server = Server(from_dict({**base, "nat": {"masquerade": "203.0.113.7"}}),
+                        resolve=resolve)
         await server.start()
         policy = server.policy
         try:
@@ -497,6 +504,14 @@ def test_reload_keeps_the_masquerade_policy_object_and_applies_a_new_address(
             assert [str(a) for a in policy.masquerade_addresses] == ["198.51.100.9"]
             d = policy.advertise("10.0.0.5", "198.51.100.200")
             assert str(d.address) == "198.51.100.9"
+            # a hostname is resolved before it is used; one that resolves nowhere is
+            # refused as at start, and the running address stays
+            await server.reload(from_dict({**base, "nat": {"masquerade": "ftp.example.net"}}))
+            assert [str(a) for a in policy.masquerade_addresses] == ["198.51.100.44"]
+            with pytest.raises(ReloadRefused, match="nowhere.invalid.*does not resolve"):
+                await server.reload(from_dict({**base,
+                                               "nat": {"masquerade": "nowhere.invalid"}}))
+            assert policy.masquerade == "ftp.example.net"
             await server.reload(from_dict({**base, "nat": {"masquerade": "off"}}))
             assert policy.masquerade_addresses == ()
             with pytest.raises(ReloadRefused, match="nat.masquerade"):
