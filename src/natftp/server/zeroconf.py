@@ -157,9 +157,15 @@ class ZeroConf:
     async def stop(self) -> None:
         """Stop the background tasks; remove the mappings (as long as the router
         answers; see :meth:`PortMapper.stop`)."""
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # cancelled again until they end: a cancellation that lands just as an inner
+        # wait_for() completes can be lost (Python 3.11), and discovery would then go on
+        # to sleep recheck_interval, holding the stop (seen: 1 stop in ~10 during
+        # discovery hung until SIGKILL)
+        pending = set(self._tasks)
+        while pending:
+            for t in pending:
+                t.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
         self._tasks.clear()
         mapper = self.mapper
         if mapper is not None:
