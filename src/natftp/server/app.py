@@ -59,6 +59,19 @@ def _expire_all(store: local.LocalStorage, vpaths: list[str], age: float) -> lis
     return [v for v in vpaths if store.expire_partial(v, age)]
 
 
+def _check_access(cfg: ServerConfig) -> None:
+    """After dropping privileges (at start, and for a reload's new homes): ROOT and every
+    home must be reachable by ``run_as``."""
+    homes = [cfg.root, *(u.home for u in cfg.users)]
+    if cfg.anonymous.home is not None:
+        homes.append(cfg.anonymous.home)
+    for home in homes:
+        if not os.access(home, os.R_OK | os.X_OK):
+            raise ConfigError("run_as", str(cfg.run_as), f"that user cannot read {home}",
+                              f"give it access (chown/chmod/setfacl on {home}) or run "
+                              "as a user who has it")
+
+
 def _is_any(host: str) -> bool:
     return ipaddress.ip_address(host.split("%")[0]).is_unspecified
 
@@ -209,7 +222,7 @@ class Server:
                                       f"failed ({e.strerror or e})", "run natftp as root "
                                       "on Linux to use run_as") from None
                 log.info("privileges dropped: %s", done)
-                self._check_access(cfg.run_as)
+                _check_access(cfg)
             elif os.geteuid() == 0 and cfg.allow_root:
                 log.warning("serving as root (allow_root = true): every file operation "
                             "runs with root's rights; prefer run_as = \"USER[:GROUP]\"")
@@ -220,18 +233,6 @@ class Server:
         # --open-router maps the implicit-TLS ports too: they are control ports as well
         self.zeroconf.start([la.port for la in self.bound + self.bound_implicit])
         return list(self.bound)
-
-    def _check_access(self, run_as: object) -> None:
-        """After dropping privileges: ROOT and every home must still be reachable."""
-        cfg = self.config
-        homes = [cfg.root, *(u.home for u in cfg.users)]
-        if cfg.anonymous.home is not None:
-            homes.append(cfg.anonymous.home)
-        for home in homes:
-            if not os.access(home, os.R_OK | os.X_OK):
-                raise ConfigError("run_as", str(run_as), f"that user cannot read {home}",
-                                  f"give it access (chown/chmod/setfacl on {home}) or run "
-                                  "as a user who has it")
 
     # -- interrupted uploads -------------------------------------------------------------
 
@@ -257,11 +258,12 @@ class Server:
                      "(uploads.partial_max_age)", removed, age)
         for v in kept:
             self.partials[v] = None
-        if not age:
-            return
         store = local.LocalStorage(root)
         while True:
-            await asyncio.sleep(min(max(age / 4, 1.0), 3600.0))
+            # read at every round: uploads.partial_max_age changes on SIGHUP (0: nothing
+            # is kept any more, and what was kept goes at the next round)
+            await asyncio.sleep(min(max(age / 4, 1.0), 3600.0) if age else 60.0)
+            age = self.config.uploads.partial_max_age
             todo = list(self.partials)
             if not todo:
                 continue
@@ -333,12 +335,15 @@ class Server:
     async def reload(self, new: ServerConfig) -> list[str]:
         """SIGHUP: make ``new`` the running configuration; what changed, in words.
 
-        All or nothing: :class:`ReloadRefused` (a key only a restart can change, a
-        certificate or log file that cannot be read) leaves the running configuration
-        whole. Sessions keep going: a logged-in session keeps the user, home and
-        permissions it logged in with; everything read per command (limits, timeouts,
-        TLS requirements, the banner, the passive address policy) applies at once, and
-        new logins see the new users and passwords.
+        All or nothing: :class:`ReloadRefused` (a key only a restart can change, a new
+        certificate or a log file that cannot be read, a home ``run_as`` cannot read)
+        leaves the running configuration whole. An unchanged ``[tls]`` has its files read
+        again; when that fails, the certificate in use stays (logged) and the rest of the
+        file applies. Bans and password checks take the new limits in place
+        (:meth:`_reload_guard`). Sessions keep going: a logged-in session keeps the user,
+        home and permissions it logged in with; everything read per command (limits,
+        timeouts, TLS requirements, the banner, the passive address policy) applies at
+        once, and new logins see the new users and passwords.
         """
         old = self.config
         blocked = needs_restart(old, new)
@@ -347,8 +352,11 @@ class Server:
                                 " (restart natftp to apply them, or undo them to reload "
                                 "the rest)")
         certs = None
+        cert_error: ConfigError | None = None
         xferlog = self.xferlog
         try:
+            if new.run_as is not None:
+                _check_access(new)  # a new home the dropped user cannot read
             if (new.nat.masquerade != old.nat.masquerade and
                     AdvertisePolicy(new.nat.masquerade).masquerade_is_hostname):
                 # as at start: a name that resolves nowhere is refused, not served
@@ -362,7 +370,12 @@ class Server:
                     certs.load()
                 except ConfigError as e:
                     certs = None
-                    raise ReloadRefused(f"certificate not reloaded: {e}") from None
+                    if new.tls != old.tls:  # a new certificate was asked for
+                        raise ReloadRefused(f"certificate not reloaded: {e}") from None
+                    # the same files, unreadable or broken now (a renewal half done; with
+                    # run_as, a key only root can read): the certificate in use stays,
+                    # and the rest of the file still applies
+                    cert_error = e
             if new.log.xferlog != old.log.xferlog:
                 xferlog = None
                 if new.log.xferlog is not None:
@@ -390,6 +403,9 @@ class Server:
             if certs.info is not None:
                 changed.append(f"certificate {certs.info.source}, SHA-256 "
                                f"{certs.info.fingerprint}")
+        if cert_error is not None:
+            log.error("SIGHUP: certificate not reloaded, the current one stays: %s",
+                      cert_error)
         if xferlog is not self.xferlog:
             if self.xferlog is not None:
                 self.xferlog.close()
@@ -403,8 +419,21 @@ class Server:
             self.relay = data.Relay(pp, new.timeouts.data)
         else:  # what it learnt about each balancer stays
             self.relay.config, self.relay.data_timeout = pp, new.timeouts.data
+        self._reload_guard(new)
         await self._reload_policy(old, new)
         return changed
+
+    def _reload_guard(self, new: ServerConfig) -> None:
+        """Bans and password checks take the new [limits] and users in place: failures
+        counted and bans in force stay (but those the new settings rule out)."""
+        lifted = self.bans.configure(new.limits)
+        if lifted:
+            why = ("bans are off (limits.ban_after = 0)" if not self.bans.enabled else
+                   "now in limits.ban_exempt")
+            shown = ", ".join(str(b.address) for b in lifted[:10])
+            more = f" and {len(lifted) - 10} more" if len(lifted) > 10 else ""
+            log.info("SIGHUP: ban lifted for %s%s: %s", shown, more, why)
+        self.passwords.configure(new.limits, new.users)
 
     async def _reload_policy(self, old: ServerConfig, new: ServerConfig) -> None:
         """The same AdvertisePolicy object is updated (discovery holds it): overrides,

@@ -246,6 +246,7 @@ async def _run(cfg: ServerConfig, source: _Source) -> int:
 
     async def reload() -> None:
         notifier.reloading()
+        certs = server.certs  # replaced only when the certificate was read anew
         try:
             try:
                 new = source.build()
@@ -261,7 +262,8 @@ async def _run(cfg: ServerConfig, source: _Source) -> int:
         server.reloaded_at = time.time()
         log.info("SIGHUP: configuration reloaded (%s)",
                  "; ".join(changed) or "no change")
-        if server.certs is not None and server.certs.info is not None:
+        if server.certs is not certs and server.certs is not None and (
+                server.certs.info is not None):
             print(f"natftp: TLS certificate reloaded, SHA-256 fingerprint "
                   f"{server.certs.info.fingerprint}", flush=True)
         notifier.ready(_status_line(server))

@@ -1186,6 +1186,9 @@ def unwritable(key: str, path: object, err: OSError) -> ConfigError:
 
 #: what SIGHUP cannot change in a running server: (key, how to read it from a config)
 RESTART_KEYS: tuple[tuple[str, Any], ...] = (
+    ("root", lambda c: c.root),
+    ("run_as", lambda c: c.run_as),
+    ("allow_root", lambda c: c.allow_root),
     ("listen", lambda c: c.listen),
     ("tls.listen_implicit", lambda c: c.tls.listen_implicit),
     ("passive.ports", lambda c: c.passive_ports),
@@ -1201,7 +1204,9 @@ RESTART_KEYS: tuple[tuple[str, Any], ...] = (
 
 def needs_restart(old: ServerConfig, new: ServerConfig) -> list[str]:
     """The keys whose change ``new`` asks for that only a restart can apply (bound
-    sockets, the passive pool, background discovery and mapping), each as
+    sockets, the passive pool, background discovery and mapping, the privileges given up
+    at start and ROOT, which they were checked against and interrupted uploads are swept
+    under), each as
     ``key: old -> new``. ``nat.masquerade`` is listed only when it turns discovery
     (``"auto"``) on or off: a fixed address or hostname changes live."""
     out = []

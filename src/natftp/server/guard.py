@@ -152,6 +152,27 @@ class Bans:
         #: bans started since the server started
         self.total = 0
 
+    def configure(self, limits: Limits) -> list[Ban]:
+        """SIGHUP: the new ``[limits] ban_*``, keeping what was counted. Bans in force keep
+        the end they were announced with, except those the new settings rule out: every
+        ban when ``ban_after = 0`` (bans off), and the bans of addresses now in
+        ``ban_exempt`` (how an administrator lets a locked-out address back in). Returns
+        those lifted. Failures counted so far stay, within the new window and up to the
+        new ``ban_after``."""
+        after = limits.ban_after
+        self.window, self.duration, self.exempt = (limits.ban_window, limits.ban_time,
+                                                   limits.ban_exempt)
+        if after != self.after:
+            self.after = after
+            self._fails = {} if after <= 0 else {
+                a: deque(q, maxlen=after) for a, q in self._fails.items()}
+        lifted = [b for b in self.active() if not self.enabled or self.is_exempt(b.address)]
+        for b in lifted:
+            del self._bans[b.address]
+        for a in [a for a in self._fails if self.is_exempt(a)]:
+            del self._fails[a]
+        return lifted
+
     @property
     def enabled(self) -> bool:
         return self.after > 0
@@ -239,6 +260,23 @@ class PasswordChecks:
         #: logins refused because the pool was full, since start
         self.refused = 0
 
+    def configure(self, limits: Limits, users: tuple[User, ...]) -> None:
+        """SIGHUP: new users (the dummy hash follows the first hash's parameters: made
+        again, once, when the model hash changed) and new ``login_workers`` /
+        ``login_queue``, both live. A new worker count gets a new pool for the checks
+        from now on; the old pool finishes the checks it holds and its threads end, so
+        for a moment at most the old and the new count run at once."""
+        model = next((u.password_hash for u in users if u.password_hash), None)
+        with self._lock:
+            if model != self._model:
+                self._model, self._dummy = model, None
+        self.queue = limits.login_queue
+        if limits.login_workers != self.workers:
+            self.workers = limits.login_workers
+            old, self._pool = self._pool, None
+            if old is not None:
+                old.shutdown(wait=False)
+
     async def check(self, user: User | None, password: str) -> bool:
         """True if ``password`` is ``user``'s; raises :class:`Busy` when the pool and its
         queue are full."""
@@ -279,8 +317,9 @@ class PasswordChecks:
             if self._dummy is None:
                 from argon2 import PasswordHasher, extract_parameters
 
-                assert self._model is not None
-                ph = PasswordHasher.from_parameters(extract_parameters(self._model))
+                # no model: a reload removed the last hash while this check waited
+                ph = (PasswordHasher() if self._model is None else
+                      PasswordHasher.from_parameters(extract_parameters(self._model)))
                 self._dummy = ph.hash(secrets.token_urlsafe(16))
             return self._dummy
 
