@@ -110,14 +110,17 @@ def pass_(s: Session, arg: str) -> Result:
     name, s.pending_user = s.pending_user, None
     ban = s.server.bans.banned(s.client_ip)
     if ban is not None:
+        s.server.stats.refused("banned")
         _refuse_and_close(s, "banned", s.server.ban_text(ban), "address banned")
         return None
     return _login(s, name, arg)
 
 
 def _refuse_and_close(s: Session, kind: str, text: str, why: str) -> None:
-    """421 and close, the log line rate-limited (a flood of these must not flood it)."""
+    """421 and close, the log line rate-limited (a flood of these must not flood it);
+    the session ends as ``banned`` or ``login_busy`` in natftp_sessions_total."""
     s.refuse(421, text, level=logging.WARNING, kind=kind)
+    s.end = "banned" if kind == "banned" else "login_busy"
     s.close(why)
 
 
@@ -145,6 +148,7 @@ async def _login(s: Session, name: str, password: str) -> None:
         s.event("login failed for %r from %s (%s; attempt %d of %d)", name, s.client_ip, why,
                 s.failures, cfg.limits.max_login_attempts, level=logging.WARNING)
         if ban is not None:
+            s.end = "banned"
             s.reply(421, s.server.ban_text(ban))
             s.close("address banned")
             return
@@ -676,6 +680,7 @@ def _open_passive(s: Session, verb: str) -> int | None:
     srv = s.server
     cap = srv.config.limits.max_passive_per_ip
     if cap and srv.waiting_per_ip[s.client_ip] >= cap:
+        srv.stats.refused("passive_per_ip")
         s.refuse(425, f"{verb}: {s.client_ip} already has {cap} passive ports waiting for a "
                       "data connection (limits.max_passive_per_ip); connect to them, or "
                       "wait until they time out (timeouts.data).", level=logging.WARNING,

@@ -66,9 +66,13 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily("natftp_sessions_logged_in", "Sessions logged in now",
                                 value=sum(1 for s in sessions if s.user is not None))
         ended = CounterMetricFamily("natftp_sessions", "Sessions ended, by how they ended "
-                                    "(refused: limits.max_sessions[_per_ip])",
+                                    "(refused: limits.max_sessions[_per_ip]; reset: by the "
+                                    "client before it could be served)",
                                     labels=["result"])
-        for how, n in sorted(st.sessions.items()):
+        how_ended = dict(st.sessions)
+        if srv.counts["reset_at_accept"]:
+            how_ended["reset"] = srv.counts["reset_at_accept"]
+        for how, n in sorted(how_ended.items()):
             ended.add_metric([how], n)
         yield ended
         logins = CounterMetricFamily("natftp_logins", "Login attempts by result",
@@ -118,9 +122,11 @@ class ServerCollector(Collector):
         yield tls
         refused = CounterMetricFamily("natftp_refusals", "Refused requests by reason",
                                       labels=["reason"])
-        for reason in (*REFUSALS, *sorted(set(st.refusals) - set(REFUSALS))):
-            refused.add_metric([reason], st.refusals.get(reason, 0))
+        by_reason = refusals(srv)
+        for reason in (*REFUSALS, *sorted(set(by_reason) - set(REFUSALS))):
+            refused.add_metric([reason], by_reason.get(reason, 0))
         yield refused
+        yield from self._guard()
 
         yield from self._nat()
 
@@ -133,6 +139,27 @@ class ServerCollector(Collector):
             yield GaugeMetricFamily("natftp_config_last_reload_success_timestamp_seconds",
                                     "When a reload was last applied (Unix time)",
                                     value=srv.reloaded_at)
+
+    def _guard(self) -> Iterator[Metric]:
+        """Bans, the password-check pool and the rate-limited log lines (issue 21's
+        :mod:`natftp.server.guard`)."""
+        srv = self.server
+        yield CounterMetricFamily("natftp_bans", "Addresses banned after limits.ban_after "
+                                  "failed logins, since start", value=srv.bans.total)
+        yield GaugeMetricFamily("natftp_bans_in_force", "Addresses refused now "
+                                "(limits.ban_time not over)", value=len(srv.bans.active()))
+        pw = srv.passwords
+        yield GaugeMetricFamily("natftp_login_checks_pending", "Password checks running or "
+                                "waiting now", value=pw.pending)
+        yield GaugeMetricFamily("natftp_login_checks_max", "Password checks that may run "
+                                "or wait at once (limits.login_workers + login_queue); "
+                                "beyond, a login is refused busy", value=pw.workers + pw.queue)
+        left_out = CounterMetricFamily("natftp_log_lines_suppressed", "Warning lines left "
+                                       "out by the rate limit, by kind (summed up in the "
+                                       "log)", labels=["kind"])
+        for kind, n in sorted(srv.throttle.suppressed.items()):
+            left_out.add_metric([kind], n)
+        yield left_out
 
     def _nat(self) -> Iterator[Metric]:
         srv = self.server
@@ -180,6 +207,14 @@ class ServerCollector(Collector):
                                         "renewed (Unix time)", value=min(ends))
 
 
+def refusals(server: Server) -> dict[str, int]:
+    """Refusals by reason: the server's counters, and logins refused because the password
+    checks were full (counted where that is decided, in the pool)."""
+    counts = dict(server.stats.refusals)
+    counts["login_busy"] = counts.get("login_busy", 0) + server.passwords.refused
+    return counts
+
+
 def registry(server: Server) -> CollectorRegistry:
     """A registry of its own (not the global one): the server's collector, and the
     process's CPU, memory and file descriptors."""
@@ -197,4 +232,4 @@ def exposition(reg: CollectorRegistry, accept: str) -> tuple[bytes, str]:
     return encoder(reg), content_type
 
 
-__all__ = ["ServerCollector", "exposition", "registry"]
+__all__ = ["ServerCollector", "exposition", "refusals", "registry"]

@@ -22,7 +22,8 @@ DURATION_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 2.5, 10.0, 60.0, 300.0)
 
 #: refusal reasons counted (the label values of natftp_refusals_total)
 REFUSALS = ("bounce", "port_theft", "path_escape", "session_limit", "passive_ports_full",
-            "login_attempts", "permission", "tls_required")
+            "login_attempts", "permission", "tls_required", "banned", "login_busy",
+            "passive_per_ip")
 
 
 class Stats:
@@ -34,7 +35,8 @@ class Stats:
 
     def __init__(self) -> None:
         self.started = time.time()
-        #: sessions ended, by how they ended (quit, closed, idle_timeout, refused...)
+        #: sessions ended, by how they ended (quit, closed, idle_timeout, login_timeout,
+        #: line_timeout, login_failed, banned, login_busy, tls_error, server_stop, refused)
         self.sessions: dict[str, int] = {}
         #: logins by result (ok, failed)
         self.logins: dict[str, int] = {"ok": 0, "failed": 0}

@@ -8,11 +8,11 @@ connection, a 8 KiB request head, 10 s to send it. Anything else gets a plain 4x
 
 The page is server-rendered HTML that refreshes itself (``<meta http-equiv=refresh>``,
 ``status.refresh`` seconds), no script: sessions (user, client, current command,
-transfer progress), what each class of client is told in a 227 and why (the same policy
-code as ``natftp serve --explain``), discovery and router port mappings, recent
-warnings. It shows user names and client addresses without asking who is looking, which
-is why the listener is on loopback unless configured otherwise; ``docs/operations.md``
-shows how to expose it safely.
+transfer progress), bans in force (``[limits] ban_*``), what each class of client is
+told in a 227 and why (the same policy code as ``natftp serve --explain``), discovery
+and router port mappings, recent warnings. It shows user names and client addresses
+without asking who is looking, which is why the listener is on loopback unless
+configured otherwise; ``docs/operations.md`` shows how to expose it safely.
 """
 
 from __future__ import annotations
@@ -264,6 +264,19 @@ def _mapping_rows(server: Server) -> list[str]:
     return rows
 
 
+def _ban_rows(server: Server, now: float) -> list[str]:
+    """The bans in force, the one ending last first (the oldest is nearest its end)."""
+    rows = []
+    for b in sorted(server.bans.active(), key=lambda b: b.until, reverse=True):
+        until = datetime.datetime.fromtimestamp(b.until)
+        rows.append(f'<tr class="ban" data-address="{_e(b.address)}" '
+                    f'data-until="{b.until:.0f}"><td>{_e(b.address)}</td>'
+                    f"<td class=num>{b.failures}</td>"
+                    f"<td>{datetime.datetime.fromtimestamp(b.since):%Y-%m-%d %H:%M:%S}</td>"
+                    f"<td>{until:%Y-%m-%d %H:%M:%S} (in {_ago(b.until - now)})</td></tr>")
+    return rows
+
+
 def page(server: Server, status: StatusServer) -> str:
     """The whole status page, rendered now."""
     cfg, st = server.config, server.stats
@@ -287,11 +300,17 @@ def page(server: Server, status: StatusServer) -> str:
     if server.reloads[1]:
         reload_text += f" ({server.reloads[1]} refused since start)"
     sessions = sorted(server.sessions, key=lambda s: s.started)
-    srows = [_session_row(s, time.monotonic()) for s in sessions]
+    srows = [_session_row(s, server.loop.time()) for s in sessions]
     t = st.transfers
     done = sum(n for (_, r), n in t.items() if r == "ok")
     failed = sum(n for (_, r), n in t.items() if r != "ok")
-    refusals = ", ".join(f"{k} {v}" for k, v in st.refusals.items() if v) or "none"
+    refusals = ", ".join(f"{k} {v}" for k, v in metrics.refusals(server).items()
+                         if v) or "none"
+    bans = _ban_rows(server, now)
+    lim = cfg.limits
+    ban_rule = (f"after {lim.ban_after} failed logins within {lim.ban_window:g} s, for "
+                f"{lim.ban_time:g} s" if lim.ban_after else "off (limits.ban_after = 0)")
+    pw = server.passwords
 
     zc = server.zeroconf
     policy = server.policy
@@ -334,11 +353,18 @@ refreshes every {cfg.status.refresh:g} s. Metrics: <a href="/metrics">/metrics</
 {st.logins['failed']} failed</td></tr>
 <tr><th>Transfers</th><td>{done} complete, {failed} aborted or failed</td></tr>
 <tr><th>Refused</th><td>{_e(refusals)}</td></tr>
+<tr><th>Password checks</th><td>{pw.pending} running or waiting (at most
+{pw.workers + pw.queue}: limits.login_workers + login_queue)</td></tr>
+<tr><th>Bans</th><td>{len(bans)} in force, {server.bans.total} since start; {_e(ban_rule)}
+</td></tr>
 <tr><th>Configuration</th><td>last reload {_e(reload_text)}</td></tr>
 </table>
 <h2>Sessions</h2>
 {_table(("Id", "User", "Client", "Connected", "Idle", "TLS", "Last command", "Transfer"),
         srows, "No sessions.")}
+<h2>Bans in force</h2>
+{_table(("Address", "Failed logins", "Since", "Until"), bans,
+        "None." if lim.ban_after else "None: bans are off (limits.ban_after = 0).")}
 <h2>Passive address per client class</h2>
 <p id="nat-summary">{_e(nat)}</p>
 {_table(("Client class", "Example client", "Reaches us at", "Told in 227", "Why"),
