@@ -11,38 +11,22 @@ import ftplib
 import io
 import os
 import pwd
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from servertools import Running
-
-USER = "natftptest"
+from servertools import RUN_AS_USER as USER
+from servertools import Running, run_as_tree
 
 
 @pytest.fixture
 def shared_root() -> Iterator[Path]:
-    """A tree the dropped server can reach (pytest's tmp_path is root's, mode 0700)."""
-    try:
-        pw = pwd.getpwnam(USER)
-    except KeyError:
-        pytest.fail(f"user {USER} is missing: run scripts/setup-system.sh as root",
-                    pytrace=False)
-    assert os.geteuid() == 0, "these tests drop privileges: run the suite as root"
-    base = Path(tempfile.mkdtemp(prefix="natftp-runas-"))
-    base.chmod(0o755)
-    root = base / "root"
-    root.mkdir()
-    os.chown(root, pw.pw_uid, pw.pw_gid)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(base)
+    """A tree the dropped server can reach."""
+    with run_as_tree() as base:
+        yield base / "root"
 
 
 def _status(pid: int) -> dict[str, str]:

@@ -10,13 +10,17 @@ port, user, password, root and the log. Every server started is killed by PID at
 from __future__ import annotations
 
 import os
+import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +28,8 @@ import pytest
 
 PYTHON = sys.executable
 USER, PASSWORD = "alice", "s3cret pass"
+#: the unprivileged user run_as tests drop to (scripts/setup-system.sh creates it)
+RUN_AS_USER = "natftptest"
 
 
 @dataclass
@@ -208,3 +214,24 @@ def free_port_range(n: int, host: str = "127.0.0.1") -> tuple[int, int]:
             for t in socks:
                 t.close()
     raise AssertionError("no free port range")
+
+
+@contextmanager
+def run_as_tree() -> Iterator[Path]:
+    """A directory that ``RUN_AS_USER`` can reach (pytest's tmp_path is root's, mode
+    0700), with ``root/`` in it owned by that user; removed afterwards. For tests that
+    start natftp as root with ``--run-as``."""
+    try:
+        pw = pwd.getpwnam(RUN_AS_USER)
+    except KeyError:
+        pytest.fail(f"user {RUN_AS_USER} is missing: run scripts/setup-system.sh as root",
+                    pytrace=False)
+    assert os.geteuid() == 0, "these tests drop privileges: run the suite as root"
+    base = Path(tempfile.mkdtemp(prefix="natftp-runas-"))
+    base.chmod(0o755)
+    (base / "root").mkdir()
+    os.chown(base / "root", pw.pw_uid, pw.pw_gid)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base)

@@ -17,17 +17,15 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
+from opstools import http_get, samples, status_port, value
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
-from prometheus_client.parser import text_string_to_metric_families
 from servertools import PASSWORD, USER, Running, free_port_range, wait_for
 
 from natftp.server.config import ConfigError, from_dict, load
@@ -35,35 +33,6 @@ from natftp.server.config import ConfigError, from_dict, load
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "docs" / "natftp.example.toml"
 UNIT = REPO / "contrib" / "systemd" / "natftp.service"
-
-
-def status_port(r: Running) -> int:
-    wait_for(lambda: "status page http://" in r.log, "the status listener line")
-    return int(re.findall(r"status page http://\S+?:(\d+)/", r.log)[0])
-
-
-def http_get(port: int, path: str = "/", accept: str = "") -> tuple[int, str, str]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
-                                 headers={"Accept": accept} if accept else {})
-    try:
-        with urllib.request.urlopen(req, timeout=20) as resp:
-            return resp.status, resp.headers["Content-Type"], resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers["Content-Type"], e.read().decode()
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a classic text exposition, parsed by prometheus_client."""
-    out = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def value(got: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
-          **labels: str) -> float:
-    return got.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def login(r: Running, user: str = USER, password: str = PASSWORD) -> ftplib.FTP:
@@ -576,7 +545,8 @@ def _known_keys(tmp: Path) -> set[str]:
         "": {}, "passive.": {"passive": {}}, "anonymous.": {"anonymous": {}},
         "timeouts.": {"timeouts": {}}, "limits.": {"limits": {}}, "nat.": {"nat": {}},
         "active.": {"active": {}}, "tls.": {"tls": {}}, "status.": {"status": {}},
-        "log.": {"log": {}},
+        "log.": {"log": {}}, "uploads.": {"uploads": {}},
+        "proxy_protocol.": {"proxy_protocol": {}},
         "users.": {"users": [{"name": "u", "password_hash": hasher_hash}]},
         "users.permissions.": {"users": [{"name": "u", "password_hash": hasher_hash,
                                           "permissions": {}}]},

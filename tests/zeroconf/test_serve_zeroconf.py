@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from zlab import (
     INET_IP,
     PASSWORD,
@@ -258,3 +259,47 @@ def test_client_active_discover_maps_its_port_and_removes_it(igd: Lab) -> None:
     assert "removed 1 mapping(s)" in r.stderr
     assert igd.dnat_ports() == set()
     _stop(srv)
+
+
+# -- issue 20: the status page and the metrics show what discovery and mapping found ----
+
+STATUS_GET = """
+import sys, urllib.request
+with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}{sys.argv[2]}", timeout=20) as r:
+    sys.stdout.write(r.read().decode())
+"""
+
+
+def test_status_page_and_metrics_show_the_discovered_address_and_the_mappings(
+        igd: Lab) -> None:
+    root = igd.root("srv-status")
+    # the server namespace is the lab's own: nothing else listens on this port there
+    p = igd.serve(root, "--open-router", "--passive-ports", "30040-30041",
+                  "--status-listen", "127.0.0.1:9121")
+    try:
+        wait_log(igd, p, r"port mapping: port .*: mapped")
+
+        def get(path: str) -> str:
+            return sh(sys.executable, "-c", STATUS_GET, "9121", path, ns=igd.server).stdout
+
+        page = get("/")
+        got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(get("/metrics")) for s in f.samples}
+    finally:
+        assert _stop(p) == 0
+    assert igd.dnat_ports() == set()
+    summary = re.search(r'<p id="nat-summary">(.*?)</p>', page)
+    assert summary and summary.group(1).startswith(
+        f"nat.masquerade = auto: router WAN address {ROUTER_WAN} (from upnp); last checked"
+    ), page
+    assert f'<tr class="nat" data-class="public client" data-told="{ROUTER_WAN}">' in page
+    rows = re.findall(r'<tr class="mapping"><td>([\d-]+)</td><td>(\w+)</td><td>(\w+)</td>'
+                      r"<td>(\d+) s</td><td>in (\d+) min</td></tr>", page)
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("2121", "mapped", "upnp", "3600"), ("30040-30041", "mapped", "upnp", "3600")], page
+    assert all(int(r[4]) >= 50 for r in rows), rows
+    assert got[("natftp_nat_public_address_info",
+                (("address", ROUTER_WAN), ("source", "upnp")))] == 1
+    assert got[("natftp_nat_mapping_ports", (("state", "mapped"),))] == 3
+    assert got[("natftp_nat_discovery_pending", ())] == 0
+    assert got[("natftp_nat_mapping_lease_end_timestamp_seconds", ())] > time.time() + 3000
