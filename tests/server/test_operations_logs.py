@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from servertools import PASSWORD, USER, Running, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,6 +169,34 @@ def test_fail2ban_filter_finds_the_failed_logins_natftp_logged(
         wait_for(lambda log=log: text(log).count("login failed") == 3 and  # type: ignore[misc]
                  "closed (alice)" in text(log), "the log lines")
         assert _fail2ban_regex(log) == ["127.0.0.1"] * 3, (fmt, text(log))
+        r.stop()
+
+
+def test_fail2ban_counts_failed_logins_not_natftp_s_own_ban_lines(
+        natftp_server: Callable[..., Running], tmp_path: Path) -> None:
+    """natftp's ban line and the refusals of a banned address are verdicts, not failed
+    logins: fail2ban-regex matches the two failures and neither of them."""
+    for fmt in ("text", "json"):
+        log = tmp_path / f"natftp-ban-{fmt}.log"
+        r = natftp_server(args=["--log-file", str(log), "--log-format", fmt],
+                          config="[timeouts]\nlogin_failure_delay = 0\n"
+                                 "[limits]\nban_after = 2\n")
+        failed_login(r, USER, "wrong")
+        ftp = ftplib.FTP(timeout=20)
+        ftp.connect("127.0.0.1", r.port)
+        with pytest.raises(ftplib.error_temp, match="421 .*limits.ban_after"):
+            ftp.login(USER, "wrong again")  # the second failure starts the ban
+        ftp.close()
+        for _ in range(2):
+            refused = ftplib.FTP(timeout=20)
+            with pytest.raises(ftplib.error_temp, match="421 Address 127.0.0.1 is refused"):
+                refused.connect("127.0.0.1", r.port)
+            refused.close()
+        wait_for(lambda log=log: text(log).count("login failed") == 2 and  # type: ignore[misc]
+                 text(log).count("connection from 127.0.0.1 refused") == 2, "the log lines")
+        assert "ban 127.0.0.1: 2 failed logins within 600 s (limits.ban_after = 2)" in (
+            text(log))
+        assert _fail2ban_regex(log) == ["127.0.0.1"] * 2, (fmt, text(log))
         r.stop()
 
 
