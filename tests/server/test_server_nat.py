@@ -184,7 +184,8 @@ def test_explain_with_masquerade_auto_runs_one_discovery_round(tmp_path: Path) -
                        check=True, timeout=20)
         p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "natftp",
                             "serve", str(tmp_path), "--listen", "172.16.0.2:21",
-                            "--explain"], capture_output=True, text=True, timeout=30)
+                            "--explain", "--discover"], capture_output=True, text=True,
+                           timeout=30)
     finally:
         subprocess.run(["ip", "netns", "del", ns], timeout=20)
     assert p.returncode == 0, p.stderr

@@ -76,7 +76,7 @@ def _explain(lab: Lab, root: Path, *args: str) -> dict[str, str]:
     """``serve --explain`` in the server namespace: {client class label: its line}."""
     r = subprocess.run(["ip", "netns", "exec", lab.server, sys.executable, "-m", "natftp",
                         "serve", str(root), "--passive-ports", "30000-30009", "--explain",
-                        *args], capture_output=True, text=True, timeout=60)
+                        "--discover", *args], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     lines = {}
     for line in r.stdout.splitlines():

@@ -343,7 +343,13 @@ def register(app: typer.Typer) -> None:
             "--stun", metavar="HOST[:PORT]", help="Repeatable; STUN server for "
             "--masquerade auto (nat.stun_servers; none by default).")] = None,
         explain: Annotated[bool, typer.Option(
-            "--explain", help="Print what each class of client is told, and exit.")
+            "--explain", help="Print what each class of client is told, and exit. "
+            "Sends nothing unless --discover is given too.")
+        ] = False,
+        discover: Annotated[bool, typer.Option(
+            "--discover", help="With --explain and --masquerade auto: first run the "
+            "discovery round serving runs at start (asks the router, cloud metadata and "
+            "--stun servers; nothing is mapped) and show what it found.")
         ] = False,
         loop: Annotated[str, typer.Option(
             "--loop", help="Event loop: auto (uvloop on Linux), asyncio or uvloop.")
@@ -403,6 +409,10 @@ def register(app: typer.Typer) -> None:
             "(log.xferlog).")] = None,
     ) -> None:
         """Serve ROOT over FTP, telling every client an address it can reach."""
+        if discover and not explain:
+            print("natftp serve: --discover goes with --explain (serving always runs "
+                  "discovery when nat.masquerade is auto)", file=sys.stderr)
+            raise typer.Exit(2)
         if loop not in LOOPS:
             print(f"natftp serve: --loop {loop}: use one of {', '.join(LOOPS)}",
                   file=sys.stderr)
@@ -439,7 +449,7 @@ def register(app: typer.Typer) -> None:
                   f"{unwritable('log.file', cfg.log.file, e)}", file=sys.stderr)
             raise typer.Exit(2) from None
         if explain:
-            _explain(cfg)
+            _explain(cfg, ask=discover)
             return
         if not cfg.users and not cfg.anonymous.enabled:
             source.generated = secrets.token_urlsafe(12)
@@ -495,7 +505,7 @@ def _read_password() -> str:
     raise typer.Exit(1)
 
 
-def _explain(cfg: ServerConfig) -> None:
+def _explain(cfg: ServerConfig, *, ask: bool = False) -> None:
     from natftp.nat import resolver
     from natftp.nat.localnets import local_networks
     from natftp.nat.policy import AdvertisePolicy
@@ -512,9 +522,10 @@ def _explain(cfg: ServerConfig) -> None:
                   f"{masquerade_unresolved(cfg.nat.masquerade, why)}", file=sys.stderr)
             raise typer.Exit(2)
     found = None
-    if cfg.nat.zeroconf.discover:
+    if cfg.nat.zeroconf.discover and ask:
         # the round serving runs at start (bounded by nat.discovery_timeout): the lines
-        # below then show the addresses serving would tell, not a guess
+        # below then show the addresses serving would tell, not a guess. Only on request:
+        # --explain alone is a dry run that sends nothing
         from natftp.nat.discovery import discover
         from natftp.server.zeroconf import discovery_config
 

@@ -77,6 +77,10 @@ def explain(cfg: ServerConfig, policy: AdvertisePolicy, pool: PortPool,
     if discovery is not None:
         out.append("discovery, asked now as serving would: "
                    + discovery.message(zc.discovery_timeout, ports_to_forward(cfg)))
+    elif zc.discover:
+        out.append("discovery: not asked now (--explain sends nothing); the lines below are "
+                   "what clients are told until it answers: add --discover to ask the "
+                   "router, cloud metadata and --stun servers now, as serving would")
     out.append(f"passive ports: {pool.describe()}")
     out.append("What a client is told in a 227 reply (EPSV replies carry only the port):")
     for c in per_class(cfg, policy):
