@@ -1,0 +1,723 @@
+"""Object storage: a user's home as a key prefix in an S3 bucket (AWS S3, MinIO, Ceph RGW,
+SeaweedFS, Garage, rclone serve s3, ...).
+
+The client library is miniopy-async, chosen by measurement (bench/s3_clients.py and
+bench/README.md): against rclone serve s3 on loopback it needed ~6x less CPU than
+aiobotocore to list 10,000 keys and ~10x less per small request, and, unlike obstore
+(faster still), it lists page by page with a delimiter, can write ``dir/`` markers and
+exposes the multipart upload itself.
+
+How FTP maps onto objects (docs/server.md, "Object storage", says it for users):
+
+- a virtual path ``/a/b.txt`` is the key ``PREFIX/a/b.txt``; a directory ``/a`` is the
+  prefix ``PREFIX/a/``: it exists while a key starts with it, or when its empty marker
+  object ``PREFIX/a/`` (MKD) does;
+- a download is a GET, ranged from the REST offset, streamed;
+- an upload is a PutObject when it fits in one part, else a multipart upload whose
+  parts are sent while the data arrives (at most ``UPLOAD_CONCURRENCY`` parts in flight
+  besides the one filling: memory stays bounded whatever the size), completed only when
+  the upload ended well, aborted otherwise: the object appears whole or not at all, and
+  the object it replaces stays as it was until then;
+- a listing is ListObjectsV2 with the ``/`` delimiter, read page by page while it is
+  sent;
+- rename is copy + delete (not atomic: a failure in between leaves both names); a
+  directory is renamed object by object only up to ``rename_dir_limit`` objects;
+- appending is what objects cannot do: APPE and REST+STOR are refused (a composed
+  object would need UploadPartCopy, which not every service has).
+
+Every failure becomes a :class:`S3StorageError` whose text names the cause the service
+gave (no such bucket, access denied, throttling, unreachable) and whose ``code`` is the
+FTP reply that fits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+import stat
+import urllib.parse
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from natftp.proto import paths
+from natftp.proto.listing import FileFacts
+from natftp.storage.local import StorageError
+
+if TYPE_CHECKING:
+    from miniopy_async import Minio
+
+#: the first part size of a multipart upload; it doubles every PART_STEP parts up to
+#: MAX_PART, so the 10,000 parts S3 allows hold ~0.5 TB while memory stays small
+PART_SIZE = 8 << 20
+PART_STEP = 1000
+MAX_PART = 64 << 20
+MAX_PARTS = 10000
+#: parts being sent while the next one fills (memory: (1 + this) x part size)
+UPLOAD_CONCURRENCY = 2
+#: keys a listing asks for per page (ListObjectsV2's maximum)
+PAGE = 1000
+_DIR_MODE = stat.S_IFDIR | 0o755
+_FILE_MODE = stat.S_IFREG | 0o644
+
+
+def part_size(number: int) -> int:
+    """The size of part ``number`` (1-based) of an upload: a pure function of the number,
+    so an upload's layout never depends on how its data arrived."""
+    return min(PART_SIZE << ((number - 1) // PART_STEP), MAX_PART)
+
+
+class S3StorageError(StorageError):
+    """A failed object-storage operation: ``str(e)`` names the cause, ``code`` is the
+    FTP reply (550 no such file / access denied, 450 busy or throttled, 451 the service
+    failed or is unreachable, 552 too large, 553 name not allowed)."""
+
+    def __init__(self, text: str, code: int = 550) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    """Where the objects are and how to reach them (``[storage]`` in docs/server.md)."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint: str | None = None
+    region: str | None = None
+    path_style: bool = True
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    profile: str | None = None
+    rename_dir_limit: int = 1000
+
+    def describe(self) -> str:
+        """``s3://bucket/prefix at endpoint`` (no credentials)."""
+        where = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        return f"{where} at {self.endpoint or 'AWS S3'}"
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``s3://BUCKET[/PREFIX]`` -> (bucket, prefix without slashes at its ends)."""
+    if not url.startswith("s3://"):
+        raise ValueError("an object-storage location is s3://BUCKET or s3://BUCKET/PREFIX")
+    bucket, _, prefix = url[5:].partition("/")
+    if not bucket:
+        raise ValueError("the URL names no bucket (s3://BUCKET[/PREFIX])")
+    return bucket, clean_prefix(prefix)
+
+
+def clean_prefix(prefix: str) -> str:
+    """A key prefix as natftp keeps it: segments joined by ``/``, none empty, ``.``/``..``
+    refused (most services refuse such keys, and they would alias other names)."""
+    parts = [p for p in prefix.split("/") if p]
+    if any(p in (".", "..") or "\0" in p for p in parts):
+        raise ValueError(f"prefix {prefix!r} has a '.', '..' or NUL segment")
+    return "/".join(parts)
+
+
+def _endpoint(settings: S3Settings) -> tuple[str, bool]:
+    """host[:port] and whether it is https, from s3.endpoint (AWS when unset)."""
+    if settings.endpoint is None:
+        region = settings.region or "us-east-1"
+        return f"s3.{region}.amazonaws.com", True
+    u = urllib.parse.urlsplit(settings.endpoint)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ValueError(f"endpoint {settings.endpoint!r} is not an http:// or https:// URL")
+    if u.path not in ("", "/"):
+        raise ValueError(f"endpoint {settings.endpoint!r} has a path; give scheme://host:port")
+    return u.netloc, u.scheme == "https"
+
+
+def credentials_provider(settings: S3Settings) -> Any:
+    """The standard sources, in this order: the config keys, the AWS_* variables, the
+    shared credentials file (~/.aws/credentials, profile s3.profile or AWS_PROFILE).
+    No instance-metadata lookup: natftp sends nothing to an address it was not given."""
+    from miniopy_async.credentials.providers import (
+        AWSConfigProvider,
+        ChainedProvider,
+        EnvAWSProvider,
+        StaticProvider,
+    )
+
+    if settings.access_key_id:
+        return StaticProvider(settings.access_key_id, settings.secret_access_key or "",
+                              settings.session_token)
+    return ChainedProvider([EnvAWSProvider(), AWSConfigProvider(profile=settings.profile)])
+
+
+def make_client(settings: S3Settings) -> Minio:
+    from miniopy_async import Minio
+
+    host, secure = _endpoint(settings)
+    client = Minio(host, secure=secure, region=settings.region,
+                   credentials=credentials_provider(settings))
+    if settings.path_style:
+        client.disable_virtual_style_endpoint()
+    else:
+        client.enable_virtual_style_endpoint()
+    return client
+
+
+# -- errors -------------------------------------------------------------------------------
+
+_THROTTLED = ("SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+              "TooManyRequests", "ServiceUnavailable", "RequestTimeout", "InternalError")
+_KEYS_REFUSED = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                 "InvalidToken", "TokenRefreshRequired", "AuthorizationHeaderMalformed")
+
+
+def service_code(e: BaseException) -> tuple[str | None, int | None, str]:
+    """(the service's error code, the HTTP status, its message) of a library error, or
+    (None, None, "") for anything else. The library raises S3Error for an error body it
+    recognises and InvalidResponseError for one sent as ``text/xml`` (rclone does): the
+    code is read from the body then."""
+    from miniopy_async.error import InvalidResponseError, S3Error, ServerError
+
+    if isinstance(e, S3Error):
+        status = getattr(e.response, "status", None)
+        return e.code, status, e.message or ""
+    if isinstance(e, InvalidResponseError):
+        body = e._body or ""
+        code = re.search(r"<Code>([^<]*)</Code>", body)
+        msg = re.search(r"<Message>([^<]*)</Message>", body)
+        status = e._code
+        found = code.group(1) if code else {404: "NotFound", 403: "AccessDenied"}.get(status)
+        return found, status, msg.group(1) if msg else ""
+    if isinstance(e, ServerError):
+        return None, e.status_code, str(e)
+    return None, None, ""
+
+
+def _why(what: str, e: BaseException, settings: S3Settings) -> S3StorageError:
+    """The FTP-fit error for a failure of ``what`` (a virtual path or an action)."""
+    if isinstance(e, S3StorageError):
+        return e
+    code, status, message = service_code(e)
+    if code is not None:
+        if code in ("NoSuchKey", "NotFound"):
+            return S3StorageError(f"{what}: no such file or directory")
+        if code == "NoSuchBucket":
+            return S3StorageError(f"{what}: the bucket {settings.bucket!r} does not exist "
+                                  "(s3.bucket)", 451)
+        if code == "AccessDenied":
+            return S3StorageError(f"{what}: access denied by the object store (the "
+                                  "server's S3 key may not do this here)")
+        if code in _KEYS_REFUSED:
+            return S3StorageError(f"{what}: the object store refused the server's S3 "
+                                  f"credentials ({code})", 451)
+        if code in _THROTTLED:
+            return S3StorageError(f"{what}: the object store is busy or throttling "
+                                  f"({code}); try again later", 450)
+        if code == "EntityTooLarge":
+            return S3StorageError(f"{what}: too large for the object store ({code})", 552)
+        if code in ("InvalidArgument", "KeyTooLongError", "InvalidObjectName"):
+            return S3StorageError(f"{what}: name refused by the object store ({code})", 553)
+        return S3StorageError(f"{what}: the object store answered {code}: "
+                              f"{message or 'no message'}", 451)
+    if status is not None:
+        if status in (429, 503):
+            return S3StorageError(f"{what}: the object store is busy or throttling "
+                                  f"(HTTP {status}); try again later", 450)
+        return S3StorageError(f"{what}: the object store failed (HTTP {status})", 451)
+    if isinstance(e, (OSError, asyncio.TimeoutError)) or type(e).__module__.startswith(
+            "aiohttp"):
+        return S3StorageError(f"{what}: cannot reach the object store at "
+                              f"{settings.endpoint or 'AWS S3'} ({e})", 451)
+    if isinstance(e, ValueError) and "credentials" in str(e).lower():
+        return S3StorageError(f"{what}: no S3 credentials (set AWS_ACCESS_KEY_ID and "
+                              "AWS_SECRET_ACCESS_KEY, a profile, or s3.access_key_id)", 451)
+    raise e
+
+
+def _not_found(e: BaseException) -> bool:
+    return service_code(e)[0] in ("NoSuchKey", "NotFound")
+
+
+# -- the backend: one per server -------------------------------------------------------------
+
+class S3Backend:
+    """The client (its connection pool) and the settings, shared by every session."""
+
+    def __init__(self, settings: S3Settings) -> None:
+        self.settings = settings
+        self.client = make_client(settings)
+        #: the service keeps ``dir/`` marker objects (None: not known yet). rclone serve
+        #: s3 maps keys to files and turns a marker into a file named ``dir``: found out
+        #: at the first MKD, after which new directories live in the session only
+        self.markers: bool | None = None
+        #: aborts of failed uploads still running (owned: awaited at close)
+        self.pending: set[asyncio.Task[None]] = set()
+
+    def home(self, home: str) -> S3Storage:
+        """One user's view: ``home`` is a prefix relative to s3.prefix ("" for it)."""
+        base = "/".join(p for p in (self.settings.prefix, clean_prefix(home)) if p)
+        return S3Storage(self, base + "/" if base else "")
+
+    async def check(self) -> None:
+        """At start: the bucket exists and the keys may list it. Raises
+        :class:`S3StorageError` naming the cause (the caller adds the fix)."""
+        s = self.settings
+        try:
+            it = self.client._list_objects(s.bucket, delimiter="/", max_keys=1,
+                                           prefix=(s.prefix + "/") if s.prefix else "")
+            async for _ in it:
+                break
+        except BaseException as e:
+            raise _why(f"bucket {s.bucket!r}", e, s) from None
+
+    def own(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def close(self) -> None:
+        if self.pending:
+            await asyncio.wait(self.pending, timeout=10)
+        await self.client.close_session()
+
+
+@dataclass(slots=True)
+class ObjectReader:
+    """A download: ``size`` is the object's, ``offset`` where the data starts."""
+
+    size: int
+    offset: int
+    response: Any | None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self.response is None:
+            return
+        async for chunk in self.response.content.iter_any():
+            yield chunk
+
+    def close(self) -> None:
+        if self.response is not None:
+            self.response.close()
+            self.response = None
+
+
+class S3Storage:
+    """One user's home: virtual paths under the key prefix ``base`` ("" or "x/y/")."""
+
+    __slots__ = ("backend", "base", "made")
+
+    def __init__(self, backend: S3Backend, base: str) -> None:
+        self.backend = backend
+        self.base = base
+        #: directories MKD made in this session on a service that keeps no markers: they
+        #: exist for this session until a file is stored in them (then for everyone)
+        self.made: set[str] = set()
+
+    # -- names -----------------------------------------------------------------------
+
+    @property
+    def home(self) -> str:
+        """What the session logs as the home."""
+        return f"s3://{self.backend.settings.bucket}/{self.base}"
+
+    def key(self, vpath: str) -> str:
+        """The key of a file (``/a/b`` -> ``base + "a/b"``)."""
+        return self.base + vpath.strip("/")
+
+    def dir_prefix(self, vpath: str) -> str:
+        """The prefix of a directory (``/a`` -> ``base + "a/"``; ``/`` -> ``base``)."""
+        inner = vpath.strip("/")
+        return self.base + inner + "/" if inner else self.base
+
+    def _fail(self, what: str, e: BaseException) -> S3StorageError:
+        return _why(what, e, self.backend.settings)
+
+    @property
+    def _c(self) -> Minio:
+        return self.backend.client
+
+    @property
+    def _bucket(self) -> str:
+        return self.backend.settings.bucket
+
+    # -- metadata --------------------------------------------------------------------
+
+    async def _head(self, vpath: str) -> Any | None:
+        """The object at ``vpath``'s key (None when there is none)."""
+        if vpath == "/":
+            return None
+        try:
+            return await self._c.stat_object(self._bucket, self.key(vpath))
+        except BaseException as e:
+            if _not_found(e):
+                return None
+            raise self._fail(vpath, e) from None
+
+    async def is_dir(self, vpath: str) -> bool:
+        """A directory: the home, one MKD made here, or a prefix some key starts with
+        (its marker included)."""
+        if vpath == "/" or vpath in self.made:
+            return True
+        try:
+            async for _ in self._c._list_objects(self._bucket, prefix=self.dir_prefix(vpath),
+                                                  max_keys=1):
+                return True
+        except BaseException as e:
+            raise self._fail(vpath, e) from None
+        return False
+
+    async def facts(self, vpath: str) -> FileFacts:
+        """An object's facts (HEAD), or a directory's; no such name: 550."""
+        name = paths.basename(vpath) or "/"
+        obj = await self._head(vpath)
+        if obj is not None:
+            return _object_facts(name, obj.size or 0, obj.last_modified, obj.etag)
+        if await self.is_dir(vpath):
+            return FileFacts(name, _DIR_MODE, 0, 0.0, 2)
+        raise S3StorageError(f"{vpath}: no such file or directory")
+
+    async def listdir(self, vpath: str) -> AsyncIterator[list[FileFacts]]:
+        """The entries of a directory, a page (up to 1,000) at a time, as the service
+        sends them: files are keys, subdirectories common prefixes (markers included);
+        a prefix the service repeats on later pages (rclone does) is given once."""
+        prefix = self.dir_prefix(vpath)
+        seen: set[str] = set()
+        page: list[FileFacts] = []
+        try:
+            async for obj in self._c._list_objects(self._bucket, prefix=prefix,
+                                                   delimiter="/", max_keys=PAGE,
+                                                   encoding_type="url"):
+                name = (obj.object_name or "")[len(prefix):]
+                if obj.is_dir:
+                    name = name.rstrip("/")
+                    if not name or name in seen:
+                        continue  # the directory's own marker, or a repeated prefix
+                    seen.add(name)
+                    page.append(FileFacts(name, _DIR_MODE, 0, 0.0, 2))
+                elif name:
+                    page.append(_object_facts(name, obj.size or 0, obj.last_modified,
+                                              obj.etag))
+                if len(page) >= PAGE:
+                    yield page
+                    page = []
+        except BaseException as e:
+            if isinstance(e, GeneratorExit | asyncio.CancelledError):
+                raise
+            raise self._fail(vpath, e) from None
+        for made in sorted(self.made):
+            if paths.parent(made) == vpath and paths.basename(made) not in seen:
+                page.append(FileFacts(paths.basename(made), _DIR_MODE, 0, 0.0, 2))
+        if page:
+            yield page
+
+    async def is_empty_dir(self, vpath: str) -> bool:
+        prefix = self.dir_prefix(vpath)
+        try:
+            async for obj in self._c._list_objects(self._bucket, prefix=prefix,
+                                                   delimiter="/", max_keys=2):
+                if obj.object_name != prefix:
+                    return False
+        except BaseException as e:
+            raise self._fail(vpath, e) from None
+        return True
+
+    # -- changes -------------------------------------------------------------------
+
+    async def mkdir(self, vpath: str) -> None:
+        if vpath == "/" or await self.is_dir(vpath):
+            raise S3StorageError(f"{vpath}: directory exists")
+        if await self._head(vpath) is not None:
+            raise S3StorageError(f"{vpath}: a file of that name exists")
+        b = self.backend
+        if b.markers is False:
+            self.made.add(vpath)
+            return
+        marker = self.dir_prefix(vpath)
+        await self._put_bytes(vpath, marker, b"")
+        if b.markers is None:
+            # a service that keeps markers has no object at the name without the slash;
+            # one that maps keys to files made the marker a file of that name
+            b.markers = await self._head(vpath) is None
+            if not b.markers:
+                with contextlib.suppress(S3StorageError):
+                    await self._delete_key(vpath, self.key(vpath))
+                self.made.add(vpath)
+
+    async def rmdir(self, vpath: str) -> None:
+        if vpath == "/":
+            raise S3StorageError("the home directory cannot be removed")
+        if vpath in self.made:
+            if not await self.is_empty_dir(vpath):
+                raise S3StorageError(f"{vpath}: directory not empty")
+            self.made.discard(vpath)
+            return
+        if not await self.is_dir(vpath):
+            raise S3StorageError(f"{vpath}: no such directory")
+        if not await self.is_empty_dir(vpath):
+            raise S3StorageError(f"{vpath}: directory not empty")
+        await self._delete_key(vpath, self.dir_prefix(vpath))
+
+    async def remove(self, vpath: str) -> None:
+        if await self._head(vpath) is None:
+            if await self.is_dir(vpath):
+                raise S3StorageError(f"{vpath} is a directory (use RMD)")
+            raise S3StorageError(f"{vpath}: no such file")
+        await self._delete_key(vpath, self.key(vpath))
+
+    async def exists(self, vpath: str) -> None:
+        """RNFR: the name exists (a file or a directory), else 550."""
+        if await self._head(vpath) is None and not await self.is_dir(vpath):
+            raise S3StorageError(f"{vpath}: no such file or directory")
+
+    async def rename(self, src: str, dst: str) -> None:
+        """Copy then delete: not atomic (a failure in between leaves both). A directory
+        moves object by object, and only when it holds at most rename_dir_limit."""
+        if src == "/" or dst == "/":
+            raise S3StorageError("the home directory cannot be renamed")
+        if src == dst:
+            return
+        obj = await self._head(src)
+        if obj is not None:
+            if await self.is_dir(dst):
+                raise S3StorageError(f"{dst} is a directory")
+            await self._copy(src, self.key(src), self.key(dst))
+            await self._delete_key(src, self.key(src))
+            return
+        if not await self.is_dir(src):
+            raise S3StorageError(f"{src}: no such file or directory")
+        if dst.startswith(src.rstrip("/") + "/"):
+            raise S3StorageError(f"{dst} is inside {src}")
+        if await self.is_dir(dst) or await self._head(dst) is not None:
+            raise S3StorageError(f"{dst} exists")
+        limit = self.backend.settings.rename_dir_limit
+        keys: list[str] = []
+        src_p, dst_p = self.dir_prefix(src), self.dir_prefix(dst)
+        try:
+            async for o in self._c._list_objects(self._bucket, prefix=src_p, max_keys=PAGE):
+                keys.append(o.object_name or "")
+                if len(keys) > limit:
+                    raise S3StorageError(
+                        f"{src} holds more than {limit} objects: object storage renames "
+                        "a directory by copying each object (s3.rename_dir_limit)")
+        except S3StorageError:
+            raise
+        except BaseException as e:
+            raise self._fail(src, e) from None
+        for k in keys:
+            await self._copy(src, k, dst_p + k[len(src_p):])
+        for k in keys:
+            await self._delete_key(src, k)
+        if src in self.made:
+            self.made.discard(src)
+            self.made.add(dst)
+
+    async def set_mtime(self, vpath: str, mtime: float) -> None:
+        raise S3StorageError(f"{vpath}: object storage keeps the time an object was "
+                             "stored; it cannot be set (MFMT)")
+
+    async def unique_name(self, vdir: str, stem: str) -> str:
+        for _ in range(100):
+            cand = paths.resolve(vdir, f"{stem}.{secrets.token_hex(4)}")
+            if await self._head(cand) is None:
+                return cand
+        raise S3StorageError("could not find a unique name")
+
+    # -- object primitives -------------------------------------------------------------
+
+    async def _put_bytes(self, what: str, key: str, data: bytes | memoryview) -> None:
+        import io
+
+        try:
+            await self._c.put_object(self._bucket, key, io.BytesIO(bytes(data)), len(data))
+        except BaseException as e:
+            raise self._fail(what, e) from None
+
+    async def _delete_key(self, what: str, key: str) -> None:
+        try:
+            await self._c.remove_object(self._bucket, key)
+        except BaseException as e:
+            raise self._fail(what, e) from None
+
+    async def _copy(self, what: str, src_key: str, dst_key: str) -> None:
+        from miniopy_async.commonconfig import CopySource
+
+        try:
+            await self._c.copy_object(self._bucket, dst_key, CopySource(self._bucket,
+                                                                        src_key))
+        except BaseException as e:
+            raise self._fail(what, e) from None
+
+    # -- file data -----------------------------------------------------------------
+
+    async def open_read(self, vpath: str, offset: int = 0) -> ObjectReader:
+        """A streamed GET from ``offset`` (a ranged GET when it is not 0)."""
+        try:
+            resp = await self._c.get_object(self._bucket, self.key(vpath), offset=offset)
+        except BaseException as e:
+            if _not_found(e) and await self.is_dir(vpath):
+                raise S3StorageError(f"{vpath} is not a regular file (a directory)") from None
+            if service_code(e)[0] == "InvalidRange":
+                obj = await self._head(vpath)
+                if obj is not None and offset >= (obj.size or 0):
+                    return ObjectReader(obj.size or 0, offset, None)
+            raise self._fail(vpath, e) from None
+        total = resp.content_length or 0
+        crange = resp.headers.get("Content-Range", "")
+        if "/" in crange:
+            with contextlib.suppress(ValueError):
+                total = int(crange.rsplit("/", 1)[1])
+        return ObjectReader(total, offset, resp)
+
+    async def open_write(self, vpath: str, *, offset: int = 0, append: bool = False,
+                         ) -> ObjectUpload:
+        verb = "APPE" if append else "REST+STOR"
+        if append or offset:
+            raise S3StorageError(
+                f"{verb} refused: object storage cannot append to {vpath} (an object is "
+                "written whole; send the whole file with STOR)")
+        if vpath == "/" or await self.is_dir(vpath):
+            raise S3StorageError(f"{vpath} is a directory")
+        return ObjectUpload(self, vpath, self.key(vpath))
+
+    def stored(self, vpath: str) -> None:
+        """A file was stored at ``vpath``: its directories exist for everyone now."""
+        p = paths.parent(vpath)
+        while p != "/":
+            self.made.discard(p)
+            p = paths.parent(p)
+
+
+def _object_facts(name: str, size: int, modified: Any, etag: str | None) -> FileFacts:
+    mtime = modified.timestamp() if modified is not None else 0.0
+    return FileFacts(name, _FILE_MODE, size, mtime, 1,
+                     unique=(etag or "").strip('"')[:32])
+
+
+class ObjectUpload:
+    """An upload in progress: data goes into a part buffer (``buffer()``/``advance()``:
+    the data connection receives straight into it), full parts are sent while the next
+    one fills; ``commit()`` makes the object, ``discard()`` aborts (nothing appears)."""
+
+    __slots__ = ("store", "vpath", "key", "buf", "filled", "number", "upload_id",
+                 "parts", "inflight", "done", "size")
+
+    def __init__(self, store: S3Storage, vpath: str, key: str) -> None:
+        self.store, self.vpath, self.key = store, vpath, key
+        self.number = 1
+        self.buf = bytearray(part_size(1))
+        self.filled = 0
+        self.upload_id: str | None = None
+        self.parts: dict[int, str] = {}
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.done = False
+        self.size = 0
+
+    def buffer(self) -> memoryview:
+        """Where the next bytes go (the free end of the current part)."""
+        return memoryview(self.buf)[self.filled:]
+
+    async def advance(self, n: int) -> None:
+        """``n`` bytes were written into :meth:`buffer`; a full part is sent (waiting
+        first while UPLOAD_CONCURRENCY parts are still on their way)."""
+        self.filled += n
+        self.size += n
+        if self.filled == len(self.buf):
+            await self._send_part()
+
+    async def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            room = self.buffer()
+            n = min(len(room), len(view))
+            room[:n] = view[:n]
+            view = view[n:]
+            await self.advance(n)
+
+    async def _send_part(self) -> None:
+        st = self.store
+        if self.number > MAX_PARTS:
+            raise S3StorageError(f"{self.vpath}: larger than object storage's "
+                                 f"{MAX_PARTS} parts allow", 552)
+        if self.upload_id is None:
+            try:
+                self.upload_id = await st._c._create_multipart_upload(st._bucket, self.key,
+                                                                       {})
+            except BaseException as e:
+                raise st._fail(self.vpath, e) from None
+        while len(self.inflight) >= UPLOAD_CONCURRENCY:
+            await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
+            self._reap()
+        # the library takes bytes only: one copy of the part, and the buffer goes
+        data, number = bytes(self.buf), self.number
+        task = asyncio.get_running_loop().create_task(self._upload_part(number, data))
+        self.inflight.add(task)
+        self.number += 1
+        self.buf = bytearray(part_size(self.number))
+        self.filled = 0
+
+    def _reap(self) -> None:
+        """Raise the first failure of a finished part."""
+        for t in [t for t in self.inflight if t.done()]:
+            self.inflight.discard(t)
+            exc = t.exception()
+            if exc is not None:
+                raise exc
+
+    async def _upload_part(self, number: int, data: bytes) -> None:
+        st = self.store
+        assert self.upload_id is not None
+        try:
+            self.parts[number] = await st._c._upload_part(st._bucket, self.key, data, None,
+                                                          self.upload_id, number)
+        except BaseException as e:
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            raise st._fail(self.vpath, e) from None
+
+    async def commit(self) -> None:
+        """The upload ended well: the object appears (one PUT, or the multipart upload
+        completed)."""
+        from miniopy_async.datatypes import Part
+
+        st = self.store
+        if self.upload_id is None:
+            await st._put_bytes(self.vpath, self.key, memoryview(self.buf)[:self.filled])
+        else:
+            if self.filled:
+                await self._send_part_tail()
+            while self.inflight:
+                await asyncio.wait(self.inflight)
+                self._reap()
+            parts = [Part(n, etag) for n, etag in sorted(self.parts.items())]
+            try:
+                await st._c._complete_multipart_upload(st._bucket, self.key, self.upload_id,
+                                                       parts)
+            except BaseException as e:
+                raise st._fail(self.vpath, e) from None
+        self.done = True
+        st.stored(self.vpath)
+
+    async def _send_part_tail(self) -> None:
+        """The last part, shorter than the others (S3 allows that of the last one)."""
+        self.buf = self.buf[:self.filled]
+        self.filled = len(self.buf)
+        await self._send_part()
+
+    def discard(self) -> None:
+        """The upload failed: stop sending, and abort the multipart upload (in the
+        background, owned by the backend): no object appears, the old one stays."""
+        if self.done:
+            return
+        self.done = True
+        for t in self.inflight:
+            t.cancel()
+        if self.upload_id is not None:
+            self.store.backend.own(self._abort(self.upload_id, list(self.inflight)))
+        self.inflight = set()
+
+    async def _abort(self, upload_id: str, parts: list[asyncio.Task[None]]) -> None:
+        if parts:
+            await asyncio.wait(parts)
+        st = self.store
+        with contextlib.suppress(Exception):
+            await st._c._abort_multipart_upload(st._bucket, self.key, upload_id)
+
