@@ -44,6 +44,7 @@ from natftp.server.tls import CertStore
 from natftp.server.xferlog import XferLog
 from natftp.server.zeroconf import ZeroConf
 from natftp.storage import local
+from natftp.storage.s3 import S3Backend, S3StorageError
 
 if TYPE_CHECKING:
     from natftp.server.status import StatusServer
@@ -156,6 +157,9 @@ class Server:
         self.reloads = [0, 0]
         self.reloaded_at: float | None = None
         self._refresher: asyncio.Task[None] | None = None
+        #: the bucket when [storage] backend = "s3" (one client, shared by the sessions)
+        self.objects: S3Backend | None = (
+            S3Backend(config.storage.s3) if config.storage.s3 is not None else None)
         #: set by start(); sessions exist only after it
         self.loop: asyncio.AbstractEventLoop
 
@@ -184,6 +188,8 @@ class Server:
         why = await resolver.resolve_at_start(self.policy, self._resolve)
         if why is not None:
             raise masquerade_unresolved(cfg.nat.masquerade, why)
+        if self.objects is not None:
+            await self._check_bucket(self.objects)
         await self._follow()
         if cfg.log.xferlog is not None:
             try:
@@ -233,6 +239,29 @@ class Server:
         # --open-router maps the implicit-TLS ports too: they are control ports as well
         self.zeroconf.start([la.port for la in self.bound + self.bound_implicit])
         return list(self.bound)
+
+    @staticmethod
+    async def _check_bucket(objects: S3Backend) -> None:
+        """The bucket exists and the keys may list it, or a ConfigError with the fix."""
+        st = objects.settings
+        try:
+            await objects.check()
+        except S3StorageError as e:
+            text = str(e)
+            if "does not exist" in text:
+                fix = (f"create the bucket {st.bucket!r} on {st.endpoint or 'AWS'}, or "
+                       "name an existing one (--storage s3://BUCKET, s3.bucket)")
+            elif "credentials" in text or "access denied" in text:
+                fix = ("give keys that may list the bucket: AWS_ACCESS_KEY_ID and "
+                       "AWS_SECRET_ACCESS_KEY, AWS_PROFILE / s3.profile, or "
+                       "s3.access_key_id and s3.secret_access_key")
+            elif "cannot reach" in text:
+                fix = ("check s3.endpoint (--s3-endpoint): the URL of a running S3 "
+                       "service, with its port")
+            else:
+                fix = "check the [storage] s3.* settings (docs/server.md)"
+            raise ConfigError("storage.s3.bucket", st.bucket,
+                              f"{st.describe()}: {text}", fix) from None
 
     # -- interrupted uploads -------------------------------------------------------------
 
@@ -308,6 +337,8 @@ class Server:
         if busy:
             await asyncio.wait(busy, timeout=5)
         await self.zeroconf.stop()
+        if self.objects is not None:
+            await self.objects.close()
         self._servers.clear()
         if self.status is not None:
             await self.status.stop()

@@ -87,6 +87,24 @@ def _cli_overrides(root: Path | None, listen: list[str], anonymous: bool, read_o
     return o
 
 
+def _storage_overrides(url: str | None, endpoint: str | None) -> dict[str, Any]:
+    """--storage s3://BUCKET[/PREFIX] and --s3-endpoint URL as [storage] keys."""
+    from natftp.storage.s3 import parse_url
+
+    o: dict[str, Any] = {}
+    if url is not None:
+        try:
+            bucket, prefix = parse_url(url)
+        except ValueError as e:
+            raise ConfigError("storage.s3.bucket", url, str(e),
+                              "write --storage s3://BUCKET or s3://BUCKET/PREFIX") from None
+        o.update({"storage.backend": "s3", "storage.s3.bucket": bucket,
+                  "storage.s3.prefix": prefix})
+    if endpoint is not None:
+        o["storage.s3.endpoint"] = endpoint
+    return o
+
+
 def _cli_users(cfg: ServerConfig, specs: list[str]) -> ServerConfig:
     users = list(cfg.users)
     for spec in specs:
@@ -383,6 +401,14 @@ def register(app: typer.Typer) -> None:
         state_dir: Annotated[Path | None, typer.Option(
             "--state-dir", metavar="DIR", help="Where the generated certificate is kept "
             "(tls.state_dir).")] = None,
+        storage: Annotated[str | None, typer.Option(
+            "--storage", metavar="s3://BUCKET[/PREFIX]",
+            help="Serve an S3 bucket (or a prefix of it) instead of ROOT; credentials "
+                 "from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or [storage] "
+                 "s3.* keys.")] = None,
+        s3_endpoint: Annotated[str | None, typer.Option(
+            "--s3-endpoint", metavar="URL",
+            help="The S3 service (default AWS), e.g. http://127.0.0.1:9000.")] = None,
         proxy_protocol_from: Annotated[list[str] | None, typer.Option(
             "--proxy-protocol-from", metavar="CIDR",
             help="Repeatable; a load balancer whose connections start with a PROXY "
@@ -437,6 +463,7 @@ def register(app: typer.Typer) -> None:
         overrides.update(_ops_overrides(status_listen, log_file, log_format, xferlog))
         source = _Source(config, overrides, user or [])
         try:
+            overrides.update(_storage_overrides(storage, s3_endpoint))
             cfg = source.build()
             factory = _pick_loop(loop)
         except ConfigError as e:

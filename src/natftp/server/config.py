@@ -32,6 +32,7 @@ from natftp.proto.hostport import HostPortError, PortRangeError
 from natftp.proto.hostport import format_port_range as format_range
 from natftp.proto.hostport import parse_listen as parse_listen_address
 from natftp.proto.hostport import parse_port_range as parse_range
+from natftp.storage.s3 import S3Settings, clean_prefix
 
 DEFAULT_LISTEN = f"[::]:{DEFAULT_CONTROL_PORT}"
 DEFAULT_BANNER = "natftp ready."
@@ -51,6 +52,9 @@ FLAGS = {
     "run_as": "--run-as", "allow_root": "--allow-root",
     "status.listen": "--status-listen", "log.file": "--log-file",
     "log.format": "--log-format", "log.xferlog": "--xferlog",
+    "storage.backend": "--storage", "storage.s3.bucket": "--storage",
+    "storage.s3.prefix": "--storage",
+    "storage.s3.endpoint": "--s3-endpoint",
 }
 
 
@@ -295,6 +299,14 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """Where files live: "local" (ROOT on disk) or "s3" (a bucket, ``s3``)."""
+
+    backend: str = "local"
+    s3: S3Settings | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """The validated, effective configuration (see ``docs/server.md``)."""
 
@@ -314,6 +326,7 @@ class ServerConfig:
     proxy_protocol: ProxyProtocolConfig = field(default_factory=ProxyProtocolConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     #: (dotted key, value as given, where it came from) for every key that was set
     sources: tuple[tuple[str, Any, str], ...] = ()
     uploads: Uploads = field(default_factory=Uploads)
@@ -388,10 +401,19 @@ def _positive(key: str, value: float, *, zero_ok: bool = False) -> float:
     return value
 
 
-def _home(key: str, value: object, root: Path) -> Path:
+def _home(key: str, value: object, root: Path, *, local: bool = True) -> Path:
     text = _typed(key, value, str)
     if "\0" in text:
         raise ConfigError(key, value, "contains a NUL byte", "use a plain directory name")
+    if not local:
+        # object storage: a key prefix below s3.prefix, kept as ROOT/<prefix> (the
+        # session takes it relative to ROOT again); nothing to find on the disk
+        try:
+            rel = clean_prefix(text.lstrip("/"))
+        except ValueError as e:
+            raise ConfigError(key, value, str(e), 'give a prefix such as "alice" or '
+                              '"users/alice"') from None
+        return root / rel if rel else root
     p = Path(text)
     candidate = p if p.is_absolute() else root / p
     real = Path(os.path.realpath(candidate))
@@ -408,7 +430,7 @@ def _home(key: str, value: object, root: Path) -> Path:
 
 _TOP = ("root", "listen", "read_only", "banner", "log_level", "passive", "anonymous",
         "timeouts", "limits", "users", "nat", "active", "tls", "proxy_protocol", "uploads",
-        "run_as", "allow_root", "status", "log")
+        "run_as", "allow_root", "status", "log", "storage")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -574,14 +596,17 @@ def _from_raw(raw: dict[str, Any], base_dir: Path | None) -> ServerConfig:
         anon_v = {"enabled": anon_v}
     anon_t = _typed("anonymous", anon_v, dict)
     _check_keys("anonymous.", anon_t, ("enabled", "home"))
+    storage = _storage(_typed("storage", raw.get("storage", {}), dict))
+    local = storage.backend == "local"
     anonymous = Anonymous(
         enabled=_typed("anonymous.enabled", anon_t.get("enabled", False), bool),
-        home=_home("anonymous.home", anon_t["home"], root) if "home" in anon_t else None)
+        home=(_home("anonymous.home", anon_t["home"], root, local=local)
+              if "home" in anon_t else None))
 
     users_v = _typed("users", raw.get("users", []), list)
     users: list[User] = []
     for i, u in enumerate(users_v):
-        users.append(_user(f"users[{i}]", u, root))
+        users.append(_user(f"users[{i}]", u, root, local=local))
     names = [u.name for u in users]
     for n in names:
         if names.count(n) > 1:
@@ -608,7 +633,8 @@ def _from_raw(raw: dict[str, Any], base_dir: Path | None) -> ServerConfig:
                         uploads=_uploads(_typed("uploads", raw.get("uploads", {}), dict)),
                         run_as=(_run_as(raw["run_as"]) if raw.get("run_as") is not None
                                 else None),
-                        allow_root=_typed("allow_root", raw.get("allow_root", False), bool))
+                        allow_root=_typed("allow_root", raw.get("allow_root", False), bool),
+                        storage=storage)
 
 
 def _uploads(t: dict[str, Any]) -> Uploads:
@@ -693,7 +719,72 @@ def _limits(t: dict[str, Any]) -> Limits:
     return Limits(**vals)
 
 
-def _user(key: str, u: object, root: Path) -> User:
+_S3_KEYS = ("bucket", "prefix", "endpoint", "region", "path_style", "access_key_id",
+            "secret_access_key", "session_token", "profile", "rename_dir_limit")
+
+
+def _storage(t: dict[str, Any]) -> StorageConfig:
+    """[storage]: backend = "local" | "s3", and the s3.* keys (docs/server.md)."""
+    t = dict(t)
+    s3_t = dict(_typed("storage.s3", t.pop("s3", {}), dict))
+    for k in [k for k in t if k.startswith("s3_")]:
+        s3_t[k[3:]] = t.pop(k)  # NATFTP_STORAGE_S3_BUCKET arrives as storage.s3_bucket
+    _check_keys("storage.", t, ("backend", "s3"))
+    _check_keys("storage.s3.", s3_t, _S3_KEYS)
+    backend = _typed("storage.backend", t.get("backend", "s3" if s3_t else "local"), str)
+    if backend not in ("local", "s3"):
+        raise ConfigError("storage.backend", backend, "unknown storage backend",
+                          'use "local" (ROOT on disk) or "s3" (a bucket)')
+    if backend == "local":
+        if s3_t:
+            raise ConfigError("storage.backend", backend, "s3.* keys are set but the "
+                              "backend is local", 'set storage.backend = "s3"')
+        return StorageConfig()
+    try:
+        import miniopy_async  # noqa: F401
+    except ImportError:
+        raise ConfigError("storage.backend", backend, "the S3 client library is not "
+                          "installed", "pip install 'natftp[s3]' (miniopy-async)") from None
+    if "bucket" not in s3_t:
+        raise ConfigError("storage.s3.bucket", _MISSING, "the s3 backend needs a bucket",
+                          "set s3.bucket in [storage], or --storage s3://BUCKET[/PREFIX]")
+
+    def text(k: str) -> str | None:
+        return _typed(f"storage.s3.{k}", s3_t[k], str) if k in s3_t else None
+    bucket = text("bucket") or ""
+    if not 3 <= len(bucket) <= 63 or "/" in bucket or any(c.isspace() for c in bucket):
+        raise ConfigError("storage.s3.bucket", bucket, "not a bucket name (3 to 63 "
+                          "characters, no '/' or spaces)",
+                          "give the bucket alone, e.g. my-bucket (a prefix goes in "
+                          "s3.prefix)")
+    try:
+        prefix = clean_prefix(text("prefix") or "")
+    except ValueError as e:
+        raise ConfigError("storage.s3.prefix", s3_t["prefix"], str(e),
+                          'give segments separated by "/", e.g. "ftp/site1"') from None
+    endpoint = text("endpoint")
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError("storage.s3.endpoint", endpoint, "not an http:// or https:// URL",
+                          "give the service's URL, e.g. http://127.0.0.1:9000")
+    key_id, secret = text("access_key_id"), text("secret_access_key")
+    if (key_id is None) != (secret is None):
+        raise ConfigError("storage.s3.secret_access_key" if secret is None else
+                          "storage.s3.access_key_id", "****", "only one of the key pair "
+                          "is set", "set both s3.access_key_id and s3.secret_access_key, "
+                          "or neither (AWS_* variables or a profile)")
+    limit = _typed("storage.s3.rename_dir_limit", s3_t.get("rename_dir_limit", 1000), int)
+    if limit < 0:
+        raise ConfigError("storage.s3.rename_dir_limit", limit, "negative",
+                          "0 refuses every directory rename; give 0 or more")
+    return StorageConfig("s3", S3Settings(
+        bucket=bucket, prefix=prefix, endpoint=endpoint, region=text("region"),
+        path_style=_typed("storage.s3.path_style", s3_t.get("path_style", True), bool),
+        access_key_id=key_id, secret_access_key=secret,
+        session_token=text("session_token"), profile=text("profile"),
+        rename_dir_limit=limit))
+
+
+def _user(key: str, u: object, root: Path, *, local: bool = True) -> User:
     t = _typed(key, u, dict)
     _check_keys(f"{key}.", t, ("name", "password_hash", "home", "permissions", "tls"))
     if "name" not in t:
@@ -719,7 +810,7 @@ def _user(key: str, u: object, root: Path) -> User:
                           f'"{name}" could never log in',
                           f"run `natftp passwd` and paste its whole output as {key}."
                           "password_hash")
-    home = _home(f"{key}.home", t.get("home", "."), root)
+    home = _home(f"{key}.home", t.get("home", "."), root, local=local)
     perms_t = _typed(f"{key}.permissions", t.get("permissions", {}), dict)
     _check_keys(f"{key}.permissions.", perms_t, PERMISSIONS)
     given = {p: _typed(f"{key}.permissions.{p}", perms_t[p], bool)

@@ -119,9 +119,19 @@ def settings(cfg: ServerConfig) -> list[str]:
         out.append("  none set: every key has its default")
     for key, value, origin in cfg.sources:
         shown = (f"({len(value)} entries, not shown)" if key in _HIDDEN and
-                 isinstance(value, list) else _show(value))
+                 isinstance(value, list) else _show(_masked(value)))
         out.append(f"  {key} = {shown}  <- {origin}")
     return out
+
+
+#: keys of a table whose values are secrets ([storage] s3.*)
+_SECRET_KEYS = ("secret_access_key", "session_token")
+
+
+def _masked(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: "****" if k in _SECRET_KEYS else _masked(v) for k, v in value.items()}
+    return value
 
 
 def _show(value: object) -> str:

@@ -186,7 +186,14 @@ def _enter(s: Session, name: str, home: str, perms: Permissions, *,
     s.user = cfg.user(name) if not anonymous else None
     s.login_name = name
     s.perms, s.perm_source = perms, source
-    s.storage = LocalStorage(home)
+    objects = s.server.objects
+    if objects is not None:
+        # object storage: the home is a key prefix, the user's home relative to ROOT
+        s.storage = objects.home(os.path.relpath(home, cfg.root).replace(os.sep, "/")
+                                 .removeprefix("."))
+        home = s.storage.home
+    else:
+        s.storage = LocalStorage(home)
     s.cwd = "/"
     if s.user is None:  # anonymous: a stand-in so "logged in" checks pass
         from natftp.server.config import User

@@ -52,6 +52,7 @@ from natftp.server.config import Permissions, User
 from natftp.server.guard import THROTTLE
 from natftp.server.tls import CLEARING, HANDSHAKE, OPEN, ControlTLS
 from natftp.storage.local import LocalStorage, StorageError, Upload, reply_code
+from natftp.storage.s3 import ObjectUpload, S3Storage
 
 if TYPE_CHECKING:
     from natftp.server.app import Server
@@ -131,7 +132,8 @@ class Session(asyncio.Protocol):
         self.reader = LineReader(server.config.limits.max_line)
         self.user: User | None = None
         self.login_name = ""
-        self.storage: LocalStorage | None = None
+        #: the user's files: local disk, or a key prefix in object storage ([storage])
+        self.storage: LocalStorage | S3Storage | None = None
         self.perms = Permissions.read_only()
         self.perm_source: dict[str, str] = {}
         self.cwd = "/"
@@ -668,8 +670,12 @@ class Session(asyncio.Protocol):
         if spec.perm is not None and not getattr(self.perms, spec.perm):
             self.deny(spec.perm)
             return
+        handler = spec.handler
+        if isinstance(self.storage, S3Storage):
+            from natftp.server.objstore import HANDLERS
+            handler = HANDLERS.get(spec.name, handler)
         try:
-            result = spec.handler(self, arg)
+            result = handler(self, arg)
         except Exception:
             log.exception("[%s] %s failed", self.sid, name)
             self.reply(451, f"{name} failed: internal server error (logged).")
@@ -904,7 +910,7 @@ class Session(asyncio.Protocol):
 
     def transfer(self, verb: str, what: str, mark: str,
                  body: Callable[[data.Channel, data.Progress], Awaitable[int]],
-                 upload: Upload | None = None, fd: int | None = None,
+                 upload: Upload | ObjectUpload | None = None, fd: int | None = None,
                  hold_mark: bool = False, conn: socket.socket | None = None,
                  done: int = 0) -> Coroutine[Any, Any, None]:
         """The busy task of a transfer (:meth:`_transfer`), made the one that ABOR and
@@ -917,7 +923,8 @@ class Session(asyncio.Protocol):
 
     async def _transfer(self, verb: str, what: str, mark: str,
                         body: Callable[[data.Channel, data.Progress], Awaitable[int]],
-                        progress: data.Progress, upload: Upload | None, fd: int | None,
+                        progress: data.Progress,
+                        upload: Upload | ObjectUpload | None, fd: int | None,
                         hold_mark: bool, conn: socket.socket | None) -> None:
         """Open the data connection, say 150, run ``body``, say 226 or why not.
 
@@ -993,7 +1000,9 @@ class Session(asyncio.Protocol):
                     # data is then no proof that the file is complete
                     raise OSError(errno.ECONNABORTED, "the control connection closed "
                                   "before the upload ended")
-                upload.commit()
+                done = upload.commit()
+                if done is not None:  # object storage: the multipart upload completes
+                    await done
             ok = True
             closing, chan = chan, None
             await closing.close()
@@ -1098,7 +1107,7 @@ class Session(asyncio.Protocol):
     # -- helpers for handlers --------------------------------------------------------
 
     def store(self) -> LocalStorage:
-        assert self.storage is not None
+        assert isinstance(self.storage, LocalStorage)
         return self.storage
 
     def storage_error(self, verb: str, e: StorageError) -> None:

@@ -227,9 +227,12 @@ def _why(what: str, e: BaseException, settings: S3Settings) -> S3StorageError:
             "aiohttp"):
         return S3StorageError(f"{what}: cannot reach the object store at "
                               f"{settings.endpoint or 'AWS S3'} ({e})", 451)
-    if isinstance(e, ValueError) and "credentials" in str(e).lower():
-        return S3StorageError(f"{what}: no S3 credentials (set AWS_ACCESS_KEY_ID and "
-                              "AWS_SECRET_ACCESS_KEY, a profile, or s3.access_key_id)", 451)
+    if isinstance(e, ValueError):
+        if "credentials" in str(e).lower():
+            return S3StorageError(f"{what}: no S3 credentials (set AWS_ACCESS_KEY_ID and "
+                                  "AWS_SECRET_ACCESS_KEY, a profile, or s3.access_key_id)",
+                                  451)
+        return S3StorageError(f"{what}: refused by the S3 client ({e})", 451)
     raise e
 
 

@@ -1,0 +1,373 @@
+"""The commands that touch files, for a session whose home is in object storage.
+
+The local backend's handlers (:mod:`natftp.server.handlers`) call a synchronous
+``LocalStorage`` and keep their fast paths (sendfile, the RETR answered within the
+callback). An object store answers over the network, so here every such command is a
+coroutine: the session runs it as its busy task and queues what comes meanwhile, exactly
+as it does for a transfer. Preconditions (login, argument, permission) are checked by the
+session from the command table before either handler runs; refusals reuse the same
+wording. :data:`HANDLERS` maps a command name to its object-storage handler; the session
+uses it instead of the table's handler when its storage is an :class:`S3Storage`.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from natftp.proto import listing, paths
+from natftp.proto.ascii import FromWire, ToWire
+from natftp.proto.paths import PathError
+from natftp.proto.replies import Reply
+from natftp.server import data
+from natftp.server.handlers import _need_data, _perm_fact, _take_rest, vpath
+from natftp.server.session import Session
+from natftp.storage.s3 import ObjectReader, ObjectUpload, S3Storage, S3StorageError
+
+Result = Coroutine[Any, Any, None] | None
+
+
+def _st(s: Session) -> S3Storage:
+    assert isinstance(s.storage, S3Storage)
+    return s.storage
+
+
+def _op(verb: str, fn: Callable[[Session, S3Storage, str], Coroutine[Any, Any, None]],
+        ) -> Callable[[Session, str], Result]:
+    """A handler: resolve the path, run ``fn``; a storage error is the reply."""
+    def handler(s: Session, arg: str) -> Result:
+        p = vpath(s, verb, arg if verb not in ("MLSD", "MLST") else (arg.strip() or "."))
+        if p is None:
+            return None
+
+        async def run() -> None:
+            try:
+                await fn(s, _st(s), p)
+            except S3StorageError as e:
+                s.storage_error(verb, e)
+        return run()
+    return handler
+
+
+# -- directories ---------------------------------------------------------------------
+
+async def _cwd(s: Session, st: S3Storage, p: str) -> None:
+    if not await st.is_dir(p):
+        await st.facts(p)  # 550 no such file, or:
+        s.refuse(550, f"CWD refused: {p} is not a directory.")
+        return
+    s.cwd = p
+    s.reply(250, f"Directory changed to {p}.")
+
+
+def cdup(s: Session, arg: str) -> Result:
+    if s.cwd == "/":
+        s.refuse(550, "CDUP refused: already at the top of the home directory.")
+        return None
+    return HANDLERS["CWD"](s, "..")
+
+
+async def _mkd(s: Session, st: S3Storage, p: str) -> None:
+    await st.mkdir(p)
+    s.event("created directory %s", p)
+    s.reply(257, f"{paths.quote_257(p)} created.")
+
+
+async def _rmd(s: Session, st: S3Storage, p: str) -> None:
+    await st.rmdir(p)
+    s.event("removed directory %s", p)
+    s.reply(250, f"Directory {p} removed.")
+
+
+async def _dele(s: Session, st: S3Storage, p: str) -> None:
+    await st.remove(p)
+    s.event("deleted %s", p)
+    s.reply(250, f"File {p} deleted.")
+
+
+async def _rnfr(s: Session, st: S3Storage, p: str) -> None:
+    await st.exists(p)
+    s.rnfr = p
+    s.reply(350, f"{p} exists; send RNTO with the new name.")
+
+
+def rnto(s: Session, arg: str) -> Result:
+    src, s.rnfr = s.rnfr, None
+    if src is None:
+        s.refuse(503, "RNTO must follow RNFR.")
+        return None
+
+    async def move(s: Session, st: S3Storage, p: str) -> None:
+        await st.rename(src, p)
+        s.event("renamed %s to %s (object storage: copied, then deleted)", src, p)
+        s.reply(250, f"Renamed {src} to {p}.")
+    return _op("RNTO", move)(s, arg)
+
+
+async def _size(s: Session, st: S3Storage, p: str) -> None:
+    f = await st.facts(p)
+    if not f.is_file:
+        s.refuse(550, f"SIZE refused: {p} is not a regular file.")
+        return
+    s.reply(213, str(f.size))
+
+
+async def _mdtm(s: Session, st: S3Storage, p: str) -> None:
+    f = await st.facts(p)
+    s.reply(213, listing.mlst_time(f.mtime).split(".")[0])
+
+
+def mfmt(s: Session, arg: str) -> Result:
+    _when, _, name = arg.strip().partition(" ")
+    p = vpath(s, "MFMT", name or ".")
+    if p is None:
+        return None
+    s.refuse(550, f"MFMT refused: {p}: object storage keeps the time an object was stored; "
+                  "it cannot be set.")
+    return None
+
+
+async def _mlst(s: Session, st: S3Storage, p: str) -> None:
+    f = await st.facts(p)
+    line = listing.mlst_line(f, _perm_fact(s, f), s.mlst_facts, name=p)
+    s.send_reply(Reply(250, (f"Listing {p}", line, "End.")))
+
+
+# -- transfers -------------------------------------------------------------------------
+
+def retr(s: Session, arg: str) -> Result:
+    offset = _take_rest(s)
+    p = vpath(s, "RETR", arg)
+    if p is None or not _need_data(s, "RETR"):
+        return None
+
+    async def run() -> None:
+        try:
+            # TYPE A: REST counts wire octets, so the object is read from its start and
+            # the converter skips them
+            reader = await _st(s).open_read(p, offset if s.binary else 0)
+        except S3StorageError as e:
+            s.storage_error("RETR", e)
+            return
+        try:
+            if s.binary and offset > reader.size:
+                s.refuse(554, f"RETR refused: restart offset {offset} is beyond the end of "
+                              f"{p} ({reader.size} bytes).")
+                return
+            mode = "BINARY" if s.binary else "ASCII"
+            mark = (f"Opening {mode} mode data connection for {p} "
+                    f"({reader.size - offset} bytes).")
+
+            enc = None if s.binary else ToWire(offset)
+
+            async def body(chan: data.Channel, prog: data.Progress) -> int:
+                return await send_object(chan, reader, prog, enc)
+            await s.transfer("RETR", p, mark, body)
+        finally:
+            reader.close()
+    return run()
+
+
+async def send_object(chan: data.Channel, reader: ObjectReader, prog: data.Progress,
+                      enc: ToWire | None) -> int:
+    """The object's bytes as they arrive from the service (through ``enc`` in TYPE A)."""
+    sent = 0
+    try:
+        async for chunk in reader.chunks():
+            out = chunk if enc is None else enc.feed(chunk)
+            await chan.send(out)
+            sent += len(out)
+            prog.bytes += len(out)
+    except S3StorageError as e:
+        raise OSError(errno.EIO, str(e)) from None
+    except (ConnectionError, TimeoutError) as e:
+        raise OSError(errno.EIO, f"the object store's answer broke off ({e})") from None
+    return sent
+
+
+def _store(s: Session, verb: str, arg: str, *, append: bool = False,
+           unique: bool = False) -> Result:
+    offset = _take_rest(s)
+    p: str | None
+    if unique:
+        p = None
+    else:
+        p = vpath(s, verb, arg)
+        if p is None:
+            return None
+    if not _need_data(s, verb):
+        return None
+
+    async def run() -> None:
+        st = _st(s)
+        target = p
+        try:
+            if target is None:
+                try:
+                    stem = paths.basename(paths.resolve("/", paths.basename(arg.strip())))
+                except PathError as e:
+                    s.refuse(550, f"STOU refused: {e}.")
+                    return
+                target = await st.unique_name(s.cwd, stem or "file")
+            up = await st.open_write(target, offset=offset, append=append)
+        except S3StorageError as e:
+            s.storage_error(verb, e)
+            return
+
+        async def body(chan: data.Channel, prog: data.Progress) -> int:
+            return await recv_to_object(chan, up, prog, ascii=not s.binary)
+        mark = (f"FILE: {paths.basename(target)}" if unique else
+                f"Opening {'BINARY' if s.binary else 'ASCII'} mode data connection for "
+                f"{target} (object storage: it appears when the upload is complete).")
+        await s.transfer(verb, target, mark, body, upload=up)
+    return run()
+
+
+async def recv_to_object(chan: data.Channel, up: ObjectUpload, prog: data.Progress,
+                         *, ascii: bool) -> int:
+    """The data connection straight into the upload's part buffer (TYPE I), or through
+    the CRLF -> LF decoder (TYPE A). Parts go out while the next one fills."""
+    got = 0
+    try:
+        if ascii:
+            dec = FromWire()
+            buf = bytearray(data.ASCII_CHUNK)
+            while n := await chan.recv_into(buf):
+                got += n
+                prog.bytes += n
+                await up.write(dec.feed(bytes(buf[:n])))
+            await up.write(dec.end())
+            return got
+        while True:
+            n = await chan.recv_into(up.buffer())  # type: ignore[arg-type]
+            if n == 0:
+                return got
+            got += n
+            prog.bytes += n
+            await up.advance(n)
+    except S3StorageError as e:
+        raise OSError(errno.EIO, str(e)) from None
+
+
+def stor(s: Session, arg: str) -> Result:
+    return _store(s, "STOR", arg)
+
+
+def appe(s: Session, arg: str) -> Result:
+    s.rest = 0
+    return _store(s, "APPE", arg, append=True)
+
+
+def stou(s: Session, arg: str) -> Result:
+    return _store(s, "STOU", arg, unique=True)
+
+
+# -- listings -------------------------------------------------------------------------
+
+async def _entries(st: S3Storage, p: str) -> tuple[bool, listing.FileFacts | None]:
+    """(is a directory, the file's facts when it is a file); 550 when neither."""
+    if await st.is_dir(p):
+        return True, None
+    return False, await st.facts(p)
+
+
+def _lines(s: Session, verb: str, target: str, page: list[listing.FileFacts],
+           now: float) -> list[str]:
+    if verb == "LIST" or verb == "STAT":
+        return [listing.ls_line(f, now) for f in page]
+    if verb == "MLSD":
+        return [listing.mlst_line(f, _perm_fact(s, f), s.mlst_facts) for f in page]
+    prefix = "" if target in ("", ".") else target.rstrip("/") + "/"
+    return [prefix + f.name for f in page]
+
+
+def _listing(verb: str) -> Callable[[Session, str], Result]:
+    def handler(s: Session, arg: str) -> Result:
+        if verb == "MLSD":
+            target = arg.strip() or "."
+        else:
+            _opts, target = listing.split_list_arg(arg)
+            target = target or "."
+        p = vpath(s, verb, target)
+        if p is None or not _need_data(s, verb):
+            return None
+
+        async def run() -> None:
+            st = _st(s)
+            try:
+                is_dir, facts = await _entries(st, p)
+            except S3StorageError as e:
+                s.storage_error(verb, e)
+                return
+            if verb == "MLSD" and not is_dir:
+                s.refuse(501, f"MLSD refused: {p} is not a directory (use MLST for a file).")
+                return
+
+            async def pages() -> AsyncIterator[list[listing.FileFacts]]:
+                if facts is not None:
+                    yield [facts]
+                    return
+                async for page in st.listdir(p):
+                    yield page
+
+            async def body(chan: data.Channel, prog: data.Progress) -> int:
+                sent = 0
+                now = time.time()
+                try:
+                    async for page in pages():
+                        lines = (_lines(s, verb, target, page, now) if facts is None or
+                                 verb != "NLST" else [target])
+                        out = "".join(x + "\r\n" for x in lines).encode("utf-8",
+                                                                         "surrogateescape")
+                        await chan.send(out)
+                        sent += len(out)
+                        prog.bytes += len(out)
+                except S3StorageError as e:
+                    raise OSError(errno.EIO, str(e)) from None
+                return sent
+            await s.transfer(verb, p, f"Here comes the listing of {p}.", body)
+        return run()
+    return handler
+
+
+def stat(s: Session, arg: str) -> Result:
+    """STAT with a path: the listing on the control connection (a small directory is
+    what this is for; pages are gathered before the one reply)."""
+    from natftp.server import handlers
+
+    if not arg.strip() or s.user is None or not s.perms.list:
+        return handlers.stat(s, arg)
+    _opts, target = listing.split_list_arg(arg)
+    p = vpath(s, "STAT", target or ".")
+    if p is None:
+        return None
+
+    async def run() -> None:
+        st = _st(s)
+        now = time.time()
+        try:
+            is_dir, facts = await _entries(st, p)
+            lines = [] if facts is None else _lines(s, "STAT", target, [facts], now)
+            if is_dir:
+                async for page in st.listdir(p):
+                    lines += _lines(s, "STAT", target, page, now)
+        except S3StorageError as e:
+            s.storage_error("STAT", e)
+            return
+        s.send_reply(Reply(213, ("Status of " + (target or "."), *lines, "End of status.")))
+    return run()
+
+
+HANDLERS: dict[str, Callable[[Session, str], Result]] = {
+    "CWD": _op("CWD", _cwd), "XCWD": _op("CWD", _cwd), "CDUP": cdup, "XCUP": cdup,
+    "MKD": _op("MKD", _mkd), "XMKD": _op("MKD", _mkd),
+    "RMD": _op("RMD", _rmd), "XRMD": _op("RMD", _rmd),
+    "DELE": _op("DELE", _dele), "RNFR": _op("RNFR", _rnfr), "RNTO": rnto,
+    "SIZE": _op("SIZE", _size), "MDTM": _op("MDTM", _mdtm), "MFMT": mfmt,
+    "MLST": _op("MLST", _mlst),
+    "RETR": retr, "STOR": stor, "APPE": appe, "STOU": stou,
+    "LIST": _listing("LIST"), "NLST": _listing("NLST"), "MLSD": _listing("MLSD"),
+    "STAT": stat,
+}
