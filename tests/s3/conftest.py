@@ -1,4 +1,10 @@
 """Fixtures for the object-storage tests; the code lives in s3tools.py (a unique module
-name, so test directories running in one pytest session never shadow each other)."""
+name, so test directories running in one pytest session never shadow each other). The
+natftp server starter comes from tests/server/servertools.py."""
 
-from s3tools import rclone_s3  # noqa: F401
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
+
+from s3tools import rclone_s3  # noqa: E402, F401
