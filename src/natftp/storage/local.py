@@ -203,12 +203,19 @@ def _names(vpath: str) -> list[str]:
     names = vpath[1:].split("/")
     if vpath[0] != "/" or "" in names or "." in names or ".." in names or "\0" in vpath:
         raise StorageError(f"virtual path {vpath!r} is not normalised")
+    refuse_reserved(vpath)
+    return names
+
+
+def refuse_reserved(vpath: str) -> None:
+    """:class:`NotAllowed` when a component of ``vpath`` is in the reserved pattern of
+    upload files: no client may name an upload in progress or kept (on disk, or the
+    object-storage backend's state)."""
     if TEMP_PREFIX in vpath:
-        for n in names:
+        for n in vpath.split("/"):
             if is_temp_name(n):
                 raise NotAllowed(f"{n}: names like {TEMP_PREFIX}*{TEMP_SUFFIX} are "
                                  "reserved for uploads in progress")
-    return names
 
 
 def _join(vpath: str, name: str) -> str:

@@ -22,8 +22,16 @@ How FTP maps onto objects (docs/server.md, "Object storage", says it for users):
   sent;
 - rename is copy + delete (not atomic: a failure in between leaves both names); a
   directory is renamed object by object only up to ``rename_dir_limit`` objects;
-- appending is what objects cannot do: APPE and REST+STOR are refused (a composed
-  object would need UploadPartCopy, which not every service has).
+- an interrupted upload is *kept* to be resumed, as on disk (issue 14 item 3), when
+  its multipart upload holds whole parts: the upload stays open on the service and a
+  small marker object under the reserved prefix ``STATE`` names it (see
+  :class:`Kept`); SIZE answers the bytes in its parts, REST of exactly that + STOR, or
+  APPE, continues it with the next part, and completing it makes the object. A kept
+  upload is stale once an object of its name is stored after it (the service's own
+  times), and expires after ``uploads.partial_max_age`` (:meth:`S3Backend.sweep`);
+- appending to an object is what objects cannot do: APPE to an existing object and
+  REST+STOR with no kept upload are refused (a composed object would need
+  UploadPartCopy, which not every service has).
 
 Every failure becomes a :class:`S3StorageError` whose text names the cause the service
 gave (no such bucket, access denied, throttling, unreachable) and whose ``code`` is the
@@ -34,17 +42,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
+import logging
 import re
 import secrets
 import stat
+import time
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from natftp.proto import paths
 from natftp.proto.listing import FileFacts
-from natftp.storage.local import StorageError
+from natftp.storage.local import StorageError, is_temp_name, partial_name, refuse_reserved
 
 if TYPE_CHECKING:
     from miniopy_async import Minio
@@ -59,6 +71,9 @@ MAX_PARTS = 10000
 UPLOAD_CONCURRENCY = 2
 #: keys a listing asks for per page (ListObjectsV2's maximum)
 PAGE = 1000
+#: the prefix (below s3.prefix) of the markers of kept uploads: a name in the reserved
+#: pattern of upload files, so listings leave it out and no client can name it
+STATE = partial_name("kept")
 _DIR_MODE = stat.S_IFDIR | 0o755
 _FILE_MODE = stat.S_IFREG | 0o644
 
@@ -75,8 +90,7 @@ class S3StorageError(StorageError):
     failed or is unreachable, 552 too large, 553 name not allowed)."""
 
     def __init__(self, text: str, code: int = 550) -> None:
-        super().__init__(text)
-        self.code = code
+        super().__init__(text, code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +166,9 @@ def credentials_provider(settings: S3Settings) -> Any:
 def make_client(settings: S3Settings) -> Minio:
     from miniopy_async import Minio
 
+    # the library's retry helper logs every request at DEBUG ("Attempt 1 out of 5"):
+    # noise in `natftp serve -v`, which is for the server's own story
+    logging.getLogger("aiohttp_retry").setLevel(logging.INFO)
     host, secure = _endpoint(settings)
     client = Minio(host, secure=secure, region=settings.region,
                    credentials=credentials_provider(settings))
@@ -240,6 +257,22 @@ def _not_found(e: BaseException) -> bool:
     return service_code(e)[0] in ("NoSuchKey", "NotFound")
 
 
+def _no_upload(e: BaseException) -> bool:
+    return service_code(e)[0] in ("NoSuchUpload", "NoSuchKey", "NotFound")
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """An interrupted upload kept to be resumed: the service's multipart upload
+    ``upload_id`` for ``key`` and its completed parts 1..n in order (number -> ETag,
+    as ListParts reports them), ``size`` bytes in all. The next part is n + 1."""
+
+    key: str
+    upload_id: str
+    etags: dict[int, str]
+    size: int
+
+
 # -- the backend: one per server -------------------------------------------------------------
 
 class S3Backend:
@@ -252,8 +285,17 @@ class S3Backend:
         #: s3 maps keys to files and turns a marker into a file named ``dir``: found out
         #: at the first MKD, after which new directories live in the session only
         self.markers: bool | None = None
-        #: aborts of failed uploads still running (owned: awaited at close)
-        self.pending: set[asyncio.Task[None]] = set()
+        #: aborts and keeps of failed uploads still running (owned: awaited at close)
+        self.pending: set[asyncio.Task[Any]] = set()
+        #: where the markers of kept uploads live (see :class:`Kept`)
+        self.state = "/".join(p for p in (settings.prefix, STATE) if p) + "/"
+        #: keys whose kept upload a session of this process is continuing (a second
+        #: resume of the same name meanwhile is refused, as the disk's flock does)
+        self.resuming: set[str] = set()
+        #: keys whose failed upload is being kept right now: a look-up waits for it
+        self.keeping: dict[str, asyncio.Task[Any]] = {}
+        #: keys this process kept an upload of (a later STOR of the name drops it)
+        self.kept_here: set[str] = set()
 
     def home(self, home: str) -> S3Storage:
         """One user's view: ``home`` is a prefix relative to s3.prefix ("" for it)."""
@@ -272,10 +314,168 @@ class S3Backend:
         except BaseException as e:
             raise _why(f"bucket {s.bucket!r}", e, s) from None
 
-    def own(self, coro: Any) -> None:
+    def own(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task of the backend's (awaited at close), not a session's:
+        a session that ends meanwhile does not cut it short."""
         task = asyncio.get_running_loop().create_task(coro)
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
+        return task
+
+    # -- kept uploads ----------------------------------------------------------------------
+
+    def marker(self, key: str) -> str:
+        """The marker key of the kept upload of ``key`` (a hash: any key length fits)."""
+        return self.state + hashlib.sha256(key.encode("utf-8", "surrogateescape")
+                                           ).hexdigest()[:40]
+
+    async def _read_marker(self, key: str) -> tuple[str, str | None] | None:
+        """(upload id, ETag of the object it replaces or None) of the kept upload of
+        ``key``, or None when there is none."""
+        try:
+            resp = await self.client.get_object(self.settings.bucket, self.marker(key))
+            try:
+                body = await resp.read()
+            finally:
+                resp.close()
+        except BaseException as e:
+            if _not_found(e):
+                return None
+            raise _why(f"the kept upload of {key}", e, self.settings) from None
+        try:
+            state = json.loads(body)
+            named, upload_id, replaces = state["key"], state["upload_id"], state["replaces"]
+        except (ValueError, KeyError, TypeError):
+            await self._delete_marker(key)  # not ours, or cut off: nothing to resume
+            return None
+        if named != key or not isinstance(upload_id, str):
+            return None
+        return upload_id, replaces if isinstance(replaces, str) else None
+
+    async def _etag(self, key: str, what: str) -> str | None:
+        """The ETag of the object ``key`` (None: there is none)."""
+        try:
+            obj = await self.client.stat_object(self.settings.bucket, key)
+        except BaseException as e:
+            if _not_found(e):
+                return None
+            raise _why(what, e, self.settings) from None
+        return obj.etag or ""
+
+    async def _delete_marker(self, key: str) -> None:
+        self.kept_here.discard(key)
+        with contextlib.suppress(Exception):
+            await self.client.remove_object(self.settings.bucket, self.marker(key))
+
+    async def _abort(self, key: str, upload_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.client._abort_multipart_upload(self.settings.bucket, key, upload_id)
+
+    async def find_kept(self, key: str, what: str) -> Kept | None:
+        """The kept upload of ``key`` that a resume can continue, or None. A stale one
+        (the object of that name changed since it was kept: stored, replaced or deleted;
+        its multipart upload is gone; it holds no whole part) is dropped on the way."""
+        keeping = self.keeping.get(key)
+        if keeping is not None:  # this process is writing its marker: wait for that
+            await asyncio.wait([keeping])
+        found = await self._read_marker(key)
+        if found is None:
+            return None
+        upload_id, replaces = found
+        # no clocks: the object it would replace must be the one it found when kept
+        if await self._etag(key, what) != replaces:
+            await self.drop_kept(key, upload_id)
+            return None
+        etags: dict[int, str] = {}
+        size = 0
+        number: int | None = None
+        try:
+            while True:
+                r = await self.client._list_parts(self.settings.bucket, key, upload_id,
+                                                  part_number_marker=(
+                                                      str(number) if number else None))
+                for p in r.parts:
+                    if p.part_number == len(etags) + 1 and p.size == part_size(p.part_number):
+                        etags[p.part_number] = p.etag
+                        size += p.size
+                if not r.is_truncated or not r.parts:
+                    break
+                number = r.parts[-1].part_number
+        except BaseException as e:
+            if not _no_upload(e):
+                raise _why(what, e, self.settings) from None
+            etags = {}
+        if not etags:
+            await self.drop_kept(key, upload_id)
+            return None
+        return Kept(key, upload_id, etags, size)
+
+    async def keep(self, key: str, upload_id: str) -> None:
+        """Write the marker of a kept upload, with the ETag of the object it would
+        replace (a later change of that object makes it stale); one kept before for the
+        key (another upload) is aborted: the newest interruption is the one to resume."""
+        old = await self._read_marker(key)
+        replaces = await self._etag(key, key)
+        body = json.dumps({"key": key, "upload_id": upload_id, "replaces": replaces}
+                          ).encode()
+        import io
+
+        try:
+            await self.client.put_object(self.settings.bucket, self.marker(key),
+                                         io.BytesIO(body), len(body),
+                                         content_type="application/json")
+        except BaseException as e:
+            raise _why(f"the kept upload of {key}", e, self.settings) from None
+        self.kept_here.add(key)
+        if old is not None and old[0] != upload_id:
+            await self._abort(key, old[0])
+
+    async def drop_kept(self, key: str, upload_id: str | None = None) -> bool:
+        """Abort the kept upload of ``key`` and remove its marker; True if there was
+        one (``upload_id``: it is known already)."""
+        if upload_id is None:
+            found = await self._read_marker(key)
+            if found is None:
+                return False
+            upload_id = found[0]
+        await self._abort(key, upload_id)
+        await self._delete_marker(key)
+        return True
+
+    async def sweep(self, max_age: float) -> int:
+        """Abort the kept uploads whose marker is older than ``max_age`` seconds (all of
+        them when it is 0), but those a session of this process is continuing. Returns
+        how many went. Lists only the state prefix: its cost follows the kept uploads,
+        not the bucket."""
+        now = time.time()
+        old: list[str] = []
+        try:
+            async for o in self.client._list_objects(self.settings.bucket,
+                                                     prefix=self.state, max_keys=PAGE):
+                when = o.last_modified.timestamp() if o.last_modified else 0.0
+                if not max_age or now - when > max_age:
+                    old.append(o.object_name or "")
+        except BaseException as e:
+            raise _why("the kept uploads", e, self.settings) from None
+        gone = 0
+        for mkey in old:
+            try:
+                resp = await self.client.get_object(self.settings.bucket, mkey)
+                try:
+                    state = json.loads(await resp.read())
+                finally:
+                    resp.close()
+                key, upload_id = str(state["key"]), str(state["upload_id"])
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await self.client.remove_object(self.settings.bucket, mkey)
+                continue
+            if key in self.resuming or self.marker(key) != mkey:
+                continue
+            await self._abort(key, upload_id)
+            await self._delete_marker(key)
+            gone += 1
+        return gone
 
     async def close(self) -> None:
         if self.pending:
@@ -323,11 +523,14 @@ class S3Storage:
         return f"s3://{self.backend.settings.bucket}/{self.base}"
 
     def key(self, vpath: str) -> str:
-        """The key of a file (``/a/b`` -> ``base + "a/b"``)."""
+        """The key of a file (``/a/b`` -> ``base + "a/b"``); a name in the reserved
+        pattern of upload files is refused (553), as on disk."""
+        refuse_reserved(vpath)
         return self.base + vpath.strip("/")
 
     def dir_prefix(self, vpath: str) -> str:
         """The prefix of a directory (``/a`` -> ``base + "a/"``; ``/`` -> ``base``)."""
+        refuse_reserved(vpath)
         inner = vpath.strip("/")
         return self.base + inner + "/" if inner else self.base
 
@@ -390,6 +593,8 @@ class S3Storage:
                                                    delimiter="/", max_keys=PAGE,
                                                    encoding_type="url"):
                 name = (obj.object_name or "")[len(prefix):]
+                if is_temp_name(name.rstrip("/")):
+                    continue  # the kept uploads' state (STATE), as on disk
                 if obj.is_dir:
                     name = name.rstrip("/")
                     if not name or name in seen:
@@ -460,11 +665,17 @@ class S3Storage:
         await self._delete_key(vpath, self.dir_prefix(vpath))
 
     async def remove(self, vpath: str) -> None:
+        """Delete the object and any interrupted upload kept for that name (only such an
+        upload there: it is removed), as on disk."""
+        key = self.key(vpath)
         if await self._head(vpath) is None:
+            if await self.backend.drop_kept(key):
+                return
             if await self.is_dir(vpath):
                 raise S3StorageError(f"{vpath} is a directory (use RMD)")
             raise S3StorageError(f"{vpath}: no such file")
-        await self._delete_key(vpath, self.key(vpath))
+        await self._delete_key(vpath, key)
+        await self.backend.drop_kept(key)
 
     async def exists(self, vpath: str) -> None:
         """RNFR: the name exists (a file or a directory), else 550."""
@@ -570,16 +781,48 @@ class S3Storage:
                 total = int(crange.rsplit("/", 1)[1])
         return ObjectReader(total, offset, resp)
 
+    async def kept_size(self, vpath: str) -> int | None:
+        """The bytes of the interrupted upload kept for ``vpath`` (where a resume
+        starts), or None when there is none."""
+        if vpath == "/":
+            return None
+        kept = await self.backend.find_kept(self.key(vpath), vpath)
+        return None if kept is None else kept.size
+
     async def open_write(self, vpath: str, *, offset: int = 0, append: bool = False,
-                         ) -> ObjectUpload:
-        verb = "APPE" if append else "REST+STOR"
-        if append or offset:
-            raise S3StorageError(
-                f"{verb} refused: object storage cannot append to {vpath} (an object is "
-                "written whole; send the whole file with STOR)")
+                         unique: bool = False) -> ObjectUpload:
+        """An upload (see :class:`ObjectUpload`). REST ``offset`` + STOR and APPE
+        continue the kept upload of the name (at exactly its size: whole parts, as SIZE
+        says); with none, APPE to a missing name is a new upload and the rest is refused:
+        an object cannot be written into. ``unique`` (STOU): a new upload, always."""
+        key = self.key(vpath)
         if vpath == "/" or await self.is_dir(vpath):
             raise S3StorageError(f"{vpath} is a directory")
-        return ObjectUpload(self, vpath, self.key(vpath))
+        b = self.backend
+        if unique or not (append or offset):
+            return ObjectUpload(self, vpath, key)
+        kept = await b.find_kept(key, vpath)
+        if kept is not None:
+            if key in b.resuming:
+                raise S3StorageError(f"{vpath} is being uploaded by another session; try "
+                                     "again when it has finished", 450)
+            if not append and offset != kept.size:
+                where = "beyond the end of" if offset > kept.size else "inside"
+                raise S3StorageError(
+                    f"restart offset {offset} is {where} the interrupted upload of {vpath}, "
+                    f"which keeps {kept.size} bytes in whole parts; object storage "
+                    f"continues it there only (REST {kept.size})", 554)
+            return ObjectUpload(self, vpath, key, kept)
+        if await self._head(vpath) is not None:
+            verb = "APPE" if append else "REST+STOR"
+            raise S3StorageError(
+                f"object storage cannot append to {vpath}: an object is written whole, and "
+                f"no interrupted upload of it is kept ({verb}); send the whole file with "
+                "STOR")
+        if append:
+            return ObjectUpload(self, vpath, key)
+        raise S3StorageError(f"restart offset {offset}: there is nothing to resume (no file "
+                             f"{vpath}, no interrupted upload of it)", 554)
 
     def stored(self, vpath: str) -> None:
         """A file was stored at ``vpath``: its directories exist for everyone now."""
@@ -598,21 +841,37 @@ def _object_facts(name: str, size: int, modified: Any, etag: str | None) -> File
 class ObjectUpload:
     """An upload in progress: data goes into a part buffer (``buffer()``/``advance()``:
     the data connection receives straight into it), full parts are sent while the next
-    one fills; ``commit()`` makes the object, ``discard()`` aborts (nothing appears)."""
+    one fills; ``commit()`` makes the object, ``discard()`` aborts or keeps it.
+
+    ``kept``: a kept upload to continue (its parts stay, the next one follows them).
+    """
 
     __slots__ = ("store", "vpath", "key", "buf", "filled", "number", "upload_id",
-                 "parts", "inflight", "done", "size")
+                 "parts", "inflight", "done", "size", "resumed", "sealed", "settled", "first")
 
-    def __init__(self, store: S3Storage, vpath: str, key: str) -> None:
+    def __init__(self, store: S3Storage, vpath: str, key: str, kept: Kept | None = None,
+                 ) -> None:
         self.store, self.vpath, self.key = store, vpath, key
-        self.number = 1
-        self.buf = bytearray(part_size(1))
-        self.filled = 0
         self.upload_id: str | None = None
         self.parts: dict[int, str] = {}
+        #: bytes of the file so far (a resumed upload starts at the kept size)
+        self.size = 0
+        #: continuing a kept upload (its marker goes when it completes)
+        self.resumed = kept is not None
+        if kept is not None:
+            self.upload_id, self.parts, self.size = kept.upload_id, dict(kept.etags), kept.size
+            store.backend.resuming.add(key)
+        self.number = len(self.parts) + 1
+        #: the first part this command sends
+        self.first = self.number
+        self.buf = bytearray(part_size(self.number))
+        self.filled = 0
         self.inflight: set[asyncio.Task[None]] = set()
         self.done = False
-        self.size = 0
+        #: the short last part was sent: what is there cannot be continued
+        self.sealed = False
+        #: the end of a failed upload (kept or aborted), once discard() started it
+        self.settled: asyncio.Task[bool] | None = None
 
     def buffer(self) -> memoryview:
         """Where the next bytes go (the free end of the current part)."""
@@ -678,10 +937,11 @@ class ObjectUpload:
 
     async def commit(self) -> None:
         """The upload ended well: the object appears (one PUT, or the multipart upload
-        completed)."""
+        completed), and no kept upload of the name is left behind."""
         from miniopy_async.datatypes import Part
 
         st = self.store
+        b = st.backend
         if self.upload_id is None:
             await st._put_bytes(self.vpath, self.key, memoryview(self.buf)[:self.filled])
         else:
@@ -698,29 +958,62 @@ class ObjectUpload:
                 raise st._fail(self.vpath, e) from None
         self.done = True
         st.stored(self.vpath)
+        if self.resumed:
+            await b._delete_marker(self.key)
+            b.resuming.discard(self.key)
+        elif self.key in b.kept_here:
+            b.own(b.drop_kept(self.key))  # an upload this process kept is stale now
 
     async def _send_part_tail(self) -> None:
         """The last part, shorter than the others (S3 allows that of the last one)."""
+        self.sealed = True
         self.buf = self.buf[:self.filled]
         self.filled = len(self.buf)
         await self._send_part()
 
-    def discard(self) -> None:
-        """The upload failed: stop sending, and abort the multipart upload (in the
-        background, owned by the backend): no object appears, the old one stays."""
+    def discard(self, *, keep: bool = False) -> bool:
+        """The upload failed. ``keep``: keep what reached the service in whole parts to
+        be resumed (the parts on their way are waited for, then the marker written);
+        otherwise, or when there is no whole part, abort the multipart upload: no
+        object appears, the old one stays. Runs in the background, owned by the
+        backend (``settled`` is its task; True when kept). Returns whether it keeps."""
         if self.done:
-            return
+            return False
         self.done = True
-        for t in self.inflight:
-            t.cancel()
-        if self.upload_id is not None:
-            self.store.backend.own(self._abort(self.upload_id, list(self.inflight)))
-        self.inflight = set()
+        b = self.store.backend
+        if self.upload_id is None:
+            return False  # nothing reached the service
+        if self.resumed and self.number == self.first:
+            # a resume that sent no part: the kept upload stays as it was (its data
+            # connection failed, say)
+            b.resuming.discard(self.key)
+            return keep
+        keeping = keep and not self.sealed and bool(self.parts or self.inflight)
+        if not keeping:
+            for t in self.inflight:
+                t.cancel()
+        task = b.own(self._end(self.upload_id, keeping))
+        self.settled = task
+        if keeping:
+            b.keeping[self.key] = task
+        return keeping
 
-    async def _abort(self, upload_id: str, parts: list[asyncio.Task[None]]) -> None:
-        if parts:
-            await asyncio.wait(parts)
-        st = self.store
-        with contextlib.suppress(Exception):
-            await st._c._abort_multipart_upload(st._bucket, self.key, upload_id)
-
+    async def _end(self, upload_id: str, keeping: bool) -> bool:
+        b = self.store.backend
+        try:
+            if self.inflight:
+                await asyncio.wait(self.inflight)
+            if keeping and 1 in self.parts:
+                with contextlib.suppress(S3StorageError):
+                    await b.keep(self.key, upload_id)
+                    return True
+            await b._abort(self.key, upload_id)
+            if self.resumed:
+                await b._delete_marker(self.key)
+            return False
+        finally:
+            self.inflight = set()
+            if self.resumed:
+                b.resuming.discard(self.key)
+            if b.keeping.get(self.key) is asyncio.current_task():
+                del b.keeping[self.key]
