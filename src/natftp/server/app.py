@@ -62,7 +62,10 @@ def _expire_all(store: local.LocalStorage, vpaths: list[str], age: float) -> lis
 
 def _check_access(cfg: ServerConfig) -> None:
     """After dropping privileges (at start, and for a reload's new homes): ROOT and every
-    home must be reachable by ``run_as``."""
+    home must be reachable by ``run_as`` (on disk: with object storage, homes are key
+    prefixes)."""
+    if cfg.storage.backend != "local":
+        return
     homes = [cfg.root, *(u.home for u in cfg.users)]
     if cfg.anonymous.home is not None:
         homes.append(cfg.anonymous.home)
@@ -266,7 +269,8 @@ class Server:
     # -- interrupted uploads -------------------------------------------------------------
 
     def _start_housekeeping(self) -> None:
-        task = self.loop.create_task(self._partials_loop())
+        task = self.loop.create_task(self._partials_loop() if self.objects is None else
+                                     self._kept_objects_loop(self.objects))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -302,6 +306,23 @@ class Server:
             if gone:
                 log.info("uploads: removed %d interrupted upload(s) not resumed within %g s "
                          "(uploads.partial_max_age)", len(gone), age)
+
+    async def _kept_objects_loop(self, objects: S3Backend) -> None:
+        """Object storage: abort the kept uploads older than uploads.partial_max_age
+        (all of them when it is 0), at start and then as they age. The state lives in
+        the bucket, so this also finds those a killed server or another node kept."""
+        while True:
+            # read at every round: uploads.partial_max_age changes on SIGHUP
+            age = self.config.uploads.partial_max_age
+            try:
+                gone = await objects.sweep(age)
+            except S3StorageError as e:
+                log.warning("uploads: could not look for old kept uploads: %s", e)
+                gone = 0
+            if gone:
+                log.info("uploads: aborted %d interrupted upload(s) older than %g s "
+                         "(uploads.partial_max_age)", gone, age)
+            await asyncio.sleep(min(max(age / 4, 1.0), 3600.0) if age else 60.0)
 
     def keep_partial(self, home: str, vpath: str) -> None:
         """An interrupted upload was kept at ``vpath`` of ``home``: expire it later."""

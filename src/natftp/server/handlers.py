@@ -9,11 +9,12 @@ as its busy task (transfers, the password check).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import socket
 import stat as stat_
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +28,10 @@ from natftp.proto.security import auth_mechanism
 from natftp.server import data
 from natftp.server.config import Permissions
 from natftp.server.guard import Busy
-from natftp.server.listings import Listing, long_line, name_line
+from natftp.server.listings import Listing, ObjectListing, long_line, name_line
 from natftp.server.session import Session
 from natftp.storage.local import LocalStorage, StorageError
+from natftp.storage.s3 import S3Storage
 
 if TYPE_CHECKING:
     from natftp.server.commands import CommandSpec
@@ -305,8 +307,7 @@ def stat(s: Session, arg: str) -> Result:
         p = vpath(s, "STAT", target or ".")
         if p is None:
             return None
-        return _stat_listing(s, target or ".", Listing(s.store(), p, long_line(),
-                                                       indent=True))
+        return _stat_listing(s, target or ".", listing_of(s, p, long_line(), indent=True))
     mode = "passive" if s.pasv else ("active" if s.port_target else "none set")
     if s.xfer is not None:  # STAT during a transfer (RFC 959 §4.1.3): answered at once
         verb, what, progress = s.xfer
@@ -327,24 +328,50 @@ def stat(s: Session, arg: str) -> Result:
     return None
 
 
-async def _stat_listing(s: Session, target: str, lst: Listing) -> None:
-    """STAT PATH: a 213 reply on the control connection, written a chunk at a time as
-    the client reads (``Session.drained``), the directory read in a worker thread."""
+def listing_of(s: Session, p: str, line: Callable[[listing.FileFacts], str], *,
+               indent: bool = False, file_line: Callable[[listing.FileFacts], str] | None
+               = None) -> Listing | ObjectListing:
+    """The listing of ``p`` from the session's storage (disk or object storage)."""
+    if isinstance(s.storage, S3Storage):
+        return ObjectListing(s.storage, p, line, indent=indent, file_line=file_line)
+    return Listing(s.store(), p, line, indent=indent, file_line=file_line)
+
+
+def _chunks(s: Session, lst: Listing | ObjectListing) -> Callable[[], Awaitable[bytes]]:
+    """How the next chunk of ``lst`` is read: a disk listing in a worker thread, an
+    object-storage one as a coroutine (the service answers over the network)."""
+    if isinstance(lst, ObjectListing):
+        return lst.chunk
     pool = s.server.list_pool()
+    return lambda: s.loop.run_in_executor(pool, lst.chunk)
+
+
+async def _stat_listing(s: Session, target: str, lst: Listing | ObjectListing) -> None:
+    """STAT PATH: a 213 reply on the control connection, written a chunk at a time as
+    the client reads (``Session.drained``), the directory read off the loop."""
+    more = _chunks(s, lst)
     try:
-        chunk = await s.loop.run_in_executor(pool, lst.chunk)
-    except StorageError as e:
-        s.storage_error("STAT", e)
-        return
-    head = f"213-Status of {target}".replace("\r", " ").replace("\n", " ")
-    s.write_reply(head.encode("utf-8", "surrogateescape") + b"\r\n" + chunk)
-    while chunk:
-        await s.drained()
-        chunk = await s.loop.run_in_executor(pool, lst.chunk)
-        if chunk:
-            s.write_reply(chunk)
-    s.reply(213, "End of status.")
-    s.event("STAT %s: %d lines", lst.vpath, lst.lines)
+        try:
+            chunk = await more()
+        except StorageError as e:
+            s.storage_error("STAT", e)
+            return
+        head = f"213-Status of {target}".replace("\r", " ").replace("\n", " ")
+        s.write_reply(head.encode("utf-8", "surrogateescape") + b"\r\n" + chunk)
+        while chunk:
+            await s.drained()
+            try:
+                chunk = await more()
+            except StorageError as e:  # the object store failed half-way
+                s.reply(213, f"End of status; the listing broke off: {e}.")
+                return
+            if chunk:
+                s.write_reply(chunk)
+        s.reply(213, "End of status.")
+        s.event("STAT %s: %d lines", lst.vpath, lst.lines)
+    finally:
+        if isinstance(lst, ObjectListing):
+            await lst.aclose()
 
 
 def host(s: Session, arg: str) -> Result:
@@ -557,13 +584,21 @@ def size(s: Session, arg: str) -> Result:
         return None
     # RFC 3659 §4: the size in the current TYPE, exactly; in TYPE A that means counting
     # the line ends, i.e. reading the file (550 is allowed when that is too costly)
-    if st.st_size > ASCII_SIZE_MAX:
-        s.refuse(550, f"SIZE refused in TYPE A: {p} is {st.st_size} bytes on disk, and its "
+    if not ascii_size_ok(s, p, st.st_size):
+        return None
+    return _ascii_size(s, p)
+
+
+def ascii_size_ok(s: Session, p: str, size: int) -> bool:
+    """SIZE in TYPE A reads the whole file to count its line ends: up to ASCII_SIZE_MAX
+    (refused with the reason beyond)."""
+    if size > ASCII_SIZE_MAX:
+        s.refuse(550, f"SIZE refused in TYPE A: {p} is {size} bytes stored, and its "
                       "size in TYPE A (every line end as CR LF) means reading all of it; "
                       f"natftp counts files up to {ASCII_SIZE_MAX >> 20} MiB. Send TYPE I "
                       "first for the size in bytes.")
-        return None
-    return _ascii_size(s, p)
+        return False
+    return True
 
 
 async def _ascii_size(s: Session, p: str) -> None:
@@ -902,13 +937,7 @@ def _store(s: Session, verb: str, arg: str, *, append: bool = False,
         if q is None:
             return None
         p = q
-    if offset and not s.binary:
-        s.refuse(554, f"{verb} refused: REST {offset} in TYPE A cannot be resumed: the file "
-                      "on disk does not keep the octets that were sent (CR LF became LF), "
-                      "so the offset cannot be found in it; resume in TYPE I, or send the "
-                      "whole file again.")
-        return None
-    if not _need_data(s, verb):
+    if not restart_ok(s, verb, offset) or not _need_data(s, verb):
         return None
     try:
         up = s.store().open_write(p, offset=offset, append=append, unique=unique)
@@ -928,6 +957,17 @@ def _store(s: Session, verb: str, arg: str, *, append: bool = False,
     return s.transfer(verb, p, mark, body, upload=up)
 
 
+def restart_ok(s: Session, verb: str, offset: int) -> bool:
+    """REST before an upload is for TYPE I only (refused with the reason otherwise)."""
+    if offset and not s.binary:
+        s.refuse(554, f"{verb} refused: REST {offset} in TYPE A cannot be resumed: the file "
+                      "stored does not keep the octets that were sent (CR LF became LF), "
+                      "so the offset cannot be found in it; resume in TYPE I, or send the "
+                      "whole file again.")
+        return False
+    return True
+
+
 def stor(s: Session, arg: str) -> Result:
     return _store(s, "STOR", arg)
 
@@ -942,7 +982,7 @@ def stou(s: Session, arg: str) -> Result:
     return _store(s, "STOU", arg, unique=True)
 
 
-def _stream(s: Session, verb: str, what: str, lst: Listing) -> Result:
+def _stream(s: Session, verb: str, what: str, lst: Listing | ObjectListing) -> Result:
     """A listing over the data connection, read in a worker thread one chunk at a time
     and sent at the client's pace (see :mod:`natftp.server.listings`). It is the
     session's transfer from now (``xfer``): an ABOR or STAT while the directory is
@@ -951,29 +991,37 @@ def _stream(s: Session, verb: str, what: str, lst: Listing) -> Result:
     return _streamed(s, verb, what, lst)
 
 
-async def _streamed(s: Session, verb: str, what: str, lst: Listing) -> None:
-    pool = s.server.list_pool()
+async def _streamed(s: Session, verb: str, what: str, lst: Listing | ObjectListing,
+                    ) -> None:
+    more = _chunks(s, lst)
     try:
-        first = await s.loop.run_in_executor(pool, lst.chunk)
-    except StorageError as e:
-        s.xfer = None
-        s.storage_error(verb, e)
-        return
-    if not _need_data(s, verb):
-        s.xfer = None
-        return
+        try:
+            first = await more()
+        except StorageError as e:
+            s.xfer = None
+            s.storage_error(verb, e)
+            return
+        if not _need_data(s, verb):
+            s.xfer = None
+            return
 
-    async def body(chan: data.Channel, prog: data.Progress) -> int:
-        sent = 0
-        chunk = first
-        while chunk:
-            await chan.send(chunk)
-            sent += len(chunk)
-            prog.bytes += len(chunk)
-            chunk = await s.loop.run_in_executor(pool, lst.chunk)
-        return sent
+        async def body(chan: data.Channel, prog: data.Progress) -> int:
+            sent = 0
+            chunk = first
+            while chunk:
+                await chan.send(chunk)
+                sent += len(chunk)
+                prog.bytes += len(chunk)
+                try:
+                    chunk = await more()
+                except StorageError as e:  # the object store failed half-way
+                    raise OSError(errno.EIO, str(e)) from None
+            return sent
 
-    await s.transfer(verb, what, f"Here comes the listing of {what}.", body)
+        await s.transfer(verb, what, f"Here comes the listing of {what}.", body)
+    finally:
+        if isinstance(lst, ObjectListing):
+            await lst.aclose()
 
 
 def _listing(s: Session, verb: str, arg: str, *, long: bool) -> Result:
@@ -983,9 +1031,9 @@ def _listing(s: Session, verb: str, arg: str, *, long: bool) -> Result:
     if p is None:
         return None
     if long:
-        lst = Listing(s.store(), p, long_line())
+        lst = listing_of(s, p, long_line())
     else:
-        lst = Listing(s.store(), p, name_line(target), file_line=lambda f: target)
+        lst = listing_of(s, p, name_line(target), file_line=lambda f: target)
     return _stream(s, verb, p, lst)
 
 

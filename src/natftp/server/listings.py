@@ -13,17 +13,23 @@ most one chunk per listing is in memory, and the loop only ever sends.
 The first chunk is read before anything is sent, so a missing or refused path is still a
 550 before any 150 or 213. The storage's ``listdir`` is an iterator of
 :class:`~natftp.proto.listing.FileFacts`; only one thread advances a listing at a time.
+
+Object storage (:class:`ObjectListing`) is the same, with a coroutine instead of a
+thread: ListObjectsV2 pages (up to 1,000 keys) are asked for only when the lines of the
+one before have been sent, so a client that reads slowly holds the service's listing
+back too, and at most a page and a chunk are in memory.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from itertools import islice
 
 from natftp.proto import listing
 from natftp.proto.listing import FileFacts
-from natftp.storage.local import LocalStorage
+from natftp.storage.local import LocalStorage, StorageError
+from natftp.storage.s3 import S3Storage
 
 #: entries read, stat'ed and formatted per turn of a worker thread (~ a few ms)
 CHUNK = 512
@@ -65,12 +71,74 @@ class Listing:
         if not lines:
             return b""
         self.lines += len(lines)
-        if self.indent:
-            text = "".join(" " + ln.replace("\r", " ").replace("\n", " ") + "\r\n"
-                           for ln in lines)
-        else:
-            text = "".join(ln + "\r\n" for ln in lines)
-        return text.encode("utf-8", "surrogateescape")
+        return encode(lines, self.indent)
+
+
+def encode(lines: list[str], indent: bool) -> bytes:
+    """Lines as sent: CRLF-terminated; in a multi-line reply (``indent``) with a leading
+    space and CR/LF made spaces."""
+    if indent:
+        text = "".join(" " + ln.replace("\r", " ").replace("\n", " ") + "\r\n"
+                       for ln in lines)
+    else:
+        text = "".join(ln + "\r\n" for ln in lines)
+    return text.encode("utf-8", "surrogateescape")
+
+
+class ObjectListing:
+    """:class:`Listing` for object storage: :meth:`chunk` is a coroutine that asks the
+    service for the next page only when the lines it has are sent. ``dirs_only``
+    (MLSD): a file is refused (501) instead of listed."""
+
+    __slots__ = ("store", "vpath", "line", "file_line", "indent", "dirs_only", "_pages",
+                 "_facts", "lines")
+
+    def __init__(self, store: S3Storage, vpath: str, line: Callable[[FileFacts], str],
+                 *, indent: bool = False, file_line: Callable[[FileFacts], str] | None = None,
+                 dirs_only: bool = False) -> None:
+        self.store, self.vpath, self.line = store, vpath, line
+        self.indent, self.dirs_only = indent, dirs_only
+        self.file_line = file_line or line
+        self._pages: AsyncIterator[list[FileFacts]] | None = None
+        #: entries of the page being sent
+        self._facts: list[FileFacts] = []
+        self.lines = 0
+
+    async def _open(self) -> AsyncIterator[list[FileFacts]]:
+        st = self.store
+        if await st.is_dir(self.vpath):
+            return st.listdir(self.vpath)
+        f = await st.facts(self.vpath)  # 550 for a missing name
+        if self.dirs_only:
+            raise StorageError(f"{self.vpath} is not a directory (use MLST for a file)", 501)
+        self.line = self.file_line
+
+        async def one() -> AsyncIterator[list[FileFacts]]:
+            yield [f]
+        return one()
+
+    async def chunk(self) -> bytes:
+        """The next lines, CRLF-terminated and encoded; b"" at the end."""
+        if self._pages is None:
+            self._pages = await self._open()
+        while len(self._facts) < CHUNK:
+            page = await anext(self._pages, None)
+            if page is None:
+                break
+            self._facts += page
+        batch, self._facts = self._facts[:CHUNK], self._facts[CHUNK:]
+        if not batch:
+            return b""
+        fmt = self.line
+        self.lines += len(batch)
+        return encode([fmt(f) for f in batch], self.indent)
+
+    async def aclose(self) -> None:
+        """Stop the service's listing (a transfer that ended early)."""
+        pages, self._pages = self._pages, None
+        aclose = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def long_line() -> Callable[[FileFacts], str]:

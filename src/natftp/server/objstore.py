@@ -8,13 +8,15 @@ as it does for a transfer. Preconditions (login, argument, permission) are check
 session from the command table before either handler runs; refusals reuse the same
 wording. :data:`HANDLERS` maps a command name to its object-storage handler; the session
 uses it instead of the table's handler when its storage is an :class:`S3Storage`.
+LIST, NLST and STAT keep the table's handlers: they stream an
+:class:`~natftp.server.listings.ObjectListing` as they stream a disk listing
+(``handlers.listing_of``), a chunk at a time at the client's pace.
 """
 
 from __future__ import annotations
 
 import errno
-import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from natftp.proto import listing, paths
@@ -22,9 +24,19 @@ from natftp.proto.ascii import FromWire, ToWire
 from natftp.proto.paths import PathError
 from natftp.proto.replies import Reply
 from natftp.server import data
-from natftp.server.handlers import _need_data, _perm_fact, _take_rest, vpath
+from natftp.server.handlers import (
+    _need_data,
+    _perm_fact,
+    _stream,
+    _take_rest,
+    ascii_size_ok,
+    restart_ok,
+    vpath,
+)
+from natftp.server.listings import ObjectListing
 from natftp.server.session import Session
-from natftp.storage.s3 import ObjectReader, ObjectUpload, S3Storage, S3StorageError
+from natftp.storage.local import StorageError
+from natftp.storage.s3 import ObjectReader, ObjectUpload, S3Storage
 
 Result = Coroutine[Any, Any, None] | None
 
@@ -45,7 +57,7 @@ def _op(verb: str, fn: Callable[[Session, S3Storage, str], Coroutine[Any, Any, N
         async def run() -> None:
             try:
                 await fn(s, _st(s), p)
-            except S3StorageError as e:
+            except StorageError as e:
                 s.storage_error(verb, e)
         return run()
     return handler
@@ -107,11 +119,32 @@ def rnto(s: Session, arg: str) -> Result:
 
 
 async def _size(s: Session, st: S3Storage, p: str) -> None:
+    if s.perms.write and s.binary:
+        # an interrupted upload of this name: its size is where a resume starts (as on
+        # disk: TYPE I, users who may write)
+        kept = await st.kept_size(p)
+        if kept is not None:
+            s.reply(213, str(kept))
+            return
     f = await st.facts(p)
     if not f.is_file:
         s.refuse(550, f"SIZE refused: {p} is not a regular file.")
         return
-    s.reply(213, str(f.size))
+    if s.binary:
+        s.reply(213, str(f.size))
+        return
+    if not ascii_size_ok(s, p, f.size):
+        return
+    # TYPE A: the size on the wire (RFC 3659 §4), the object read through the converter
+    reader = await st.open_read(p)
+    enc = ToWire()
+    n = 0
+    try:
+        async for chunk in reader.chunks():
+            n += enc.count(chunk)
+    finally:
+        reader.close()
+    s.reply(213, str(n))
 
 
 async def _mdtm(s: Session, st: S3Storage, p: str) -> None:
@@ -148,7 +181,7 @@ def retr(s: Session, arg: str) -> Result:
             # TYPE A: REST counts wire octets, so the object is read from its start and
             # the converter skips them
             reader = await _st(s).open_read(p, offset if s.binary else 0)
-        except S3StorageError as e:
+        except StorageError as e:
             s.storage_error("RETR", e)
             return
         try:
@@ -180,7 +213,7 @@ async def send_object(chan: data.Channel, reader: ObjectReader, prog: data.Progr
             await chan.send(out)
             sent += len(out)
             prog.bytes += len(out)
-    except S3StorageError as e:
+    except StorageError as e:
         raise OSError(errno.EIO, str(e)) from None
     except (ConnectionError, TimeoutError) as e:
         raise OSError(errno.EIO, f"the object store's answer broke off ({e})") from None
@@ -197,7 +230,7 @@ def _store(s: Session, verb: str, arg: str, *, append: bool = False,
         p = vpath(s, verb, arg)
         if p is None:
             return None
-    if not _need_data(s, verb):
+    if not restart_ok(s, verb, offset) or not _need_data(s, verb):
         return None
 
     async def run() -> None:
@@ -211,16 +244,17 @@ def _store(s: Session, verb: str, arg: str, *, append: bool = False,
                     s.refuse(550, f"STOU refused: {e}.")
                     return
                 target = await st.unique_name(s.cwd, stem or "file")
-            up = await st.open_write(target, offset=offset, append=append)
-        except S3StorageError as e:
+            up = await st.open_write(target, offset=offset, append=append, unique=unique)
+        except StorageError as e:
             s.storage_error(verb, e)
             return
 
         async def body(chan: data.Channel, prog: data.Progress) -> int:
             return await recv_to_object(chan, up, prog, ascii=not s.binary)
+        at = f" at offset {up.size}" if up.resumed else ""
         mark = (f"FILE: {paths.basename(target)}" if unique else
                 f"Opening {'BINARY' if s.binary else 'ASCII'} mode data connection for "
-                f"{target} (object storage: it appears when the upload is complete).")
+                f"{target}{at} (object storage: it appears when the upload is complete).")
         await s.transfer(verb, target, mark, body, upload=up)
     return run()
 
@@ -247,7 +281,7 @@ async def recv_to_object(chan: data.Channel, up: ObjectUpload, prog: data.Progre
             got += n
             prog.bytes += n
             await up.advance(n)
-    except S3StorageError as e:
+    except StorageError as e:
         raise OSError(errno.EIO, str(e)) from None
 
 
@@ -256,7 +290,7 @@ def stor(s: Session, arg: str) -> Result:
 
 
 def appe(s: Session, arg: str) -> Result:
-    s.rest = 0
+    s.rest = 0  # REST+APPE: the offset is where the kept upload ends anyway
     return _store(s, "APPE", arg, append=True)
 
 
@@ -266,98 +300,15 @@ def stou(s: Session, arg: str) -> Result:
 
 # -- listings -------------------------------------------------------------------------
 
-async def _entries(st: S3Storage, p: str) -> tuple[bool, listing.FileFacts | None]:
-    """(is a directory, the file's facts when it is a file); 550 when neither."""
-    if await st.is_dir(p):
-        return True, None
-    return False, await st.facts(p)
-
-
-def _lines(s: Session, verb: str, target: str, page: list[listing.FileFacts],
-           now: float) -> list[str]:
-    if verb == "LIST" or verb == "STAT":
-        return [listing.ls_line(f, now) for f in page]
-    if verb == "MLSD":
-        return [listing.mlst_line(f, _perm_fact(s, f), s.mlst_facts) for f in page]
-    prefix = "" if target in ("", ".") else target.rstrip("/") + "/"
-    return [prefix + f.name for f in page]
-
-
-def _listing(verb: str) -> Callable[[Session, str], Result]:
-    def handler(s: Session, arg: str) -> Result:
-        if verb == "MLSD":
-            target = arg.strip() or "."
-        else:
-            _opts, target = listing.split_list_arg(arg)
-            target = target or "."
-        p = vpath(s, verb, target)
-        if p is None or not _need_data(s, verb):
-            return None
-
-        async def run() -> None:
-            st = _st(s)
-            try:
-                is_dir, facts = await _entries(st, p)
-            except S3StorageError as e:
-                s.storage_error(verb, e)
-                return
-            if verb == "MLSD" and not is_dir:
-                s.refuse(501, f"MLSD refused: {p} is not a directory (use MLST for a file).")
-                return
-
-            async def pages() -> AsyncIterator[list[listing.FileFacts]]:
-                if facts is not None:
-                    yield [facts]
-                    return
-                async for page in st.listdir(p):
-                    yield page
-
-            async def body(chan: data.Channel, prog: data.Progress) -> int:
-                sent = 0
-                now = time.time()
-                try:
-                    async for page in pages():
-                        lines = (_lines(s, verb, target, page, now) if facts is None or
-                                 verb != "NLST" else [target])
-                        out = "".join(x + "\r\n" for x in lines).encode("utf-8",
-                                                                         "surrogateescape")
-                        await chan.send(out)
-                        sent += len(out)
-                        prog.bytes += len(out)
-                except S3StorageError as e:
-                    raise OSError(errno.EIO, str(e)) from None
-                return sent
-            await s.transfer(verb, p, f"Here comes the listing of {p}.", body)
-        return run()
-    return handler
-
-
-def stat(s: Session, arg: str) -> Result:
-    """STAT with a path: the listing on the control connection (a small directory is
-    what this is for; pages are gathered before the one reply)."""
-    from natftp.server import handlers
-
-    if not arg.strip() or s.user is None or not s.perms.list:
-        return handlers.stat(s, arg)
-    _opts, target = listing.split_list_arg(arg)
-    p = vpath(s, "STAT", target or ".")
+def mlsd(s: Session, arg: str) -> Result:
+    """MLSD streamed as LIST and NLST are (handlers.listing_of); a file is refused."""
+    p = vpath(s, "MLSD", arg.strip() or ".")
     if p is None:
         return None
-
-    async def run() -> None:
-        st = _st(s)
-        now = time.time()
-        try:
-            is_dir, facts = await _entries(st, p)
-            lines = [] if facts is None else _lines(s, "STAT", target, [facts], now)
-            if is_dir:
-                async for page in st.listdir(p):
-                    lines += _lines(s, "STAT", target, page, now)
-        except S3StorageError as e:
-            s.storage_error("STAT", e)
-            return
-        s.send_reply(Reply(213, ("Status of " + (target or "."), *lines, "End of status.")))
-    return run()
+    facts = s.mlst_facts
+    return _stream(s, "MLSD", p, ObjectListing(
+        _st(s), p, lambda f: listing.mlst_line(f, _perm_fact(s, f), facts),
+        dirs_only=True))
 
 
 HANDLERS: dict[str, Callable[[Session, str], Result]] = {
@@ -368,6 +319,5 @@ HANDLERS: dict[str, Callable[[Session, str], Result]] = {
     "SIZE": _op("SIZE", _size), "MDTM": _op("MDTM", _mdtm), "MFMT": mfmt,
     "MLST": _op("MLST", _mlst),
     "RETR": retr, "STOR": stor, "APPE": appe, "STOU": stou,
-    "LIST": _listing("LIST"), "NLST": _listing("NLST"), "MLSD": _listing("MLSD"),
-    "STAT": stat,
+    "MLSD": mlsd,
 }

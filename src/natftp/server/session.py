@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from natftp.server.commands import CommandSpec
 
 log = logging.getLogger("natftp.server")
+#: the 426's note when an interrupted upload is kept to be resumed
+_KEPT = "; what arrived is kept: resume with REST+STOR or APPE"
 
 #: commands queued while busy before the session stops reading from the client
 MAX_QUEUED = 64
@@ -1002,7 +1004,10 @@ class Session(asyncio.Protocol):
                                   "before the upload ended")
                 done = upload.commit()
                 if done is not None:  # object storage: the multipart upload completes
-                    await done
+                    try:
+                        await done
+                    except StorageError as e:
+                        raise OSError(errno.EIO, str(e)) from None
             ok = True
             closing, chan = chan, None
             await closing.close()
@@ -1018,6 +1023,8 @@ class Session(asyncio.Protocol):
             self.xfer = None
             why = self.abort_reason or "cancelled"
             kept = self._upload_failed(upload, what)
+            if not self.closing:
+                kept = await self._settled(upload, kept)
             self.refuse(426, f"{verb} {what}: transfer aborted ({why}) after "
                              f"{progress.bytes} bytes{kept}.")
             self.transferred(verb, what, "aborted", progress.bytes,
@@ -1038,6 +1045,7 @@ class Session(asyncio.Protocol):
                                  time.monotonic() - started)
                 return
             kept = self._upload_failed(upload, what)
+            kept = await self._settled(upload, kept)
             self.refuse(426, f"{verb} {what}: data connection or file failed "
                              f"({e.strerror or e}) after {progress.bytes} bytes{kept}.")
             self.transferred(verb, what, "failed", progress.bytes,
@@ -1079,19 +1087,40 @@ class Session(asyncio.Protocol):
         finally:
             sock.detach()
 
-    def _upload_failed(self, upload: Upload | None, what: str, *, full: bool = False,
-                       ) -> str:
+    def _upload_failed(self, upload: Upload | ObjectUpload | None, what: str, *,
+                       full: bool = False) -> str:
         """End a failed upload: what arrived is kept (hidden) to be resumed, unless the
         disk is full or uploads.partial_max_age = 0, which roll it back. Returns a note
         for the reply ("" when nothing was kept)."""
         if upload is None or upload.done:
             return ""
         keep = not full and self.server.config.uploads.partial_max_age > 0
+        if isinstance(upload, ObjectUpload):  # its whole parts, in the background
+            return _KEPT if upload.discard(keep=keep) else ""
         if not upload.discard(keep=keep) or upload.temp is None:
             return ""
         base = what.rsplit("/", 1)[0]
         self.server.keep_partial(self.store().home, f"{base}/{upload.temp}")
-        return "; what arrived is kept: resume with REST+STOR or APPE"
+        return _KEPT
+
+    @staticmethod
+    async def _settled(upload: Upload | ObjectUpload | None, kept: str) -> str:
+        """An object upload being kept: wait until its marker is written, so that a
+        resume sent after the 426 (on any node) finds it. The note, or "" when keeping
+        failed after all."""
+        if not kept or not isinstance(upload, ObjectUpload) or upload.settled is None:
+            return kept
+        try:
+            return kept if await asyncio.shield(upload.settled) else ""
+        except asyncio.CancelledError:
+            # the session ended meanwhile: the keep goes on (the backend owns it), and
+            # the refusal is still logged
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return kept
+        except Exception:
+            return ""
 
     def transferred(self, verb: str, what: str, result: str, nbytes: int,
                     seconds: float) -> None:
