@@ -69,6 +69,8 @@ MAX_PART = 64 << 20
 MAX_PARTS = 10000
 #: parts being sent while the next one fills (memory: (1 + this) x part size)
 UPLOAD_CONCURRENCY = 2
+#: the size the buffer of an upload's first part starts at (it doubles up to a part)
+FIRST_BUFFER = 64 << 10
 #: keys a listing asks for per page (ListObjectsV2's maximum)
 PAGE = 1000
 #: the prefix (below s3.prefix) of the markers of kept uploads: a name in the reserved
@@ -796,11 +798,17 @@ class S3Storage:
         says); with none, APPE to a missing name is a new upload and the rest is refused:
         an object cannot be written into. ``unique`` (STOU): a new upload, always."""
         key = self.key(vpath)
-        if vpath == "/" or await self.is_dir(vpath):
-            raise S3StorageError(f"{vpath} is a directory")
+        if vpath == "/":
+            raise S3StorageError("/ is a directory")
         b = self.backend
         if unique or not (append or offset):
-            return ObjectUpload(self, vpath, key)
+            # whether the name is a directory is asked while the data arrives (a small
+            # upload would otherwise wait for two requests, not one); the upload is
+            # refused at its end if it is
+            check = asyncio.get_running_loop().create_task(self.is_dir(vpath))
+            return ObjectUpload(self, vpath, key, dir_check=check)
+        if await self.is_dir(vpath):
+            raise S3StorageError(f"{vpath} is a directory")
         kept = await b.find_kept(key, vpath)
         if kept is not None:
             if key in b.resuming:
@@ -820,7 +828,7 @@ class S3Storage:
                 f"no interrupted upload of it is kept ({verb}); send the whole file with "
                 "STOR")
         if append:
-            return ObjectUpload(self, vpath, key)
+            return ObjectUpload(self, vpath, key, dir_check=None)
         raise S3StorageError(f"restart offset {offset}: there is nothing to resume (no file "
                              f"{vpath}, no interrupted upload of it)", 554)
 
@@ -844,14 +852,18 @@ class ObjectUpload:
     one fills; ``commit()`` makes the object, ``discard()`` aborts or keeps it.
 
     ``kept``: a kept upload to continue (its parts stay, the next one follows them).
+    ``dir_check``: whether the name is a directory, still being asked (the upload is
+    refused at commit if it is).
     """
 
     __slots__ = ("store", "vpath", "key", "buf", "filled", "number", "upload_id",
-                 "parts", "inflight", "done", "size", "resumed", "sealed", "settled", "first")
+                 "parts", "inflight", "done", "size", "resumed", "sealed", "settled", "first",
+                 "dir_check")
 
     def __init__(self, store: S3Storage, vpath: str, key: str, kept: Kept | None = None,
-                 ) -> None:
+                 *, dir_check: asyncio.Task[bool] | None = None) -> None:
         self.store, self.vpath, self.key = store, vpath, key
+        self.dir_check = dir_check
         self.upload_id: str | None = None
         self.parts: dict[int, str] = {}
         #: bytes of the file so far (a resumed upload starts at the kept size)
@@ -864,7 +876,9 @@ class ObjectUpload:
         self.number = len(self.parts) + 1
         #: the first part this command sends
         self.first = self.number
-        self.buf = bytearray(part_size(self.number))
+        # the first buffer starts small and grows to a part: most uploads are small, and
+        # a zero-filled 8 MiB bytearray costs more than sending 4 KiB
+        self.buf = bytearray(min(FIRST_BUFFER, part_size(self.number)))
         self.filled = 0
         self.inflight: set[asyncio.Task[None]] = set()
         self.done = False
@@ -883,7 +897,13 @@ class ObjectUpload:
         self.filled += n
         self.size += n
         if self.filled == len(self.buf):
-            await self._send_part()
+            whole = part_size(self.number)
+            if len(self.buf) < whole:  # a new, larger buffer (views of the old live on)
+                grown = bytearray(min(2 * len(self.buf), whole))
+                grown[:self.filled] = self.buf
+                self.buf = grown
+            else:
+                await self._send_part()
 
     async def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -942,6 +962,9 @@ class ObjectUpload:
 
         st = self.store
         b = st.backend
+        if self.dir_check is not None and await self.dir_check:
+            self.sealed = True  # nothing to keep either
+            raise S3StorageError(f"{self.vpath} is a directory")
         if self.upload_id is None:
             await st._put_bytes(self.vpath, self.key, memoryview(self.buf)[:self.filled])
         else:
@@ -981,6 +1004,12 @@ class ObjectUpload:
             return False
         self.done = True
         b = self.store.backend
+        t = self.dir_check
+        if t is not None:
+            if t.done():
+                keep = keep and not (t.cancelled() or t.exception() or t.result())
+            else:
+                t.cancel()
         if self.upload_id is None:
             return False  # nothing reached the service
         if self.resumed and self.number == self.first:
