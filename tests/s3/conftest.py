@@ -7,4 +7,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
 
-from s3tools import rclone_s3  # noqa: E402, F401
+from s3tools import objects, rclone_s3, stop_servers  # noqa: E402, F401

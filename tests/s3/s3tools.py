@@ -25,6 +25,7 @@ never through the directory behind its back.
 
 from __future__ import annotations
 
+import ftplib
 import os
 import signal
 import socket
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from servertools import Running, start_server
 
 ACCESS_KEY = "natftp-test-key"
 SECRET_KEY = "natftp-test-secret/with+signs"
@@ -139,3 +141,45 @@ def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
     srv = start_rclone(tmp_path_factory.mktemp("rclone") / "data")
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def objects() -> Iterator[RcloneS3]:
+    """rclone serve s3 with its data on tmpfs (the 1 GiB tests write there)."""
+    d = tmpfs_dir("serve")
+    srv = start_rclone(d / "data")
+    yield srv
+    srv.stop()
+    subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
+#: natftp servers a test started (stopped after it by the autouse fixture)
+STARTED: list[Running] = []
+
+
+@pytest.fixture(autouse=True)
+def stop_servers() -> Iterator[None]:
+    yield
+    while STARTED:
+        STARTED.pop().stop(signal.SIGKILL, timeout=5)
+
+
+def serve(tmp: Path, srv: RcloneS3, prefix: str, *, bucket: str = BUCKET,
+          env: dict[str, str] | None = None, expect_fail: bool = False,
+          config: str | None = None) -> Running:
+    """natftp serve --storage s3://BUCKET/PREFIX on the rclone service (-v: transfers
+    and commands are logged), stopped when the test ends."""
+    r = start_server(tmp, args=["--storage", f"s3://{bucket}/{prefix}",
+                                "--s3-endpoint", srv.endpoint, "-v"],
+                     env={**srv.env(), **(env or {})}, expect_fail=expect_fail,
+                     config=config)
+    STARTED.append(r)
+    return r
+
+
+def ftp(r: Running) -> ftplib.FTP:
+    """ftplib logged in to ``r`` (generous timeout: a loaded machine)."""
+    f = ftplib.FTP()
+    f.connect(r.host, r.port, timeout=60)
+    f.login(r.user, r.password)
+    return f

@@ -169,12 +169,24 @@ def test_rename_file_is_copy_then_delete_and_dir_limit(rclone_s3: RcloneS3) -> N
     assert run(refused, rclone_s3, home="ren", rename_dir_limit=2) == ["0", "1", "2"]
 
 
-def test_append_and_rest_store_are_refused_naming_the_cause(rclone_s3: RcloneS3) -> None:
-    async def go(st: s3.S3Storage) -> None:
+def test_append_and_rest_store_without_a_kept_upload(rclone_s3: RcloneS3) -> None:
+    """An object cannot be written into: APPE to it and REST+STOR with no kept upload
+    are refused naming the cause; REST n + STOR of a missing name has nothing to resume
+    (554, as on disk); APPE to a missing name is a new upload."""
+    async def go(st: s3.S3Storage) -> bytes:
+        await store(st, "/f", b"12345")
         for kw in ({"append": True}, {"offset": 5}):
-            with pytest.raises(s3.S3StorageError, match="cannot append"):
+            with pytest.raises(s3.S3StorageError, match="cannot append") as e:
                 await st.open_write("/f", **kw)  # type: ignore[arg-type]
-    run(go, rclone_s3)
+            assert e.value.code == 550
+        with pytest.raises(s3.S3StorageError, match="nothing to resume") as e:
+            await st.open_write("/missing", offset=5)
+        assert e.value.code == 554
+        up = await st.open_write("/new", append=True)
+        await up.write(b"appended")
+        await up.commit()
+        return await read_all(st, "/new")
+    assert run(go, rclone_s3, home="noappend") == b"appended"
 
 
 def test_service_errors_name_their_cause(rclone_s3: RcloneS3) -> None:
@@ -203,3 +215,91 @@ def test_parse_url() -> None:
         with pytest.raises(ValueError):
             s3.parse_url(bad)
 
+
+
+async def interrupted(st: s3.S3Storage, vpath: str, data: bytes) -> bool:
+    """Send ``data`` into an upload of ``vpath``, then fail it keeping what it can, as
+    the server does when a transfer breaks: True when it was kept."""
+    up = await st.open_write(vpath)
+    await up.write(data)
+    keeping = up.discard(keep=True)
+    if up.settled is None:  # nothing reached the service
+        assert not keeping
+        return False
+    return bool(await up.settled)
+
+
+def test_an_interrupted_upload_is_kept_in_whole_parts_and_resumed(
+        rclone_s3: RcloneS3) -> None:
+    """Two whole parts and a piece of the third arrive, then the upload breaks: the
+    multipart upload stays open with its two parts (SIZE's answer: 2 x PART_SIZE), the
+    old object stays as it was, nothing new is listed; REST of exactly that size
+    continues it (another offset: 554 naming the size) and completing it leaves no
+    state behind."""
+    data = os.urandom(s3.PART_SIZE * 3 + 777)
+    two = 2 * s3.PART_SIZE
+
+    async def go(st: s3.S3Storage) -> tuple[bytes, bytes, list[str]]:
+        await store(st, "/dir/f.bin", b"old")
+        assert await interrupted(st, "/dir/f.bin", data[:two + 12345])
+        assert await st.kept_size("/dir/f.bin") == two
+        old = await read_all(st, "/dir/f.bin")
+        assert await names(st, "/") == ["dir/"]  # the state is not listed
+        assert await names(st, "/dir") == ["f.bin"]
+        for bad in (two - 1, two + 1):
+            with pytest.raises(s3.S3StorageError, match=f"keeps {two} bytes") as e:
+                await st.open_write("/dir/f.bin", offset=bad)
+            assert e.value.code == 554
+        up = await st.open_write("/dir/f.bin", offset=two)
+        assert up.resumed and up.size == two
+        # a second resume of the same name meanwhile: busy, as on disk
+        with pytest.raises(s3.S3StorageError, match="another session") as e:
+            await st.open_write("/dir/f.bin", append=True)
+        assert e.value.code == 450
+        await up.write(data[two:])
+        await up.commit()
+        assert await st.kept_size("/dir/f.bin") is None
+        state = [o.object_name async for o in st._c._list_objects(
+            st._bucket, prefix=st.backend.state)]
+        return old, await read_all(st, "/dir/f.bin"), state
+    old, new, state = run(go, rclone_s3, home="kept")
+    assert old == b"old"
+    assert hashlib.sha256(new).digest() == hashlib.sha256(data).digest()
+    assert state == []
+
+
+def test_a_kept_upload_goes_stale_deleted_or_expired(rclone_s3: RcloneS3) -> None:
+    """A kept upload is not resumed once an object of its name was stored after it (the
+    resume would mix two files); DELE removes it (also when only it exists); a sweep
+    with age 0 aborts every one; an upload with no whole part keeps nothing."""
+    piece = os.urandom(s3.PART_SIZE + 10)
+
+    async def go(st: s3.S3Storage) -> None:
+        assert await interrupted(st, "/a", piece)
+        assert await st.kept_size("/a") == s3.PART_SIZE
+        await store(st, "/a", b"stored after")
+        assert await st.kept_size("/a") is None  # stale: dropped on the way
+        assert await interrupted(st, "/b", piece)
+        await st.remove("/b")  # only the kept upload: removed, no 550
+        assert await st.kept_size("/b") is None
+        with pytest.raises(s3.S3StorageError, match="no such file"):
+            await st.remove("/b")
+        assert await interrupted(st, "/c", piece)
+        assert await st.backend.sweep(3600) == 0  # young: stays
+        assert await st.backend.sweep(0) == 1
+        assert await st.kept_size("/c") is None
+        assert not await interrupted(st, "/d", piece[:1000])  # no whole part
+        with pytest.raises(s3.S3StorageError, match="nothing to resume"):
+            await st.open_write("/d", offset=1000)
+    run(go, rclone_s3, home="stale")
+
+
+def test_reserved_names_are_refused_and_unlisted(rclone_s3: RcloneS3) -> None:
+    """The kept uploads' state lives under a name in the reserved pattern of upload
+    files: no path may name it (553, as on disk)."""
+    async def go(st: s3.S3Storage) -> None:
+        for p in (f"/{s3.STATE}", f"/{s3.STATE}/x", "/d/.natftp-upload-f.part"):
+            with pytest.raises(s3.StorageError, match="reserved") as e:
+                await st.open_write(p)
+            assert e.value.code == 553
+    run(go, rclone_s3, home="")

@@ -10,38 +10,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
 from pathlib import Path
 
 import pytest
-from s3tools import BUCKET, RcloneS3, start_rclone, tmpfs_dir
-from servertools import PASSWORD, USER, Running, start_server
+from s3tools import BUCKET, STARTED, RcloneS3, ftp, serve, start_rclone, tmpfs_dir
+from servertools import PASSWORD, USER, start_server
 
 JAPANESE = "進捗どうですか"
-
-
-@pytest.fixture(scope="module")
-def objects() -> Iterator[RcloneS3]:
-    """rclone serve s3 with its data on tmpfs (the 1 GiB tests write there)."""
-    d = tmpfs_dir("serve")
-    srv = start_rclone(d / "data")
-    yield srv
-    srv.stop()
-    subprocess.run(["rm", "-rf", str(d)], check=False)
-
-
-def serve(tmp: Path, srv: RcloneS3, prefix: str, *, bucket: str = BUCKET,
-          env: dict[str, str] | None = None, expect_fail: bool = False) -> Running:
-    return start_server(tmp, args=["--storage", f"s3://{bucket}/{prefix}",
-                                   "--s3-endpoint", srv.endpoint, "-v"],
-                        env={**srv.env(), **(env or {})}, expect_fail=expect_fail)
-
-
-def ftp(r: Running) -> ftplib.FTP:
-    f = ftplib.FTP()
-    f.connect(r.host, r.port, timeout=60)
-    f.login(r.user, r.password)
-    return f
 
 
 def sha(data: bytes) -> str:
@@ -102,6 +78,9 @@ def test_lftp_mirror_both_ways_with_japanese_names(objects: RcloneS3, tmp_path: 
 
 def test_append_rest_store_and_mfmt_are_refused_naming_object_storage(
         objects: RcloneS3, tmp_path: Path) -> None:
+    """With no kept upload, an object cannot be written into (APPE, REST+STOR); the
+    rules shared with the disk hold: REST+STOR in TYPE A, reserved names, MLSD of a
+    file; SIZE in TYPE A counts the CR LF the transfer would send."""
     r = serve(tmp_path, objects, "refuse")
     with ftp(r) as f:
         f.storbinary("STOR f.txt", _reader(b"12345"))
@@ -109,6 +88,20 @@ def test_append_rest_store_and_mfmt_are_refused_naming_object_storage(
             f.storbinary("APPE f.txt", _reader(b"678"))
         with pytest.raises(ftplib.error_perm, match="550 .*object storage cannot append"):
             f.storbinary("STOR f.txt", _reader(b"678"), rest=5)
+        with pytest.raises(ftplib.error_perm, match="554 .*nothing to resume"):
+            f.storbinary("STOR missing.txt", _reader(b"678"), rest=5)
+        f.storbinary("STOR lines.txt", _reader(b"one\ntwo\n"))
+        f.voidcmd("TYPE A")
+        assert f.sendcmd("SIZE lines.txt") == "213 10"
+        with pytest.raises(ftplib.error_perm, match="554 .*TYPE A cannot be resumed"):
+            f.ntransfercmd("STOR lines.txt", rest=4)
+        f.voidcmd("TYPE I")
+        assert f.sendcmd("SIZE lines.txt") == "213 8"
+        with pytest.raises(ftplib.error_perm, match="553 .*reserved for uploads"):
+            f.storbinary("STOR .natftp-upload-x.part", _reader(b"x"))
+        with pytest.raises(ftplib.error_perm, match="501 .*not a directory"):
+            f.retrlines("MLSD f.txt", print)
+        f.delete("lines.txt")
         with pytest.raises(ftplib.error_perm, match="550 .*cannot be set"):
             f.sendcmd("MFMT 20200101000000 f.txt")
         with pytest.raises(ftplib.error_perm, match="550 .*no such file"):
@@ -116,6 +109,9 @@ def test_append_rest_store_and_mfmt_are_refused_naming_object_storage(
         with pytest.raises(ftplib.error_perm, match="550 .*not empty"):
             f.storbinary("STOR d/x", _reader(b"x"))
             f.rmd("d")
+        # a directory's name is not a file's (asked while the data arrives)
+        with pytest.raises(ftplib.error_temp, match="426 .*/d is a directory"):
+            f.storbinary("STOR d", _reader(b"y"))
         f.rename("f.txt", "g.txt")
         assert sorted(f.nlst()) == ["d", "g.txt"]
     assert (objects.bucket_dir() / "refuse/g.txt").read_bytes() == b"12345"
@@ -200,27 +196,72 @@ def test_kill_9_mid_stor_leaves_no_object_and_the_old_one_intact(objects: Rclone
                                           for n in visible)
 
 
-def test_listing_of_10000_objects_is_paged_and_complete(tmp_path: Path) -> None:
+#: objects in the big prefix, and their names (long: each MLSD line is ~350 bytes, so a
+#: page of 1,000 is ~350 KB and the listing is bigger than the kernel can buffer)
+MANY = 18_000
+LONG = "x" * 200
+
+
+def _pages_asked(srv: RcloneS3, prefix: str) -> int:
+    """ListObjectsV2 pages the service was asked for (rclone -vv logs each)."""
+    return srv.log.count(f'prefix:"{prefix}", delim:"/"')
+
+
+def test_listing_of_18000_objects_is_streamed_paged_and_complete(tmp_path: Path) -> None:
+    """A prefix of 18,000 objects (18 ListObjectsV2 pages): the first MLSD lines reach a
+    client that reads nothing more before the last page is fetched, and while it reads
+    nothing, no more pages are fetched than the kernel's socket buffers can hold lines
+    of (the server waits for the client before it asks the service); then the listing
+    is complete, each name once. (LIST and NLST stream the same way: one
+    ObjectListing.)"""
+    import socket
+
+    from ftpraw import Ctl
+
+    from natftp.proto.addr import parse_229
+    from natftp.storage.s3 import PAGE
+
     root = tmpfs_dir("many") / "data"
     many = root / BUCKET / "many"
     many.mkdir(parents=True)
-    names = [f"object-{i:05d}-{JAPANESE}.bin" for i in range(10000)]
+    names = [f"object-{i:05d}-{LONG}-{JAPANESE}.bin" for i in range(MANY)]
     for n in names:
         (many / n).write_bytes(b"x")
     srv = start_rclone(root, extra=["-vv"])
+    pages = -(-MANY // PAGE)
     try:
         r = serve(tmp_path, srv, "")
-        with ftp(r) as f:
-            got = f.nlst("many")
-            lines: list[str] = []
-            f.retrlines("LIST many", lines.append)
-            facts: list[str] = []
-            f.retrlines("MLSD many", facts.append)
-        assert sorted(got) == sorted(f"many/{n}" for n in names)
-        assert len(lines) == 10000 and all(line.startswith("-rw-") for line in lines)
-        assert len(facts) == 10000 and all("type=file;size=1;" in x for x in facts)
-        # ListObjectsV2 pages of 1,000: the service was asked page by page
-        assert srv.log.count("LIST BUCKET") >= 30 or srv.log.count("continuation") >= 9
+        c = Ctl(r.host, r.port, timeout=120)
+        c.login(r.user, r.password)
+        assert c.cmd("TYPE I").code == 200
+        dport = parse_229(c.cmd("EPSV").text)
+        data = socket.socket()
+        data.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        data.settimeout(120)
+        data.connect((r.host, dport))
+        assert c.cmd("MLSD many").code == 150
+        got = bytearray(data.recv(4096))
+        assert got.startswith(b"type=file;size=1;")
+        asked = _pages_asked(srv, "many/")
+        # a listing gathered before it is sent would have asked for all of them by now
+        assert 1 <= asked < pages, asked
+        # the bound that holds whenever the client has read nothing more: the pages
+        # whose lines fit in the server's largest send buffer and the client's receive
+        # buffer, the one being read and the one after it
+        wmem_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+        page_bytes = sum(len(n.encode()) + 80 for n in names[:PAGE])  # MLSD line >= this
+        bound = -(-(wmem_max + (64 << 10)) // page_bytes) + 2
+        assert bound < pages  # the test can tell streaming from gathering
+        assert _pages_asked(srv, "many/") <= bound
+        while b := data.recv(1 << 20):
+            got += b
+        data.close()
+        assert c.read().code == 226
+        c.close()
+        facts = got.decode().split("\r\n")[:-1]
+        assert len(facts) == MANY and all("type=file;size=1;" in x for x in facts)
+        assert sorted(x.split("; ", 1)[1] for x in facts) == sorted(names)
+        assert _pages_asked(srv, "many/") == pages  # each page once, none gathered twice
     finally:
         srv.stop()
         subprocess.run(["rm", "-rf", str(root.parent)], check=False)
@@ -243,6 +284,7 @@ password_hash = "{h}"
 home = "bob"
 """
     r = start_server(tmp_path, config=config, users=True, env=objects.env())
+    STARTED.append(r)
     with ftp(r) as f:
         f.storbinary("STOR alice.txt", _reader(b"a"))
     f2 = ftplib.FTP()
@@ -254,3 +296,40 @@ home = "bob"
     assert (objects.bucket_dir() / "homes/bob/bob.txt").read_bytes() == b"b"
     assert (objects.bucket_dir() / "homes/alice.txt").read_bytes() == b"a"
     assert USER == "alice"  # the --user start_server adds: home "" (s3.prefix itself)
+
+
+def test_data_that_ends_after_the_client_is_gone_is_not_an_object(
+        objects: RcloneS3, tmp_path: Path) -> None:
+    """Stream mode's trap: a killed client's data connection ends with a normal FIN,
+    just like a complete upload. Here both connections of a client end while the server
+    is stopped, the data connection first: when the server runs again, the end of the
+    data comes first, and the control connection is already closed. The upload must not
+    become the object (the old one stays; what arrived in whole parts is kept)."""
+    from ftpraw import Ctl
+
+    r = serve(tmp_path, objects, "gone")
+    with ftp(r) as f:
+        f.storbinary("STOR f.bin", _reader(b"the old contents"))
+    for size in (1 << 20, 9 << 20):  # one PUT; a multipart upload
+        c = Ctl(r.host, r.port, timeout=60)
+        c.login(r.user, r.password)
+        assert c.cmd("TYPE I").code == 200
+        d = c.epsv_data()
+        assert c.cmd("STOR f.bin").code == 150
+        d.sendall(os.urandom(size))
+        deadline = time.monotonic() + 60
+        while f"{size} bytes so far" not in c.cmd("STAT").text:
+            assert time.monotonic() < deadline, "the server did not receive the data"
+            time.sleep(0.05)
+        r.proc.send_signal(signal.SIGSTOP)
+        try:
+            d.close()
+            c.close()
+        finally:
+            r.proc.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 60
+        while r.log.count("refused 426 STOR /f.bin") < (1 if size == 1 << 20 else 2):
+            assert time.monotonic() < deadline, r.log[-2000:]
+            time.sleep(0.05)
+        assert (objects.bucket_dir() / "gone/f.bin").read_bytes() == b"the old contents"
+    assert "] STOR /f.bin: 16 bytes" in r.log and r.log.count("] STOR /f.bin:") == 1
