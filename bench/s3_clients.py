@@ -41,6 +41,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "s3"))
+sys.path.insert(0, str(HERE.parent / "tests" / "server"))  # s3tools uses servertools
 
 import s3tools  # noqa: E402
 
@@ -324,6 +325,8 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=300)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--libs", default=",".join(LIBS))
+    ap.add_argument("--ops", default="put,get,list,small",
+                    help="which measurements, comma-separated (put,get,list,small)")
     ap.add_argument("--listed", type=int, default=10000,
                     help="objects in the listed prefix")
     ap.add_argument("--boto-unsigned", action="store_true",
@@ -347,35 +350,45 @@ def main() -> None:
         srv = s3tools.start_rclone(Path(tmp) / "data", cpu=0)
         try:
             rows = []
+            ops = a.ops.split(",")
             for lib, unsigned in variants:
                 name = lib + (" (unsigned payload)" if unsigned else "")
-                for op in ("put", "get"):
+                for op in [o for o in ("put", "get") if o in ops]:
                     runs = [run_one(lib, op, srv, size, 0, unsigned) for _ in range(a.runs)]
                     best = max(runs, key=lambda r: r["bytes"] / r["secs"])
                     mbs = [r["bytes"] / r["secs"] / 1e6 for r in runs]
+                    # CPU time per GiB: what a transfer costs, far less sensitive to
+                    # other work on the machine than its wall-clock MB/s
+                    per_gib = sorted(r["cpu"] / (r["bytes"] / (1 << 30)) for r in runs)
                     rows.append(f"| {name} | {op.upper()} {a.size_mib} MiB | "
                                 f"{statistics.median(mbs):.0f} ({min(mbs):.0f}-{max(mbs):.0f})"
-                                f" | {best['cpu']:.2f} | {best['server_cpu']:.2f} | "
+                                f" | {best['cpu']:.2f} | {statistics.median(per_gib):.2f} "
+                                f"({per_gib[0]:.2f}-{per_gib[-1]:.2f}) | "
+                                f"{best['server_cpu']:.2f} | "
                                 f"{max(r['rss_mib'] for r in runs):.0f} |" + _crashes(runs))
                     print(rows[-1], f"load {os.getloadavg()[0]:.2f}", flush=True)
+                if "list" not in ops:
+                    continue
                 r = run_one(lib, "list", srv, 0, 0, unsigned)
                 rows.append(f"| {name} | list {r['entries']} objects (delimiter) | first "
                             f"entries after {r['first'] * 1e3:.0f} ms, all after "
-                            f"{r['secs'] * 1e3:.0f} ms | {r['cpu']:.2f} | "
+                            f"{r['secs'] * 1e3:.0f} ms | {r['cpu']:.2f} | - | "
                             f"{r['server_cpu']:.2f} | {r['rss_mib']:.0f} |")
                 print(rows[-1], f"load {os.getloadavg()[0]:.2f}", flush=True)
+                if "small" not in ops:
+                    continue
                 r = run_one(lib, "small", srv, 0, a.small, unsigned)
                 med = {k: statistics.median(v) * 1e3 for k, v in r["latency"].items()}
                 rows.append(f"| {name} | small 4 KiB x{a.small} | put {med['put']:.2f} / "
                             f"head {med['head']:.2f} / get {med['get']:.2f} ms | "
-                            f"{r['cpu']:.2f} | {r['server_cpu']:.2f} | {r['rss_mib']:.0f} |"
-                            + _crashes([r]))
+                            f"{r['cpu']:.2f} | - | {r['server_cpu']:.2f} | "
+                            f"{r['rss_mib']:.0f} |" + _crashes([r]))
                 print(rows[-1], f"load {os.getloadavg()[0]:.2f}", flush=True)
         finally:
             srv.stop()
     print("\n| library | operation | MB/s median (min-max), or median latency | client CPU s "
-          "| server CPU s | client peak RSS MiB |")
-    print("|---|---|---|---|---|---|")
+          "| client CPU s/GiB median (min-max) | server CPU s | client peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print(f"# load average {os.getloadavg()[0]:.2f} at the end")
 
