@@ -10,6 +10,7 @@ directory (each object a plain file)."""
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import os
 import re
@@ -17,9 +18,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 from ftpraw import Ctl, recv_all
@@ -165,52 +168,74 @@ def _bytes(data: bytes):  # type: ignore[no-untyped-def]
     return io.BytesIO(data)
 
 
-def _data_socket_acked(pid: int, not_port: int) -> int:
-    """Bytes the process ``pid`` got acknowledged on its TCP connections other than the
-    one to ``not_port`` (the control port): how far its upload got, per the kernel."""
+def _data_connection(pid: int, not_port: int) -> tuple[int, int, int] | None:
+    """(bytes acknowledged, bytes queued unsent, server port) of the TCP connection of
+    process ``pid`` other than the one to ``not_port`` (the control port)."""
     out = subprocess.run(["ss", "-tinpH"], capture_output=True, text=True).stdout
-    total = 0
     lines = out.splitlines()
     for i, line in enumerate(lines):
         f = line.split()
         if f"pid={pid}," in line and len(f) > 4 and not f[4].endswith(f":{not_port}"):
             info = lines[i + 1] if i + 1 < len(lines) else ""
             m = re.search(r"bytes_acked:(\d+)", info)
-            total += int(m.group(1)) if m else 0
-    return total
+            return (int(m.group(1)) if m else 0, int(f[2]), int(f[4].rsplit(":", 1)[1]))
+    return None
 
 
-def _send_queue(pid: int, not_port: int) -> int:
-    out = subprocess.run(["ss", "-tnpH"], capture_output=True, text=True).stdout
-    return sum(int(line.split()[2]) for line in out.splitlines()
-               if f"pid={pid}," in line and not line.split()[4].endswith(f":{not_port}"))
+def _unread_by_server(server_pid: int, port: int) -> int:
+    """Bytes the server's kernel holds on its data connection (local ``port``) that the
+    server has not read yet."""
+    out = subprocess.run(["ss", "-tnpH", f"sport = :{port}"], capture_output=True,
+                         text=True).stdout
+    return sum(int(line.split()[1]) for line in out.splitlines()
+               if f"pid={server_pid}," in line)
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    """Write ``data`` into a child's stdin until it is written or the child is gone."""
+    with contextlib.suppress(OSError):
+        pipe.write(data)
+        pipe.close()
 
 
 def test_natftp_put_killed_mid_transfer_commits_nothing_and_resumes_with_put_c(
         objects: RcloneS3, tmp_path: Path) -> None:
     """kill -9 of the client mid-STOR: its data connection still delivers what it had
     queued and then ends normally, exactly like a complete upload; only the control
-    connection, already closed when the data ends, tells the difference. The object is
-    not completed (the old one stays), the whole parts are kept, and `natftp put -c`
-    sends the rest. The server is stopped for a moment so that the client holds unsent
-    data when it is killed (a real mid-transfer kill)."""
+    connection, already closed, tells the difference. The object is not completed (the
+    old one stays), the whole parts are kept, and `natftp put -c` sends the rest.
+
+    The first put reads the file from a pipe the test feeds: 26 MiB first (so the
+    transfer cannot end early), and once the server has read them (three parts filled)
+    the server is stopped, the rest fed, and the client killed with unsent data queued
+    (a real mid-transfer kill)."""
     r = serve(tmp_path, objects, "killed")
     with ftp(r) as f:
         f.storbinary("STOR big.bin", _bytes(OLD))
     big = os.urandom(48 << 20)
+    first = 3 * PART_SIZE + (2 << 20)
     local = tmp_path / "big.bin"
     local.write_bytes(big)
-    put = subprocess.Popen([sys.executable, "-m", "natftp", "put", str(local),
-                            r.url("big.bin")], stdout=subprocess.DEVNULL,
+    put = subprocess.Popen([sys.executable, "-m", "natftp", "put", "-", r.url("big.bin")],
+                           stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
+    assert put.stdin is not None
+    put.stdin.write(big[:first])
+    put.stdin.flush()
+    feeder = threading.Thread(target=_feed, args=(put.stdin, big[first:]), daemon=True)
+
+    def server_read_the_first_bytes() -> bool:
+        conn = _data_connection(put.pid, r.port)
+        return (conn is not None and conn[0] >= first
+                and _unread_by_server(r.proc.pid, conn[2]) < (1 << 20))
     stopped = False
     try:
-        # two whole parts and more reached the server: some are kept
-        wait_until(lambda: _data_socket_acked(put.pid, r.port) > 3 * PART_SIZE,
-                   "the upload to get going")
+        wait_until(server_read_the_first_bytes, "the server to read the first parts")
         r.proc.send_signal(signal.SIGSTOP)
         stopped = True
-        wait_until(lambda: _send_queue(put.pid, r.port) > 0, "unsent data on the client")
+        feeder.start()
+        wait_until(lambda: (_data_connection(put.pid, r.port) or (0, 0, 0))[1] > 0,
+                   "unsent data on the client")
     finally:
         put.send_signal(signal.SIGKILL)
         put.wait(10)

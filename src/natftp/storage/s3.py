@@ -59,7 +59,7 @@ from natftp.proto.listing import FileFacts
 from natftp.storage.local import StorageError, is_temp_name, partial_name, refuse_reserved
 
 if TYPE_CHECKING:
-    from miniopy_async import Minio
+    from miniopy_async.api import Minio
 
 #: the first part size of a multipart upload; it doubles every PART_STEP parts up to
 #: MAX_PART, so the 10,000 parts S3 allows hold ~0.5 TB while memory stays small
@@ -166,7 +166,7 @@ def credentials_provider(settings: S3Settings) -> Any:
 
 
 def make_client(settings: S3Settings) -> Minio:
-    from miniopy_async import Minio
+    from miniopy_async.api import Minio
 
     # the library's retry helper logs every request at DEBUG ("Attempt 1 out of 5"):
     # noise in `natftp serve -v`, which is for the server's own story
@@ -1004,12 +1004,13 @@ class ObjectUpload:
             return False
         self.done = True
         b = self.store.backend
-        t = self.dir_check
-        if t is not None:
-            if t.done():
-                keep = keep and not (t.cancelled() or t.exception() or t.result())
+        check = self.dir_check
+        if check is not None:
+            if check.done():
+                keep = keep and not (check.cancelled() or check.exception()
+                                     or check.result())
             else:
-                t.cancel()
+                check.cancel()
         if self.upload_id is None:
             return False  # nothing reached the service
         if self.resumed and self.number == self.first:
