@@ -10,22 +10,18 @@ directory (each object a plain file)."""
 
 from __future__ import annotations
 
-import contextlib
 import ftplib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import pytest
 from ftpraw import Ctl, recv_all
+from resumetools import RESUMERS, feed, retr, run, wait_until
 from s3tools import RcloneS3, ftp, serve
 from servertools import Running
 
@@ -36,19 +32,6 @@ NEW = os.urandom(2 * PART_SIZE + 3_000_000) + b"end"
 #: what arrives before the ABOR, and what is kept of it: the whole parts
 CUT = 2 * PART_SIZE + 1_234_567
 KEPT = 2 * PART_SIZE
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is missing: run scripts/setup-system.sh (apt-get install {name})"
-    return path
-
-
-def wait_until(cond: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def state_files(objects: RcloneS3, prefix: str) -> list[Path]:
@@ -81,51 +64,6 @@ def interrupt_stor(r: Running, vpath: str, data: bytes, upto: int, *,
         assert r426.code == 426 and ("REST+STOR or APPE" in r426.text) == kept, r426
         assert c.read().code == 226
         d.close()
-
-
-def retr(r: Running, vpath: str) -> bytes:
-    with Ctl(r.host, r.port, timeout=60) as c:
-        c.login(r.user, r.password)
-        assert c.cmd("TYPE I").code == 200
-        d = c.epsv_data()
-        assert c.cmd(f"RETR {vpath}").code in (125, 150)
-        got = recv_all(d)
-        assert c.read().code == 226
-        return got
-
-
-def run(cmd: list[str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, f"{cmd} -> {p.returncode}\n{p.stdout}\n{p.stderr}"
-    return p
-
-
-def _ftplib_resume(r: Running, local: Path, vpath: str) -> None:
-    with ftp(r) as f:
-        f.voidcmd("TYPE I")
-        n = f.size(vpath)
-        assert n == KEPT
-        with open(local, "rb") as src:
-            src.seek(n)
-            f.storbinary(f"STOR {vpath}", src, rest=n)
-
-
-def _lftp(r: Running, command: str) -> None:
-    run([tool("lftp"), "-c", f"set ftp:ssl-allow no; set net:max-retries 1; "
-         f"set net:timeout 60; open -u {r.user},'{r.password}' -p {r.port} {r.host}; "
-         f"{command}"])
-
-
-RESUMERS: dict[str, Callable[[Running, Path, str], object]] = {
-    # curl -C - asks SIZE, then sends the rest with APPE
-    "curl -C -": lambda r, local, v: run([tool("curl"), "-sS", "--max-time", "120", "-T",
-                                          str(local), "-C", "-", r.url(v)]),
-    # lftp: SIZE, REST n, STOR
-    "lftp put -c": lambda r, local, v: _lftp(r, f"put -c {local} -o {v}"),
-    "ftplib rest=": _ftplib_resume,
-    "natftp put -c": lambda r, local, v: run([sys.executable, "-m", "natftp", "put", "-c",
-                                              str(local), r.url(v)]),
-}
 
 
 @pytest.mark.parametrize("client", list(RESUMERS))
@@ -191,13 +129,6 @@ def _unread_by_server(server_pid: int, port: int) -> int:
                if f"pid={server_pid}," in line)
 
 
-def _feed(pipe: IO[bytes], data: bytes) -> None:
-    """Write ``data`` into a child's stdin until it is written or the child is gone."""
-    with contextlib.suppress(OSError):
-        pipe.write(data)
-        pipe.close()
-
-
 def test_natftp_put_killed_mid_transfer_commits_nothing_and_resumes_with_put_c(
         objects: RcloneS3, tmp_path: Path) -> None:
     """kill -9 of the client mid-STOR: its data connection still delivers what it had
@@ -222,7 +153,7 @@ def test_natftp_put_killed_mid_transfer_commits_nothing_and_resumes_with_put_c(
     assert put.stdin is not None
     put.stdin.write(big[:first])
     put.stdin.flush()
-    feeder = threading.Thread(target=_feed, args=(put.stdin, big[first:]), daemon=True)
+    feeder = threading.Thread(target=feed, args=(put.stdin, big[first:]), daemon=True)
 
     def server_read_the_first_bytes() -> bool:
         conn = _data_connection(put.pid, r.port)

@@ -5,32 +5,22 @@ continue it, and it is renamed into place when complete."""
 
 from __future__ import annotations
 
-import contextlib
-import ftplib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import pytest
 from ftpraw import Ctl, recv_all
+from resumetools import RESUMERS, feed, retr, run, wait_until
 from servertools import Running
 
 OLD = b"the good old file, which must never be seen half-replaced\n" * 100
 NEW = os.urandom(3_000_000) + b"end"
 CUT = 1_234_567
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is missing: run scripts/setup-system.sh (apt-get install {name})"
-    return path
 
 
 def part_of(root: Path, vpath: str) -> Path:
@@ -40,13 +30,6 @@ def part_of(root: Path, vpath: str) -> Path:
 
 def hidden(root: Path) -> list[str]:
     return sorted(p.name for p in root.rglob(".natftp-upload-*"))
-
-
-def wait_until(cond: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def interrupt_stor(r: Running, vpath: str, data: bytes, upto: int) -> None:
@@ -65,54 +48,6 @@ def interrupt_stor(r: Running, vpath: str, data: bytes, upto: int) -> None:
         assert r426.code == 426 and "REST+STOR or APPE" in r426.text, r426
         assert c.read().code == 226
         d.close()
-
-
-def retr(r: Running, vpath: str) -> bytes:
-    with Ctl(r.host, r.port) as c:
-        c.login(r.user, r.password)
-        assert c.cmd("TYPE I").code == 200
-        d = c.epsv_data()
-        assert c.cmd(f"RETR {vpath}").code in (125, 150)
-        got = recv_all(d)
-        assert c.read().code == 226
-        return got
-
-
-def run(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == 0, f"{cmd} -> {p.returncode}\n{p.stdout}\n{p.stderr}"
-    return p
-
-
-def _ftplib_resume(r: Running, local: Path, vpath: str) -> None:
-    ftp = ftplib.FTP()
-    ftp.connect(r.host, r.port, timeout=30)
-    ftp.login(r.user, r.password)
-    ftp.voidcmd("TYPE I")
-    n = ftp.size(vpath)
-    assert n == CUT
-    with open(local, "rb") as f:
-        f.seek(n)
-        ftp.storbinary(f"STOR {vpath}", f, rest=n)
-    ftp.quit()
-
-
-def _lftp(r: Running, command: str) -> None:
-    run([tool("lftp"), "-c", f"set ftp:ssl-allow no; set net:max-retries 1; open -u "
-         f"{r.user},'{r.password}' -p {r.port} {r.host}; {command}"])
-
-
-RESUMERS: dict[str, Callable[[Running, Path, str], object]] = {
-    # curl -C - asks SIZE, then sends the rest with APPE
-    "curl": lambda r, local, v: run([tool("curl"), "-sS", "--max-time", "60", "-T",
-                                     str(local), "-C", "-", r.url(v)]),
-    # lftp: SIZE, REST n, STOR
-    "lftp put -c": lambda r, local, v: _lftp(r, f"put -c {local} -o {v}"),
-    "lftp reput": lambda r, local, v: _lftp(r, f"reput {local} -o {v}"),
-    "ftplib rest=": _ftplib_resume,
-    "natftp put -c": lambda r, local, v: run([sys.executable, "-m", "natftp", "put", "-c",
-                                              str(local), r.url(v)]),
-}
 
 
 @pytest.mark.parametrize("client", list(RESUMERS))
@@ -154,13 +89,6 @@ def _send_queue(pid: int, not_port: int) -> int:
     return total
 
 
-def _feed(pipe: IO[bytes], data: bytes) -> None:
-    """Write ``data`` into a child's stdin until it is written or the child is gone."""
-    with contextlib.suppress(OSError):
-        pipe.write(data)
-        pipe.close()
-
-
 def test_natftp_put_killed_mid_transfer_resumes_with_put_c(
         natftp_server: Callable[..., Running], tmp_path: Path) -> None:
     """The issue's case: kill `natftp put big.bin URL/big2.bin` mid-transfer, then
@@ -181,7 +109,7 @@ def test_natftp_put_killed_mid_transfer_resumes_with_put_c(
     put.stdin.write(big[:8 << 20])
     put.stdin.flush()
     # the rest goes into the pipe from a thread: it blocks once the server is stopped
-    feeder = threading.Thread(target=_feed, args=(put.stdin, big[8 << 20:]), daemon=True)
+    feeder = threading.Thread(target=feed, args=(put.stdin, big[8 << 20:]), daemon=True)
     part = part_of(r.root, "big2.bin")
     stopped = False
     try:
