@@ -104,6 +104,8 @@ def test_append_rest_store_and_mfmt_are_refused_naming_object_storage(
         f.delete("lines.txt")
         with pytest.raises(ftplib.error_perm, match="550 .*cannot be set"):
             f.sendcmd("MFMT 20200101000000 f.txt")
+        with pytest.raises(ftplib.error_perm, match="550 .*keeps no permission bits"):
+            f.sendcmd("SITE CHMOD 600 f.txt")
         with pytest.raises(ftplib.error_perm, match="550 .*no such file"):
             f.delete("missing.txt")
         with pytest.raises(ftplib.error_perm, match="550 .*not empty"):

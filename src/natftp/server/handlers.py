@@ -1144,6 +1144,13 @@ def site_chmod(s: Session, arg: str) -> Result:
         s.refuse(550, f"SITE CHMOD {mode_s} refused: only the permission bits (000-777) can "
                       "be set here; setuid, setgid and sticky bits cannot.")
         return None
+    if isinstance(s.storage, S3Storage):
+        q = vpath(s, "SITE CHMOD", name)
+        if q is not None:
+            s.refuse(550, f"SITE CHMOD refused: {q}: object storage keeps no permission "
+                          "bits (what a user may do is set by natftp's permissions and the "
+                          "server's S3 key).")
+        return None
     p = _path_op(s, "SITE CHMOD", name, lambda st, path: st.chmod(path, mode))
     if p is not None:
         s.event("SITE CHMOD %03o %s", mode, p)
