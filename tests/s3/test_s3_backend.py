@@ -303,3 +303,19 @@ def test_reserved_names_are_refused_and_unlisted(rclone_s3: RcloneS3) -> None:
                 await st.open_write(p)
             assert e.value.code == 553
     run(go, rclone_s3, home="")
+
+
+def test_storage_is_a_restart_key_shown_without_its_secret() -> None:
+    """A reload cannot swap the bucket under running sessions: [storage] is refused by
+    name, and the refusal (which prints both settings) shows no secret key."""
+    from natftp.server.config import from_dict, needs_restart
+
+    def cfg(bucket: str) -> object:
+        return from_dict({"storage": {"backend": "s3", "s3": {
+            "bucket": bucket, "access_key_id": "AKIDEXAMPLE",
+            "secret_access_key": "very-secret-key"}}})
+    old, new = cfg("bucket-one"), cfg("bucket-two")
+    (line,) = needs_restart(old, new)  # type: ignore[arg-type]
+    assert line.startswith("storage: ") and "bucket-one" in line and "bucket-two" in line
+    assert "very-secret-key" not in line and "AKIDEXAMPLE" not in line
+    assert needs_restart(old, cfg("bucket-one")) == []  # type: ignore[arg-type]

@@ -1290,6 +1290,8 @@ RESTART_KEYS: tuple[tuple[str, Any], ...] = (
     ("nat.port_mapping", lambda c: (c.nat.zeroconf.port_mapping,
                                     c.nat.zeroconf.mapping_protocols,
                                     c.nat.zeroconf.mapping_lease)),
+    # the bucket's client and the users' homes in it are made at start
+    ("storage", lambda c: c.storage),
 )
 
 

@@ -95,9 +95,10 @@ class S3StorageError(StorageError):
         super().__init__(text, code)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class S3Settings:
-    """Where the objects are and how to reach them (``[storage]`` in docs/server.md)."""
+    """Where the objects are and how to reach them (``[storage]`` in docs/server.md).
+    Its repr shows no credentials (a reload's refusal prints the setting)."""
 
     bucket: str
     prefix: str = ""
@@ -114,6 +115,10 @@ class S3Settings:
         """``s3://bucket/prefix at endpoint`` (no credentials)."""
         where = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         return f"{where} at {self.endpoint or 'AWS S3'}"
+
+    def __repr__(self) -> str:
+        keys = "keys in [storage]" if self.access_key_id else "keys from the environment"
+        return f"{self.describe()} ({keys})"
 
 
 def parse_url(url: str) -> tuple[str, str]:
