@@ -664,7 +664,7 @@ def haproxy(t: Target, passive: tuple[int, int], work: Path) -> Iterator[Any]:
     conf = work / "haproxy.cfg"
     conf.write_text(f"""global
     nbthread 1
-    maxconn 20000
+    maxconn 4000
 defaults
     mode tcp
     timeout connect 10s
