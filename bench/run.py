@@ -574,17 +574,24 @@ class Bench:
         hf = shutil.which("hyperfine")
         if hf is None:
             raise RuntimeError("hyperfine not found: `make system` installs it (Debian)")
-        natftp = str(Path(PY).parent / "natftp")
+        exe = str(Path(PY).parent / "natftp")
+        # as installed: bytecode compiled (pip does it; PYTHONDONTWRITEBYTECODE, set in
+        # some sandboxes, would make every run compile natftp's sources again)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        import natftp
+
+        subprocess.run([PY, "-m", "compileall", "-q", str(Path(natftp.__file__).parent)],
+                       env=env, check=True, capture_output=True, timeout=300)
         with self.server("natftp", clear=True) as t:
             url = f"ftp://{t.user}:{t.password.replace(' ', '%20')}@{t.host}:{t.port}/"
-            cmds = {"natftp ls": f"{natftp} ls {url}", "natftp --help": f"{natftp} --help",
-                    "natftp --version": f"{natftp} --version",
+            cmds = {"natftp ls": f"{exe} ls {url}", "natftp --help": f"{exe} --help",
+                    "natftp --version": f"{exe} --version",
                     "curl (listing)": f"curl -s -o /dev/null {url}"}
             out = self.work / "hyperfine.json"
             r = subprocess.run([hf, "-N", "--warmup", "3", "--runs", str(self.a.startup_runs),
                                 "--export-json", str(out),
                                 *[x for name, c in cmds.items() for x in ("-n", name, c)]],
-                               capture_output=True, text=True, timeout=600)
+                               capture_output=True, text=True, timeout=600, env=env)
             if r.returncode != 0:
                 raise RuntimeError(f"hyperfine failed: {r.stderr[-2000:]}")
         for res in json.loads(out.read_text())["results"]:
