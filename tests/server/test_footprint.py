@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from servertools import Running
+
+from natftp.client import BlockingClient
 
 HEAVY_DISCOVERY = ("aiohttp", "async_upnp_client")
 
@@ -38,3 +44,24 @@ def test_a_discovery_loads_the_http_client_when_it_runs() -> None:
             "except Exception:\n"
             "    pass\n")
     assert "aiohttp" in loaded_after(code)
+
+
+def test_a_running_server_holds_neither_the_command_line_stack_nor_its_password(
+        natftp_server: Callable[..., Running]) -> None:
+    """`natftp serve` builds its configuration with typer (click, rich, pydantic) and
+    then becomes `python -m natftp.server.run` in the same process (exec): the PID
+    stays, the server answers, and none of typer's stack or the HTTP client is mapped.
+    Its command line no longer shows `--user NAME:PASSWORD` either."""
+    r = natftp_server()
+    pid = r.proc.pid
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert b"natftp.server.run" in cmdline, cmdline
+    assert not any(r.password.encode() in arg for arg in cmdline), cmdline
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    for lib in ("pydantic_core", "aiohttp", "yarl", "multidict"):
+        assert f"/{lib}/" not in maps, lib
+    with BlockingClient(f"ftp://{r.user}:{r.password.replace(' ', '%20')}@127.0.0.1:"
+                        f"{r.port}/") as c:
+        assert c.list("") == []
+    assert r.stop() == 0
+    assert "natftp: stopped" in r.log
