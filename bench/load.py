@@ -46,6 +46,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from natftp.tls import ReuseContext  # asyncio's start_tls has no session=; see there
+
 BUF = bytearray(1 << 20)
 VIEW = memoryview(BUF)
 EPSV_PORT = re.compile(rb"\(\|\|\|(\d+)\|\)")
@@ -70,30 +72,9 @@ def take_reply(buf: bytes) -> tuple[int, bytes, bytes] | None:
         pos = nxt + 1
 
 
-def client_context() -> ssl.SSLContext:
-    """TLS 1.3 only, no certificate check (the run's own self-signed certificate)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
-    return ctx
-
-
-class ReuseContext(ssl.SSLContext):
-    """A client context whose new TLS objects resume ``reuse_session`` (asyncio's
-    start_tls has no ``session=``; it calls ``wrap_bio``, uvloop too)."""
-
-    reuse_session: ssl.SSLSession | None = None
-
-    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
-                 server_side: bool = False, server_hostname: str | bytes | None = None,
-                 session: ssl.SSLSession | None = None) -> ssl.SSLObject:
-        return super().wrap_bio(incoming, outgoing, server_side=server_side,
-                                server_hostname=server_hostname,
-                                session=session or self.reuse_session)
-
-
-def reuse_context() -> ReuseContext:
+def client_context() -> ReuseContext:
+    """TLS 1.3 only, no certificate check (the run's own self-signed certificate); its
+    ``reuse_session``, when set, is offered by every connection it makes."""
     ctx = ReuseContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -453,7 +434,7 @@ def small(a: dict[str, Any]) -> None:
     gate = asyncio.Semaphore(8)
 
     async def session(start: asyncio.Event, stop_at: list[float]) -> None:
-        tls = reuse_context() if a.get("tls") else None
+        tls = client_context() if a.get("tls") else None
         try:
             async with gate:
                 ctl = await login(loop, a, 60, tls)
