@@ -27,19 +27,7 @@ from natftp.nat.discovery.mapping import (
     PortResult,
     State,
 )
-
-
-def import_clients() -> None:
-    """Import the UPnP and HTTP clients (async-upnp-client, aiohttp) that a search, a
-    mapping or a metadata query loads on first use: a server that will ask calls this
-    before its rounds start, so that the ~0.2 s of import does not fall inside one."""
-    import aiohttp  # noqa: F401
-    import async_upnp_client.aiohttp  # noqa: F401
-    import async_upnp_client.client_factory  # noqa: F401
-    import async_upnp_client.exceptions  # noqa: F401
-    import async_upnp_client.profiles.igd  # noqa: F401
-    import async_upnp_client.search  # noqa: F401
-
+from natftp.nat.discovery.upnp import import_clients
 
 __all__ = [
     "ALL_SOURCES", "DEFAULT_LEASE", "DEFAULT_PROTOCOLS", "DEFAULT_RECHECK_INTERVAL",
