@@ -16,6 +16,16 @@ Modes
   file in a loop for a fixed time; reports each transfer's latency.
 - ``idle``: open and log in many sessions (ramped or burst), print READY, wait for the
   word ``probe`` on stdin, time NOOPs on random open sessions, report, close.
+- ``storm``: the FTPS login storm: connections that each do AUTH TLS (a full handshake,
+  no session offered) and QUIT over TLS, for a fixed time; reports how many completed.
+  No USER/PASS: what is measured is the handshake, not each server's password hash
+  (vsftpd's PAM login alone costs ~30 ms of its core here).
+
+With ``"tls": true`` every FTP mode speaks FTPS as bench/servers.py's ``TLS`` sets the
+servers up: AUTH TLS before USER, PBSZ 0 + PROT P, TLS 1.3 only, no certificate check
+(the benchmark's own self-signed one), and every data connection resumes the control
+connection's TLS session (vsftpd and ProFTPD require it). A data connection's handshake
+starts after the 150, as ftplib's does (vsftpd starts TLS on it only then).
 
 Receiving never keeps data: one preallocated buffer per process. Loops are bounded in
 time (``duration``, timeouts) and count (``sessions``).
@@ -30,10 +40,13 @@ import random
 import re
 import resource
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from natftp.tls import ReuseContext  # asyncio's start_tls has no session=; see there
 
 BUF = bytearray(1 << 20)
 VIEW = memoryview(BUF)
@@ -57,6 +70,16 @@ def take_reply(buf: bytes) -> tuple[int, bytes, bytes] | None:
         if buf[pos:pos + 3] == code and buf[pos + 3:pos + 4] == b" ":
             return int(code), buf[:nxt + 1], buf[nxt + 1:]
         pos = nxt + 1
+
+
+def client_context() -> ReuseContext:
+    """TLS 1.3 only, no certificate check (the run's own self-signed certificate); its
+    ``reuse_session``, when set, is offered by every connection it makes."""
+    ctx = ReuseContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
 
 
 def emit(obj: dict[str, Any]) -> None:
@@ -103,6 +126,23 @@ def send_file(sock: socket.socket, path: str) -> int:
                 break
             offset += n
     return offset
+
+
+def send_file_tls(sock: ssl.SSLSocket, path: str) -> int:
+    """The whole file over a TLS socket: read into the reused buffer, encrypt, send (no
+    sendfile through TLS without kTLS)."""
+    sock.setblocking(True)
+    fd = os.open(path, os.O_RDONLY)
+    sent = 0
+    try:
+        while True:
+            n = os.preadv(fd, [BUF], sent)
+            if not n:
+                return sent
+            sock.sendall(VIEW[:n])
+            sent += n
+    finally:
+        os.close(fd)
 
 
 def recv_to_file(sock: socket.socket, path: str) -> int:
@@ -163,14 +203,20 @@ def raw_client(a: dict[str, Any], send: bool) -> None:
 # --- FTP, blocking (single stream) ------------------------------------------------------
 
 class Ctl:
-    """A blocking control connection."""
+    """A blocking control connection; FTPS (AUTH TLS, then PROT P at login) if ``tls``."""
 
-    def __init__(self, host: str, port: int, timeout: float = 60) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int, timeout: float = 60,
+                 tls: bool = False) -> None:
+        self.sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.host = host
+        self.tls = client_context() if tls else None
+        self.reused: bool | None = None  # PROT P: the last data connection resumed
         self.expect(220)
+        if self.tls is not None:
+            self.expect(234, line="AUTH TLS")
+            self.sock = self.tls.wrap_socket(self.sock)
 
     def read(self) -> tuple[int, bytes]:
         while True:
@@ -199,6 +245,9 @@ class Ctl:
             self.expect(230, line=f"PASS {password}")
         elif code != 230:
             raise RuntimeError(f"USER: {text!r}")
+        if self.tls is not None:
+            self.expect(200, line="PBSZ 0")
+            self.expect(200, line="PROT P")
         self.expect(200, line="TYPE I")
 
     def epsv(self) -> socket.socket:
@@ -207,25 +256,43 @@ class Ctl:
         assert m is not None, text
         return socket.create_connection((self.host, int(m.group(1))), timeout=60)
 
+    def secure(self, data: socket.socket) -> socket.socket:
+        """PROT P: TLS on a data connection (after the 150), offering the control
+        connection's session (whether the server resumed it is in ``reused``: Pure-FTPd
+        does not, and does not ask for it); the clear socket as it is otherwise."""
+        if self.tls is None:
+            return data
+        assert isinstance(self.sock, ssl.SSLSocket)
+        tls = self.tls.wrap_socket(data, session=self.sock.session)
+        self.reused = tls.session_reused
+        return tls
+
 
 def ftp_transfer(a: dict[str, Any], upload: bool) -> None:
-    c = Ctl(a["host"], a["port"])
+    c = Ctl(a["host"], a["port"], tls=bool(a.get("tls")))
     c.login(a["user"], a["password"])
     data = c.epsv()
     t0 = time.perf_counter()
     if upload:
         c.expect(150, 125, line=f"STOR {a['name']}")
-        n = send_file(data, a["file"])
+        data = c.secure(data)
+        if isinstance(data, ssl.SSLSocket):
+            n = send_file_tls(data, a["file"])
+            data = data.unwrap()  # close_notify: the end of the upload
+        else:
+            n = send_file(data, a["file"])
         data.close()
     else:
         c.expect(150, 125, line=f"RETR {a['name']}")
+        data = c.secure(data)
         n = recv_all(data)
         data.close()
     c.expect(226, 250)
     secs = time.perf_counter() - t0
+    version = c.sock.version() if isinstance(c.sock, ssl.SSLSocket) else None
     c.cmd("QUIT")
     c.sock.close()
-    emit({"bytes": n, "seconds": secs})
+    emit({"bytes": n, "seconds": secs, "tls": version, "reused": c.reused})
 
 
 # --- FTP, asyncio (many sessions) -------------------------------------------------------
@@ -306,18 +373,39 @@ class Sink(asyncio.BufferedProtocol):
             self.done.set_result(self.got)
 
 
+async def start_tls(loop: asyncio.AbstractEventLoop, ctl: Control,
+                    ctx: ssl.SSLContext) -> None:
+    """AUTH TLS on a control connection: the handshake, then the same protocol on top."""
+    code, text = await ctl.cmd(b"AUTH TLS\r\n")
+    if code != 234:
+        raise RuntimeError(f"AUTH TLS: {text!r}")
+    assert ctl.transport is not None
+    tr = await loop.start_tls(ctl.transport, ctl, ctx)
+    assert tr is not None
+    ctl.transport = tr  # type: ignore[assignment]
+
+
 async def login(loop: asyncio.AbstractEventLoop, a: dict[str, Any],
-                timeout: float) -> Control:
+                timeout: float, tls: ssl.SSLContext | None = None) -> Control:
+    """Connect and log in; with ``tls`` (a client context), AUTH TLS first and PBSZ 0 +
+    PROT P after."""
     async def go() -> Control:
         _, ctl = await loop.create_connection(Control, a["host"], a["port"])
         code, text = await ctl.reply()
         if code != 220:
             raise RuntimeError(f"banner {text!r}")
+        if tls is not None:
+            await start_tls(loop, ctl, tls)
         code, text = await ctl.cmd(f"USER {a['user']}\r\n".encode())
         if code == 331:
             code, text = await ctl.cmd(f"PASS {a['password']}\r\n".encode())
         if code != 230:
             raise RuntimeError(f"login: {text!r}")
+        if tls is not None:
+            for line in (b"PBSZ 0\r\n", b"PROT P\r\n"):
+                code, text = await ctl.cmd(line)
+                if code != 200:
+                    raise RuntimeError(f"{line.strip().decode()}: {text!r}")
         return ctl
 
     return await asyncio.wait_for(go(), timeout)
@@ -346,10 +434,14 @@ def small(a: dict[str, Any]) -> None:
     gate = asyncio.Semaphore(8)
 
     async def session(start: asyncio.Event, stop_at: list[float]) -> None:
+        tls = client_context() if a.get("tls") else None
         try:
             async with gate:
-                ctl = await login(loop, a, 60)
+                ctl = await login(loop, a, 60, tls)
                 code, text = await ctl.cmd(b"TYPE I\r\n")
+                if tls is not None:  # data connections resume the control session
+                    assert ctl.transport is not None
+                    tls.reuse_session = ctl.transport.get_extra_info("ssl_object").session
         except Exception as e:  # noqa: BLE001 - counted and reported
             errors.append(f"login: {e!r}"[:200])
             return
@@ -365,10 +457,12 @@ def small(a: dict[str, Any]) -> None:
                     raise RuntimeError(f"EPSV: {text!r}")
                 m = EPSV_PORT.search(text)
                 assert m is not None
-                _, sink = await loop.create_connection(Sink, a["host"], int(m.group(1)))
+                dtr, sink = await loop.create_connection(Sink, a["host"], int(m.group(1)))
                 code, text = await ctl.cmd(retr)
                 if code not in (125, 150):
                     raise RuntimeError(f"RETR: {text!r}")
+                if tls is not None:
+                    await loop.start_tls(dtr, sink, tls)
                 code, text = await ctl.reply()
                 got = await sink.done
                 if code != 226 or got != size:
@@ -414,6 +508,8 @@ def idle(a: dict[str, Any]) -> None:
     ramp = a["start"] == "ramped"
     timeout = float(a.get("login_timeout", 30))
 
+    tls = client_context() if a.get("tls") else None
+
     async def main() -> None:
         sem = asyncio.Semaphore(int(a.get("ramp_concurrency", 16)) if ramp else n)
         errors: list[str] = []
@@ -427,7 +523,7 @@ def idle(a: dict[str, Any]) -> None:
                     skipped[0] += 1
                     return
                 try:
-                    ctls.append(await login(loop, a, timeout))
+                    ctls.append(await login(loop, a, timeout, tls))
                 except Exception as e:  # noqa: BLE001 - counted and reported
                     errors.append((type(e).__name__ + ": " + str(e))[:160])
 
@@ -470,6 +566,56 @@ def idle(a: dict[str, Any]) -> None:
     loop.close()
 
 
+def storm(a: dict[str, Any]) -> None:
+    """``concurrency`` loops, each: connect, 220, AUTH TLS (a full handshake: no session
+    is offered), QUIT and its 221 over TLS, close; for ``duration`` seconds."""
+    loop = new_loop()
+    asyncio.set_event_loop(loop)
+    ctx = client_context()
+    done: list[float] = []
+    errors: list[str] = []
+    versions: set[str] = set()
+
+    async def handshake() -> Control:
+        _, ctl = await loop.create_connection(Control, a["host"], a["port"])
+        code, text = await ctl.reply()
+        if code != 220:
+            raise RuntimeError(f"banner {text!r}")
+        await start_tls(loop, ctl, ctx)
+        return ctl
+
+    async def one(stop_at: float) -> None:
+        perf = time.perf_counter
+        while perf() < stop_at:
+            t0 = perf()
+            try:
+                ctl = await asyncio.wait_for(handshake(), 30)
+                assert ctl.transport is not None
+                versions.add(ctl.transport.get_extra_info("ssl_object").version())
+                code, text = await asyncio.wait_for(ctl.cmd(b"QUIT\r\n"), 30)
+                ctl.transport.close()
+                if code != 221:
+                    raise RuntimeError(f"QUIT: {text!r}")
+            except Exception as e:  # noqa: BLE001 - counted and reported
+                errors.append(repr(e)[:200])
+                await asyncio.sleep(0.05)
+                continue
+            done.append(perf() - t0)
+
+    async def main() -> dict[str, Any]:
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        stop_at = t0 + float(a["duration"])
+        await asyncio.wait([loop.create_task(one(stop_at))
+                            for _ in range(int(a["concurrency"]))],
+                           timeout=float(a["duration"]) + 60)
+        return {"logins": len(done), "seconds": time.perf_counter() - t0,
+                "errors": len(errors), "error_samples": errors[:3], "latencies": done,
+                "cpu": cpu_seconds() - c0, "tls": sorted(versions)}
+
+    emit(loop.run_until_complete(main()))
+    loop.close()
+
+
 MODES: dict[str, Callable[[dict[str, Any]], None]] = {
     "raw-serve": raw_serve,
     "raw-recv": lambda a: raw_client(a, send=False),
@@ -478,6 +624,7 @@ MODES: dict[str, Callable[[dict[str, Any]], None]] = {
     "stor": lambda a: ftp_transfer(a, upload=True),
     "small": small,
     "idle": idle,
+    "storm": storm,
 }
 
 if __name__ == "__main__":

@@ -39,11 +39,17 @@ LOAD = HERE / "load.py"
 SMALLLOAD_SRC = HERE / "smallload.c"
 PY = sys.executable
 SERVER_CORE, LOAD_CORE = 0, 1
-BENCHES = ("ceiling", "retr", "stor", "small", "sessions", "gateway", "ops")
+BENCHES = ("ceiling", "retr", "stor", "small", "sessions", "gateway", "ops", "footprint",
+           "startup", "storm")
 #: --bench ops: natftp's small-file figure with each operations feature (issue 20) on
 OPS_VARIANTS = ("plain", "metrics", "xferlog", "both")
 #: seconds between two scrapes of /metrics while the "metrics" variants run
 SCRAPE_EVERY = 1.0
+#: --tls runs these by default (the clear benchmarks' FTPS twins and the login storm)
+TLS_BENCHES = ("retr", "stor", "small", "sessions", "storm")
+#: the default set (--bench not given): the first round's table, plus footprint and startup
+DEFAULT_BENCHES = ("ceiling", "retr", "stor", "small", "sessions", "gateway", "footprint",
+                   "startup")
 T0 = time.monotonic()
 
 
@@ -238,14 +244,18 @@ class Bench:
         self.results: dict[str, dict[str, Any]] = {}
         self.passive = passive_range(a.passive_count)
         self.smallload: Path | None = None  # built by main() for --small-load c
+        self.tls: servers.TLS | None = None  # --tls: made by main(), one for every server
 
     def put(self, server: str, key: str, value: Any) -> None:
         self.results.setdefault(server, {})[key] = value
 
     @contextlib.contextmanager
-    def server(self, kind: str, natftp_args: list[str] | None = None) -> Iterator[Target]:
+    def server(self, kind: str, natftp_args: list[str] | None = None,
+               clear: bool = False) -> Iterator[Target]:
+        """``kind`` on the server core; FTPS under --tls unless ``clear``."""
         with on_server_core():
-            cm = servers.start(kind, self.root, self.passive, natftp_args)
+            cm = servers.start(kind, self.root, self.passive, natftp_args,
+                               None if clear else self.tls)
             t = cm.__enter__()
         try:
             yield t
@@ -286,16 +296,22 @@ class Bench:
                 f"{median(runs):.0f} MB/s [{fr(runs)}]  load {loadavg()}")
 
     # 2. single stream
-    def stream(self, t: Target, upload: bool) -> None:
+    def stream(self, t: Target, upload: bool, column: str | None = None) -> None:
         key = "stor" if upload else "retr"
+        column = column or t.kind
         runs = []
+        cpus = []
         name = f"up-{t.kind}.bin"
         for i in range(self.a.runs + 1):  # the first is a warm-up, not counted
             args = {**t.args(), "name": name if upload else "big.bin", "file": str(self.big)}
             os.sync()
+            c0 = cpu(t.pid)
             r = worker(key, args, 600)
+            c1 = cpu(t.pid)
             if r["bytes"] != self.size:
                 raise RuntimeError(f"{t.kind} {key}: {r['bytes']} bytes, not {self.size}")
+            if t.tls and r.get("tls") != "TLSv1.3":
+                raise RuntimeError(f"{t.kind} {key}: negotiated {r.get('tls')}, not TLS 1.3")
             if upload:
                 got = (self.root / name).stat().st_size
                 (self.root / name).unlink()
@@ -303,14 +319,18 @@ class Bench:
                     raise RuntimeError(f"{t.kind} STOR stored {got} bytes, not {self.size}")
             if i:
                 runs.append(r["bytes"] / r["seconds"] / 1e6)
-        self.put(t.kind, f"{key}_mbs", {"median": median(runs), "runs": runs})
-        say(f"{t.kind} {key.upper()} {self.size >> 20} MiB: {median(runs):.0f} MB/s "
-            f"[{fr(runs)}]  load {loadavg()}")
+                cpus.append((c1 - c0) / (r["bytes"] / 2**30))
+        self.put(column, f"{key}_mbs", {"median": median(runs), "runs": runs,
+                                         "cpu_s_per_gib": median(cpus), "cpu_runs": cpus,
+                                         "tls_session_reused": r.get("reused")})
+        say(f"{column}{' (FTPS)' if t.tls else ''} {key.upper()} {self.size >> 20} MiB: "
+            f"{median(runs):.0f} MB/s [{fr(runs)}], server cpu {median(cpus):.2f} s/GiB  "
+            f"load {loadavg()}")
 
     # 3. small files
     def small_cmd(self, t: Target, sessions: int) -> list[str]:
         """One small-file load process: bench/smallload.c (``c``) or load.py's small mode."""
-        if self.a.small_load == "c":
+        if self.a.small_load == "c" and not t.tls:
             assert self.smallload is not None
             return [str(self.smallload), t.host, str(t.port), t.user, t.password,
                     "small.bin", "4096", str(sessions), str(self.a.duration)]
@@ -330,7 +350,7 @@ class Bench:
             for p in ps:
                 o, _ = p.communicate(timeout=self.a.duration + 120)
                 if p.returncode != 0 or not o.strip():
-                    raise RuntimeError(f"small-file load ({self.a.small_load}) "
+                    raise RuntimeError(f"small-file load ({self.small_load_name(t)}) "
                                        f"failed with status {p.returncode}")
                 outs.append(json.loads(o.strip().splitlines()[-1]))
         finally:
@@ -346,13 +366,19 @@ class Bench:
                 "server_cpu": server_cpu,
                 "load_cpu": sum(o["cpu"] for o in outs) / secs}
 
+    def small_load_name(self, t: Target) -> str:
+        """The generator that ran: smallload.c speaks no TLS, FTPS runs load.py's."""
+        return "c" if self.a.small_load == "c" and not t.tls else "python"
+
     def small(self, t: Target) -> None:
         for n in self.a.small_sessions:
             procs = min(self.a.procs, n)
             runs = [self.small_run(t, n) for _ in range(self.a.runs)]
             best = sorted(runs, key=lambda r: r["tps"])[len(runs) // 2]
             self.put(t.kind, f"small{n}", {
-                "load": self.a.small_load,
+                "load": self.small_load_name(t),
+                "us_per_transfer": median([r["server_cpu"] / r["tps"] * 1e6
+                                           for r in runs if r["tps"]]),
                 "tps": median([r["tps"] for r in runs]),
                 "p50_ms": median([r["p50_ms"] for r in runs]),
                 "p99_ms": median([r["p99_ms"] for r in runs]),
@@ -361,7 +387,8 @@ class Bench:
                 "runs": runs})
             r = self.results[t.kind][f"small{n}"]
             say(f"{t.kind} small files x{n} sessions ({procs} procs, "
-                f"{'C' if self.a.small_load == 'c' else 'Python'} load): {r['tps']:.0f}/s "
+                f"{'C' if r['load'] == 'c' else 'Python'} load): {r['tps']:.0f}/s "
+                f"({r['us_per_transfer'] or 0:.0f} µs of server core each) "
                 f"p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms, errors {r['errors']} "
                 f"{best['error_samples'][:1]}, server cpu {best['server_cpu']:.2f}, "
                 f"load cpu {best['load_cpu']:.2f}  load {loadavg()}")
@@ -401,8 +428,8 @@ class Bench:
                     self._sessions(t, n, start)
 
     def _sessions(self, t: Target, n: int, start: str) -> None:
-        # one login first: lazily loaded code and the first session's caches are not
-        # counted as "per session"
+        # one login (and a transfer) first: lazily loaded code and the first session's
+        # caches are not counted as "per session"
         worker("retr", {**t.args(), "name": "small.bin", "file": ""}, 60)
         time.sleep(0.5)
         rss0, pss0, np0 = memory(t.pid)
@@ -459,19 +486,21 @@ class Bench:
             f"{'-' if p99 is None else f'{p99:.1f} ms'} ({res['noop_failed']} failed, "
             f"{res['still_open']} still open)  load {loadavg()}")
 
-    # 5. gateway
+    # 5. gateway: natftp's relay and HAProxy's in the same place
     def gateway(self) -> None:
+        """1 GiB RETR and STOR from natftp directly, through ``natftp gateway`` (splice;
+        and --no-zero-copy) and through HAProxy (``mode tcp``, splice both ways), each
+        relay on the server's core (the target's configuration) or, for
+        ``gateway_load_core``, on the load's. Relay CPU per GiB is the relay process's
+        user+system time over the transfer."""
         import gwrun
 
-        with self.server("natftp") as t:
-            # gateway, gateway_copy: on the server's core (the target's configuration: one
-            # core of server plus gateway); gateway_load_core: the splice gateway on the
-            # load's core instead (a gateway on a box of its own, roughly, but it shares
-            # that core with the receiving client)
+        with self.server("natftp", clear=True) as t:
             paths: list[tuple[str, Callable[[], contextlib.AbstractContextManager[Any]],
                               bool]] = [
                 ("direct", lambda: contextlib.nullcontext(None), True),
                 ("gateway", lambda: gwrun.gateway((t.host, t.port)), True),
+                ("haproxy", lambda: haproxy(t, self.passive, self.work), True),
                 ("gateway_copy", lambda: gwrun.gateway((t.host, t.port),
                                                        args=["--no-zero-copy"]), True),
                 ("gateway_load_core", lambda: gwrun.gateway((t.host, t.port)), False),
@@ -482,18 +511,200 @@ class Bench:
                     gw = ctx.__enter__()
                 try:
                     host, port = (t.host, t.port) if gw is None else (gw.host, gw.port)
-                    runs = []
-                    for _ in range(self.a.runs):
-                        r = worker("retr", {**t.args(), "host": host, "port": port,
-                                            "name": "big.bin", "file": ""}, 600)
-                        if r["bytes"] != self.size:
-                            raise RuntimeError(f"{name}: {r['bytes']} bytes")
-                        runs.append(r["bytes"] / r["seconds"] / 1e6)
+                    relay = None if gw is None else gw.proc.pid
+                    for key in ("retr", "stor"):
+                        if key not in self.a.gateway_ops:
+                            continue
+                        self._relayed(t, name, key, host, port, relay)
                 finally:
                     ctx.__exit__(None, None, None)
-                self.put("gateway", f"{name}_mbs", {"median": median(runs), "runs": runs})
-                say(f"natftp RETR {name}: {median(runs):.0f} MB/s "
-                    f"[{fr(runs)}]  load {loadavg()}")
+
+    def _relayed(self, t: Target, name: str, key: str, host: str, port: int,
+                 relay: int | None) -> None:
+        runs, relay_cpu, server_cpu = [], [], []
+        for i in range(self.a.runs + (key == "stor")):  # STOR: a warm-up first
+            upname = f"up-gw-{name}.bin"
+            args = {**t.args(), "host": host, "port": port,
+                    "name": upname if key == "stor" else "big.bin",
+                    "file": str(self.big) if key == "stor" else ""}
+            os.sync()
+            r0 = cpu(relay) if relay else 0.0
+            s0 = cpu(t.pid)
+            r = worker(key, args, 600)
+            r1 = cpu(relay) if relay else 0.0
+            s1 = cpu(t.pid)
+            if key == "stor":
+                (self.root / upname).unlink(missing_ok=True)
+                if i == 0:
+                    continue
+            if r["bytes"] != self.size:
+                raise RuntimeError(f"{name} {key}: {r['bytes']} bytes")
+            gib = r["bytes"] / 2**30
+            runs.append(r["bytes"] / r["seconds"] / 1e6)
+            relay_cpu.append((r1 - r0) / gib)
+            server_cpu.append((s1 - s0) / gib)
+        self.put("gateway", f"{name}_{key}_mbs", {
+            "median": median(runs), "runs": runs,
+            "relay_cpu_s_per_gib": median(relay_cpu) if relay else None,
+            "server_cpu_s_per_gib": median(server_cpu)})
+        if key == "retr":  # the first round's key, kept for old JSON readers
+            self.put("gateway", f"{name}_mbs", {"median": median(runs), "runs": runs})
+        rc = f", relay cpu {median(relay_cpu):.2f} s/GiB" if relay else ""
+        say(f"natftp {key.upper()} {name}: {median(runs):.0f} MB/s [{fr(runs)}]{rc}, "
+            f"server cpu {median(server_cpu):.2f} s/GiB  load {loadavg()}")
+
+    # 6. footprint: the server idle, before its first client and after one login
+    def footprint(self, kind: str) -> None:
+        with self.server(kind) as t:
+            time.sleep(1.0)
+            rss0, pss0, n0 = memory(t.pid)
+            worker("retr", {**t.args(), "name": "small.bin", "file": ""}, 60)
+            time.sleep(0.5)
+            rss1, pss1, n1 = memory(t.pid)
+        res = {"pss_start_mib": pss0 / 2**20, "rss_start_mib": rss0 / 2**20,
+               "pss_after_login_mib": pss1 / 2**20, "rss_after_login_mib": rss1 / 2**20,
+               "processes": [n0, n1]}
+        self.put(kind, "footprint", res)
+        say(f"{kind}{' (FTPS)' if t.tls else ''} idle: PSS {res['pss_start_mib']:.1f} MiB "
+            f"(RSS {res['rss_start_mib']:.1f}, {n0} processes) before the first client, "
+            f"PSS {res['pss_after_login_mib']:.1f} MiB after one session  load {loadavg()}")
+
+    # 7. CLI start-up: hyperfine on the load core against natftp on the server core
+    def startup(self) -> None:
+        hf = shutil.which("hyperfine")
+        if hf is None:
+            raise RuntimeError("hyperfine not found: `make system` installs it (Debian)")
+        exe = str(Path(PY).parent / "natftp")
+        # as installed: bytecode compiled (pip does it; PYTHONDONTWRITEBYTECODE, set in
+        # some sandboxes, would make every run compile natftp's sources again)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        import natftp
+
+        subprocess.run([PY, "-m", "compileall", "-q", str(Path(natftp.__file__).parent)],
+                       env=env, check=True, capture_output=True, timeout=300)
+        with self.server("natftp", clear=True) as t:
+            url = f"ftp://{t.user}:{t.password.replace(' ', '%20')}@{t.host}:{t.port}/"
+            cmds = {"natftp ls": f"{exe} ls {url}", "natftp --help": f"{exe} --help",
+                    "natftp --version": f"{exe} --version",
+                    "curl (listing)": f"curl -s -o /dev/null {url}"}
+            out = self.work / "hyperfine.json"
+            r = subprocess.run([hf, "-N", "--warmup", "3", "--runs", str(self.a.startup_runs),
+                                "--export-json", str(out),
+                                *[x for name, c in cmds.items() for x in ("-n", name, c)]],
+                               capture_output=True, text=True, timeout=600, env=env)
+            if r.returncode != 0:
+                raise RuntimeError(f"hyperfine failed: {r.stderr[-2000:]}")
+        for res in json.loads(out.read_text())["results"]:
+            name = res["command"]
+            self.put("startup", name, {"mean_s": res["mean"], "stddev_s": res["stddev"],
+                                       "median_s": res["median"], "min_s": res["min"],
+                                       "user_s": res["user"], "system_s": res["system"]})
+            say(f"start-up {name}: {res['mean'] * 1e3:.1f} ms ± {res['stddev'] * 1e3:.1f} "
+                f"(median {res['median'] * 1e3:.1f}, min {res['min'] * 1e3:.1f}, user "
+                f"{res['user'] * 1e3:.1f}, system {res['system'] * 1e3:.1f})  "
+                f"load {loadavg()}")
+
+    # 8. FTPS login storm: full TLS handshakes (AUTH TLS, QUIT) per second of server core
+    def storm(self, t: Target) -> None:
+        if not t.tls:
+            return
+        procs = self.a.procs
+        runs = []
+        for _ in range(self.a.runs):
+            args = {**t.args(), "duration": self.a.duration,
+                    "concurrency": self.a.storm_concurrency}
+            c0, w0 = cpu(t.pid), time.monotonic()
+            ps = [subprocess.Popen([PY, str(LOAD), "storm", json.dumps(args)],
+                                   stdout=subprocess.PIPE, text=True) for _ in range(procs)]
+            outs = []
+            try:
+                for p in ps:
+                    o, _ = p.communicate(timeout=self.a.duration + 120)
+                    if p.returncode != 0 or not o.strip():
+                        raise RuntimeError(f"storm load failed with status {p.returncode}")
+                    outs.append(json.loads(o.strip().splitlines()[-1]))
+            finally:
+                reap(ps)
+            secs = time.monotonic() - w0
+            server_cpu = cpu(t.pid) - c0
+            logins = sum(o["logins"] for o in outs)
+            versions = sorted({v for o in outs for v in o["tls"]})
+            if versions != ["TLSv1.3"] and logins:
+                raise RuntimeError(f"{t.kind} storm: negotiated {versions}, not TLS 1.3")
+            lat = [x for o in outs for x in o["latencies"]]
+            runs.append({"logins_s": logins / max(o["seconds"] for o in outs),
+                         "per_cpu_s": logins / server_cpu if server_cpu else None,
+                         "server_cpu": server_cpu / secs,
+                         "load_cpu": sum(o["cpu"] for o in outs) / secs,
+                         "p50_ms": (pct(lat, .5) or 0) * 1e3,
+                         "p99_ms": (pct(lat, .99) or 0) * 1e3,
+                         "errors": sum(o["errors"] for o in outs),
+                         "error_samples": [e for o in outs for e in o["error_samples"]][:3]})
+        best = sorted(runs, key=lambda r: r["logins_s"])[len(runs) // 2]
+        self.put(t.kind, "storm", {**best, "runs": runs,
+                                   "logins_s": median([r["logins_s"] for r in runs]),
+                                   "per_cpu_s": median([r["per_cpu_s"] for r in runs
+                                                        if r["per_cpu_s"]])})
+        r = self.results[t.kind]["storm"]
+        say(f"{t.kind} FTPS login storm ({procs} procs x {self.a.storm_concurrency}): "
+            f"{r['logins_s']:.0f} handshakes/s, {r['per_cpu_s'] or 0:.0f} per second of server "
+            f"core; p50/p99 {best['p50_ms']:.1f}/{best['p99_ms']:.1f} ms, errors "
+            f"{best['errors']} {best['error_samples'][:1]}, cpu srv/load "
+            f"{best['server_cpu']:.2f}/{best['load_cpu']:.2f}  load {loadavg()}")
+
+
+@contextlib.contextmanager
+def haproxy(t: Target, passive: tuple[int, int], work: Path) -> Iterator[Any]:
+    """HAProxy (Debian) in front of ``t`` as the gateway stands in front of it: ``mode
+    tcp``, one thread, splice both ways (``option splice-request``/``splice-response``),
+    control port and the server's whole passive range forwarded port for port. It binds
+    127.0.0.2 (the server holds the passive ports on 127.0.0.1); EPSV's 229 names only a
+    port, so the client dials the same address for data. The process runs where the
+    caller's affinity says (the server core)."""
+    from types import SimpleNamespace
+
+    exe = shutil.which("haproxy")
+    if exe is None:
+        raise RuntimeError("haproxy not found: `make system` installs it (Debian)")
+    host = "127.0.0.2"
+    port = servers.peers.free_port(host)
+    conf = work / "haproxy.cfg"
+    conf.write_text(f"""global
+    nbthread 1
+    maxconn 4000
+defaults
+    mode tcp
+    timeout connect 10s
+    timeout client 600s
+    timeout server 600s
+    option splice-request
+    option splice-response
+listen ftp
+    bind {host}:{port}
+    server s {t.host}:{t.port}
+listen data
+    bind {host}:{passive[0]}-{passive[1]}
+    server s {t.host}
+""")
+    log = open(work / "haproxy.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([exe, "-db", "-f", str(conf)], stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        end = time.monotonic() + 10
+        while True:
+            try:
+                servers.peers.read_banner(host, port)
+                break
+            except OSError as e:
+                if proc.poll() is not None or time.monotonic() > end:
+                    raise RuntimeError(f"haproxy did not start: "
+                                       f"{(work / 'haproxy.log').read_text()[-2000:]}") from e
+                time.sleep(0.05)
+        yield SimpleNamespace(host=host, port=port, proc=proc)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        log.close()
 
 
 @contextlib.contextmanager
@@ -527,9 +738,10 @@ def scraping(port: int | None) -> Iterator[list[int]]:
 # --- the table ----------------------------------------------------------------------
 
 def table(res: dict[str, dict[str, Any]], kinds: list[str], a: argparse.Namespace) -> str:
-    cols = [k for k in kinds if k in res]
-    if (res.get("gateway") or res.get("natftp_ops")) and "natftp" not in cols:
-        cols.insert(0, "natftp")  # the gateway rows are natftp's (--bench gateway alone)
+    cols = [k for k in ["natftp-clear", *kinds] if k in res]
+    if (res.get("gateway") or res.get("startup") or res.get("natftp_ops")) and (
+            "natftp" not in cols):
+        cols.insert(0, "natftp")  # the gateway, start-up and ops rows are natftp's
     ceil = res.get("ceiling", {})
     nat = res.get("natftp", {})
     rows: list[list[str]] = []
@@ -554,12 +766,18 @@ def table(res: dict[str, dict[str, Any]], kinds: list[str], a: argparse.Namespac
                     [ratio(val(k, key), c) for k in cols])
         rows.append(["  x natftp", "-"] + [ratio(val(k, key), val("natftp", key))
                                            for k in cols])
+        rows.append(["  x natftp in the clear", "-"] + [
+            ratio(val(k, key), val("natftp-clear", key)) for k in cols])
+        rows.append(["  server cpu s/GiB", "-"] +
+                    [fmt(val(k, key, "cpu_s_per_gib"), "{:.2f}") for k in cols])
     for n in a.small_sessions:
         key = f"small{n}"
         rows.append([f"small x{n} transfers/s", "-"] +
                     [fmt(val(k, key, "tps")) for k in cols])
         rows.append(["  x natftp", "-"] + [ratio(val(k, key, "tps"),
                                                  val("natftp", key, "tps")) for k in cols])
+        rows.append(["  µs of server core each", "-"] +
+                    [fmt(val(k, key, "us_per_transfer")) for k in cols])
         rows.append(["  p50 / p99 ms", "-"] + [
             "-" if val(k, key, "tps") is None else
             f"{val(k, key, 'p50_ms'):.1f}/{val(k, key, 'p99_ms'):.1f}" for k in cols])
@@ -583,6 +801,25 @@ def table(res: dict[str, dict[str, Any]], kinds: list[str], a: argparse.Namespac
                 "-" if val(k, key, "open") is None else
                 f"{val(k, key, 'open'):.0f}/{val(k, key, 'failed'):.0f}/"
                 f"{val(k, key, 'skipped'):.0f}" for k in cols])
+    rows.append(["TLS handshakes/s of server core", "-"] +
+                [fmt(val(k, "storm", "per_cpu_s")) for k in cols])
+    rows.append(["  x natftp", "-"] + [ratio(val(k, "storm", "per_cpu_s"),
+                                             val("natftp", "storm", "per_cpu_s"))
+                                       for k in cols])
+    rows.append(["  handshakes/s; cpu srv/load", "-"] + [
+        "-" if val(k, "storm", "logins_s") is None else
+        f"{val(k, 'storm', 'logins_s'):.0f}; {val(k, 'storm', 'server_cpu'):.2f}/"
+        f"{val(k, 'storm', 'load_cpu'):.2f}" for k in cols])
+    rows.append(["  p50 / p99 ms; errors", "-"] + [
+        "-" if val(k, "storm", "logins_s") is None else
+        f"{val(k, 'storm', 'p50_ms'):.0f}/{val(k, 'storm', 'p99_ms'):.0f}; "
+        f"{val(k, 'storm', 'errors'):.0f}" for k in cols])
+    rows.append(["idle server PSS MiB", "-"] +
+                [fmt(val(k, "footprint", "pss_start_mib"), "{:.1f}") for k in cols])
+    rows.append(["  RSS MiB", "-"] +
+                [fmt(val(k, "footprint", "rss_start_mib"), "{:.1f}") for k in cols])
+    rows.append(["  PSS after one session", "-"] +
+                [fmt(val(k, "footprint", "pss_after_login_mib"), "{:.1f}") for k in cols])
     ops = res.get("natftp_ops", {})
     if ops:
         n = a.small_sessions[0]
@@ -593,11 +830,30 @@ def table(res: dict[str, dict[str, Any]], kinds: list[str], a: argparse.Namespac
                         ["" for _ in cols[1:]])
     g = res.get("gateway", {})
     if g:
-        d = g.get("direct_mbs", {}).get("median")
-        for name in ("direct", "gateway", "gateway_copy", "gateway_load_core"):
-            v = g.get(f"{name}_mbs", {}).get("median")
-            rows.append([f"natftp RETR {name} MB/s", "-", f"{fmt(v)} ({ratio(v, d)})"] +
-                        ["" for _ in cols[1:]])
+        for key in ("retr", "stor"):
+            d = g.get(f"direct_{key}_mbs", {}).get("median")
+            h = g.get(f"haproxy_{key}_mbs", {})
+            for name in ("direct", "gateway", "haproxy", "gateway_copy",
+                         "gateway_load_core"):
+                v = g.get(f"{name}_{key}_mbs")
+                if not v:
+                    continue
+                cell = f"{fmt(v['median'])} ({ratio(v['median'], d)} direct"
+                if name != "haproxy" and h.get("median") and name != "direct":
+                    cell += f", {ratio(v['median'], h['median'])} haproxy"
+                cell += ")"
+                rc = v.get("relay_cpu_s_per_gib")
+                if rc is not None:
+                    cell += f"; relay {rc:.2f} s/GiB"
+                    if name != "haproxy" and h.get("relay_cpu_s_per_gib"):
+                        cell += f" ({ratio(rc, h['relay_cpu_s_per_gib'])} haproxy)"
+                rows.append([f"natftp {key.upper()} {name} MB/s", "-", cell] +
+                            ["" for _ in cols[1:]])
+    st = res.get("startup", {})
+    for name, v in st.items():
+        rows.append([f"start-up {name} ms", "-",
+                     f"{v['mean_s'] * 1e3:.1f} ± {v['stddev_s'] * 1e3:.1f}"] +
+                    ["" for _ in cols[1:]])
     del nat, ceil
     # a block whose every cell is "-" (a benchmark not run) is left out
     kept: list[list[str]] = []
@@ -605,7 +861,9 @@ def table(res: dict[str, dict[str, Any]], kinds: list[str], a: argparse.Namespac
     for r in rows + [["END"]]:
         if not r[0].startswith("  ") and block:
             if any(c not in ("-", "", "-/-") for row in block for c in row[1:]):
-                kept += block
+                # and within a block, a sub-row that is all "-" too
+                kept += [row for i, row in enumerate(block)
+                         if i == 0 or any(c not in ("-", "") for c in row[1:])]
             block = []
         block.append(r)
     rows = kept
@@ -622,10 +880,21 @@ def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="small sizes and durations, for development (not for reporting)")
-    ap.add_argument("--servers", default=",".join(servers.KINDS),
-                    help=f"comma-separated, of: {', '.join(servers.KINDS)}")
-    ap.add_argument("--bench", default=",".join(BENCHES),
-                    help=f"comma-separated, of: {', '.join(BENCHES)}")
+    ap.add_argument("--tls", action="store_true",
+                    help="FTPS (AUTH TLS, PROT P, TLS 1.3, one certificate): servers "
+                         f"{', '.join(servers.TLS_KINDS)}, benchmarks "
+                         f"{', '.join(TLS_BENCHES)}, and natftp's clear RETR/STOR beside")
+    ap.add_argument("--servers", help=f"comma-separated, of: {', '.join(servers.KINDS)} "
+                                      "(default: all; --tls: those that speak FTPS)")
+    ap.add_argument("--bench", help=f"comma-separated, of: {', '.join(BENCHES)} (default: "
+                                    f"{', '.join(DEFAULT_BENCHES)}; --tls: "
+                                    f"{', '.join(TLS_BENCHES)})")
+    ap.add_argument("--gateway-ops", default="retr,stor",
+                    help="what --bench gateway transfers through each relay")
+    ap.add_argument("--startup-runs", type=int, default=30,
+                    help="hyperfine runs per start-up command")
+    ap.add_argument("--storm-concurrency", type=int, default=8,
+                    help="TLS logins in flight per load process (storm)")
     ap.add_argument("--runs", type=int, help="runs per figure (median); default 3, quick 1")
     ap.add_argument("--size-mib", type=int, help="RETR/STOR size; default 1024, quick 256")
     ap.add_argument("--duration", type=float, help="small-file seconds; default 8, quick 2")
@@ -651,11 +920,24 @@ def parse() -> argparse.Namespace:
     a.small_sessions = [int(x) for x in (a.small_sessions or "50,200").split(",")]
     a.idle_sessions = [int(x) for x in
                        (a.idle_sessions or ("200,1000" if q else "1000,10000")).split(",")]
-    a.servers = [s for s in a.servers.split(",") if s]
-    a.bench = [b for b in a.bench.split(",") if b]
+    a.servers = [s for s in (a.servers or ",".join(
+        servers.TLS_KINDS if a.tls else servers.KINDS)).split(",") if s]
+    a.bench = [b for b in (a.bench or ",".join(
+        TLS_BENCHES if a.tls else DEFAULT_BENCHES)).split(",") if b]
+    a.gateway_ops = [x for x in a.gateway_ops.split(",") if x]
     for s in a.servers:
         if s not in servers.KINDS:
             ap.error(f"unknown server {s!r}")
+        if a.tls and s not in servers.TLS_KINDS:
+            ap.error(f"--tls: {s} is not benchmarked with FTPS (one of "
+                     f"{', '.join(servers.TLS_KINDS)})")
+    if a.tls:
+        for b in a.bench:
+            if b not in (*TLS_BENCHES, "footprint"):
+                ap.error(f"--tls: benchmark {b!r} has no FTPS version (one of "
+                         f"{', '.join(TLS_BENCHES)})")
+    elif "storm" in a.bench:
+        ap.error("the storm benchmark is FTPS logins: give --tls")
     for b in a.bench:
         if b not in BENCHES:
             ap.error(f"unknown benchmark {b!r}")
@@ -683,12 +965,13 @@ def main() -> int:
             "load_before": loadavg(), "options": {k: v for k, v in vars(a).items()
                                                   if k != "json"}}
     say(f"natftp bench: {info['machine']}, load {info['load_before']}, "
-        f"{'QUICK ' if a.quick else ''}servers {a.servers}, benchmarks {a.bench}")
+        f"{'QUICK ' if a.quick else ''}{'FTPS ' if a.tls else ''}servers {a.servers}, "
+        f"benchmarks {a.bench}")
     work = Path(tempfile.mkdtemp(prefix="natftp-bench-", dir="/var/tmp"))
     os.chmod(work, 0o755)
     b = Bench(a, work)
     try:
-        if ("small" in a.bench or "ops" in a.bench) and a.small_load == "c":
+        if ("small" in a.bench or "ops" in a.bench) and a.small_load == "c" and not a.tls:
             b.smallload = build_smallload(work)
             say(f"built {b.smallload} from {SMALLLOAD_SRC.relative_to(HERE.parent)}")
         b.root.mkdir()
@@ -701,20 +984,31 @@ def main() -> int:
         os.chmod(b.root / "small.bin", 0o644)
         if "ceiling" in a.bench:
             b.ceiling()
+        if a.tls and "natftp" in a.servers and {"retr", "stor"} & set(a.bench):
+            # the reference of "FTPS RETR >= 0.8x natftp's own clear RETR", same run
+            with b.server("natftp", clear=True) as t:
+                for upload in (False, True):
+                    if ("stor" if upload else "retr") in a.bench:
+                        b.stream(t, upload=upload, column="natftp-clear")
         for kind in a.servers:
-            want = [x for x in ("retr", "stor", "small") if x in a.bench]
+            want = [x for x in ("retr", "stor", "small", "storm") if x in a.bench]
             try:
                 if want:
                     with b.server(kind) as t:
-                        say(f"{kind} up on {t.host}:{t.port} (pid {t.pid})")
+                        say(f"{kind} up on {t.host}:{t.port} (pid {t.pid})"
+                            f"{', FTPS' if t.tls else ''}")
                         if "retr" in want:
                             b.stream(t, upload=False)
                         if "stor" in want:
                             b.stream(t, upload=True)
                         if "small" in want:
                             b.small(t)
+                        if "storm" in want:
+                            b.storm(t)
                 if "sessions" in a.bench:
                     b.sessions(kind)
+                if "footprint" in a.bench:
+                    b.footprint(kind)
             except Exception as e:  # noqa: BLE001 - one server failing is reported
                 say(f"{kind}: FAILED: {e}")
                 b.put(kind, "failed", str(e)[-1000:])
@@ -722,6 +1016,8 @@ def main() -> int:
             b.gateway()
         if "ops" in a.bench:
             b.ops()
+        if "startup" in a.bench:
+            b.startup()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     info["load_after"] = loadavg()
@@ -729,7 +1025,8 @@ def main() -> int:
     info["results"] = b.results
     text = table(b.results, a.servers, a)
     print(f"\nnatftp bench {info['date']} ({info['machine']['cpu']}, "
-          f"{info['machine']['kernel']}); load average before {info['load_before']}, "
+          f"{info['machine']['kernel']}){'; FTPS' if a.tls else ''}; load average before "
+          f"{info['load_before']}, "
           f"after {info['load_after']}; {info['seconds']} s; medians of {a.runs} run(s)"
           f"{'; QUICK run' if a.quick else ''}\n{text}")
     out = a.json or HERE / "results" / f"bench-{started:%Y%m%d-%H%M%S}.json"

@@ -38,9 +38,12 @@ PACKAGES=(
     # operations (issue 20): the status page in headless Chromium, the fail2ban filter
     # with fail2ban-regex, the systemd unit with systemd-analyze verify
     chromium fail2ban systemd
+    # bench/run.py --bench startup times `natftp ls` and `natftp --help` with hyperfine
+    hyperfine
 )
 # Unpacked, not installed: name of the Debian package -> directory under $PEERS_DIR
-UNPACKED=(proftpd-core pure-ftpd)
+# (proftpd-mod-crypto: ProFTPD's mod_tls, for bench/run.py --tls)
+UNPACKED=(proftpd-core pure-ftpd proftpd-mod-crypto)
 
 log() { printf 'setup-system: %s\n' "$*" >&2; }
 die() { printf 'setup-system: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -170,7 +173,8 @@ quick_check() {
     [[ -f $STAMP ]] || return 1
     for p in /usr/sbin/vsftpd /usr/bin/lftp /usr/bin/curl /usr/sbin/nft /usr/sbin/conntrack \
         "$PEERS_DIR/proftpd-core/usr/sbin/proftpd" "$PEERS_DIR/pure-ftpd/usr/sbin/pure-ftpd" \
-        "$PEERS_DIR/pure-ftpd/usr/bin/pure-pw"; do
+        "$PEERS_DIR/pure-ftpd/usr/bin/pure-pw" \
+        "$PEERS_DIR/proftpd-mod-crypto/usr/lib/proftpd/mod_tls.so"; do
         [[ -x $p ]] || return 1
     done
     [[ -z $(missing_packages "${PACKAGES[@]}") ]] || return 1

@@ -228,6 +228,52 @@ def test_require_session_reuse_passes_reusing_clients_and_refuses_ftplib(
     assert r.log.count("refused 522") == 1, r.log
 
 
+class _OfferingFTP(ftplib.FTP_TLS):
+    """ftplib that offers a chosen TLS session on its data connections."""
+
+    offer: ssl.SSLSession | None = None
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None
+                     ) -> tuple[socket.socket, int | None]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        tls = self.context.wrap_socket(conn, server_hostname=self.host, session=self.offer)
+        return tls, size
+
+
+def test_a_data_connection_resumes_only_its_own_control_sessions_tls_session(
+        natftp_server: Callable[..., Running], tmp_path: Path) -> None:
+    """Session contexts borrow one loaded certificate (issue 22) but keep their own
+    tickets: a data connection that offers the TLS session of another control
+    connection (another client's, or an attacker's own) does not resume, and with
+    tls.require_session_reuse is refused; its own session resumes. TLS 1.3 and 1.2."""
+    r = tls_srv(natftp_server, tmp_path, "--tls-require-session-reuse")
+    (r.root / "f.txt").write_bytes(b"mine\n")
+    for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+        ctx = ssl.create_default_context(cafile=str(cafile(r, tmp_path)))
+        ctx.maximum_version = version
+        sessions = []
+        for _ in range(2):
+            f = _OfferingFTP(context=ctx, timeout=15)
+            f.connect("127.0.0.1", r.port)
+            f.login(r.user, r.password)
+            f.prot_p()
+            sessions.append(f)
+        a, b = sessions
+        assert isinstance(a.sock, ssl.SSLSocket) and isinstance(b.sock, ssl.SSLSocket)
+        assert a.sock.version() == {ssl.TLSVersion.TLSv1_3: "TLSv1.3"}.get(version,
+                                                                         "TLSv1.2")
+        b.offer = a.sock.session
+        with pytest.raises(ftplib.error_perm) as ei:
+            b.retrbinary("RETR f.txt", lambda d: None)
+        assert str(ei.value).startswith("522"), ei.value
+        b.offer = b.sock.session
+        got: list[bytes] = []
+        b.retrbinary("RETR f.txt", got.append)
+        assert b"".join(got) == b"mine\n"
+        for f in (a, b):
+            f.quit()
+
+
 # -- policy: tls.required, PROT, FEAT/HELP -----------------------------------------------
 
 def test_tls_required_data_refuses_plain_login_prot_c_and_clear_transfers(

@@ -13,9 +13,9 @@ address checked, then active mode); see ``docs/client.md``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from natftp.client._async import Client
-from natftp.client._sync import BlockingClient, SyncClient
-from natftp.client.mirror import Action, MirrorError, MirrorResult
 from natftp.ftpio.errors import (
     Attempt,
     CertificateError,
@@ -34,6 +34,25 @@ from natftp.ftpio.errors import (
     TransientError,
 )
 from natftp.proto.listparse import Entry
+
+if TYPE_CHECKING:
+    from natftp.client._sync import BlockingClient, SyncClient
+    from natftp.client.mirror import Action, MirrorError, MirrorResult
+
+#: imported on first use: `natftp ls` in a script loop needs neither the blocking twin
+#: (threads) nor the mirror
+_LAZY = {"BlockingClient": "_sync", "SyncClient": "_sync", "Action": "mirror",
+         "MirrorError": "mirror", "MirrorResult": "mirror"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"natftp.client.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Action", "Attempt", "BlockingClient", "CertificateError", "Client",

@@ -6,12 +6,13 @@ doctor); this module only reads the user's netrc file.
 
 from __future__ import annotations
 
-import netrc
 import os
 
 
 def netrc_credentials(host: str, path: str | None = None) -> tuple[str, str] | None:
     """(login, password) for ``host`` from ~/.netrc (or ``$NETRC``), if there is an entry."""
+    import netrc  # only when a URL has no password
+
     file = path or os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
     if not os.path.exists(file):
         return None

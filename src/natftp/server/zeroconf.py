@@ -32,6 +32,7 @@ from natftp.nat.discovery import (
     PortResult,
     State,
     auto_masquerade,
+    import_clients,
     rechecker,
 )
 from natftp.nat.discovery.mapping import ranges
@@ -91,6 +92,10 @@ class ZeroConf:
         """Start discovery and mapping in the background; returns at once."""
         c = self.config
         self.forward_ports = ports_to_forward(self.server.config, control_ports)
+        if c.discover or c.port_mapping:
+            # the UPnP and HTTP clients load here, before the rounds start, not inside
+            # a round's time budget (~0.2 s with the loop blocked)
+            import_clients()
         if c.discover:
             stun = (", ".join(c.stun_servers) if c.stun_servers
                     else "none configured (nat.stun_servers)")

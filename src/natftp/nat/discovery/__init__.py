@@ -27,9 +27,10 @@ from natftp.nat.discovery.mapping import (
     PortResult,
     State,
 )
+from natftp.nat.discovery.upnp import import_clients
 
 __all__ = [
     "ALL_SOURCES", "DEFAULT_LEASE", "DEFAULT_PROTOCOLS", "DEFAULT_RECHECK_INTERVAL",
     "DEFAULT_TIMEOUT", "MANUAL_HINT", "DiscoveryConfig", "DiscoveryResult", "PortMapper",
-    "PortResult", "State", "auto_masquerade", "discover", "rechecker",
+    "PortResult", "State", "auto_masquerade", "discover", "import_clients", "rechecker",
 ]

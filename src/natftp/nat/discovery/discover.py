@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from natftp.nat.discovery import metadata, natpmp, pcp, stun
 from natftp.nat.discovery.gateway import default_gateway, local_address_toward
 from natftp.nat.discovery.mapping import ranges
-from natftp.nat.discovery.upnp import UpnpGateway, describe_upnp_error
+from natftp.nat.discovery.upnp import UpnpGateway, describe_upnp_error, import_clients
 from natftp.nat.policy import AdvertisePolicy, Discovered
 from natftp.proto.addr import AddrClass, IPAddress, classify, is_public
 
@@ -291,6 +291,8 @@ async def discover(config: DiscoveryConfig | None = None, *,
     so a caller can use it at once.
     """
     config = config or DiscoveryConfig()
+    if {"upnp", "metadata"} & set(config.sources):
+        import_clients()  # before the clock starts
     loop = asyncio.get_running_loop()
     started = loop.time()
     order = list(dict.fromkeys(config.sources))

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from natftp.nat.discovery import natpmp, pcp
 from natftp.nat.discovery.gateway import default_gateway, local_address_toward
-from natftp.nat.discovery.upnp import UpnpGateway, describe_upnp_error
+from natftp.nat.discovery.upnp import UpnpGateway, describe_upnp_error, import_clients
 
 log = logging.getLogger("natftp.nat")
 
@@ -355,6 +355,7 @@ class PortMapper:
     def start(self) -> asyncio.Task[None]:
         """Start mapping in the background; returns at once."""
         if self._task is None:
+            import_clients()  # not inside the first pass's time
             self._task = asyncio.create_task(self._run(), name="natftp-port-mapper")
         return self._task
 
