@@ -49,6 +49,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "s3"))
 sys.path.insert(0, str(HERE.parent / "tests" / "server"))
+sys.path.insert(0, str(HERE.parent / "tests"))  # servertools uses peers
 
 import s3tools  # noqa: E402
 from ftpraw import Ctl  # noqa: E402

@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import peers
 import pytest
 
 PYTHON = sys.executable
@@ -199,6 +198,8 @@ def free_port_range(n: int, host: str = "127.0.0.1") -> tuple[int, int]:
     rule, below the ephemeral range, where the TIME_WAIT sockets of the suite's own
     client connections cannot take them (searching inside the ephemeral range after a
     test that made thousands of connections found no 4 free in a row)."""
+    import peers  # tests/ (on the path under pytest; bench/ adds it)
+
     return peers.free_port_range(host, count=n)
 
 
