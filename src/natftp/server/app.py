@@ -222,6 +222,7 @@ class Server:
 
                 self.status = StatusServer(self)
                 self.bound_status = await self.status.start(cfg.status.listen)
+            self.zeroconf.load_clients()
             if cfg.run_as is not None:
                 try:
                     done = privs.drop(cfg.run_as,

@@ -203,6 +203,12 @@ async def _run(cfg: ServerConfig, source: _Source) -> int:
             log.error("SIGHUP: configuration not reloaded, the running one stays: %s", e)
             notifier.ready(f"reload refused: {e}"[:200])
             return
+        except Exception as e:  # a bug must not end the reload task in silence
+            server.reloads[1] += 1
+            log.exception("SIGHUP: configuration not reloaded, the running one stays: "
+                          "unexpected %s: %s", type(e).__name__, e)
+            notifier.ready(f"reload failed: {type(e).__name__}: {e}"[:200])
+            return
         server.reloads[0] += 1
         server.reloaded_at = time.time()
         log.info("SIGHUP: configuration reloaded (%s)",

@@ -88,14 +88,19 @@ class ZeroConf:
         lease ends), for a status page; empty without ``--open-router``."""
         return self.mapper.snapshot() if self.mapper is not None else []
 
+    def load_clients(self) -> None:
+        """Import the UPnP and HTTP clients if this configuration will ask a router or
+        the cloud: the server calls this before it drops privileges (the dropped user may
+        not be able to read the Python installation), and so before the rounds start,
+        not inside a round's time budget (~0.2 s with the loop blocked)."""
+        if self.config.discover or self.config.port_mapping:
+            import_clients()
+
     def start(self, control_ports: list[int]) -> None:
         """Start discovery and mapping in the background; returns at once."""
         c = self.config
         self.forward_ports = ports_to_forward(self.server.config, control_ports)
-        if c.discover or c.port_mapping:
-            # the UPnP and HTTP clients load here, before the rounds start, not inside
-            # a round's time budget (~0.2 s with the loop blocked)
-            import_clients()
+        self.load_clients()  # loaded already when the server started: a no-op then
         if c.discover:
             stun = (", ".join(c.stun_servers) if c.stun_servers
                     else "none configured (nat.stun_servers)")
