@@ -11,9 +11,12 @@ import ftplib
 import io
 import os
 import pwd
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -138,3 +141,34 @@ def test_a_run_as_user_who_cannot_read_root_is_refused(tmp_path: Path) -> None:
                        timeout=60)
     assert p.returncode == 2, p
     assert f"that user cannot read {tmp_path}" in p.stderr, p.stderr
+
+
+def test_masquerade_auto_under_run_as_discovers_after_the_drop(shared_root: Path) -> None:
+    # natftp serve execs a fresh interpreter, and the UPnP/HTTP clients load on first use:
+    # they must be loaded before the drop, since the dropped user may not be able to read
+    # the Python installation (this machine's is under /root, mode 0700). The server runs
+    # in a network namespace of its own with only lo, so the discovery round it starts
+    # finds no router and nothing leaves the namespace.
+    script = (f"ip link set lo up && exec {sys.executable} -m natftp serve {shared_root} "
+              f"--listen 127.0.0.1:2121 --run-as {USER} --masquerade auto")
+    p = subprocess.Popen(["unshare", "-n", "sh", "-c", script], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(p.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("no source told the public address" in x for x in lines):
+            assert p.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        rc = p.wait(timeout=60)
+        reader.join(timeout=10)
+    log = "".join(lines)
+    assert "privileges dropped: running as natftptest" in log, log
+    # every source was asked (metadata through aiohttp, UPnP through async-upnp-client)
+    assert "metadata: aws:" in log and "upnp:" in log, log
+    assert "Traceback" not in log and "ModuleNotFoundError" not in log, log
+    assert rc == 0 and "natftp: stopped" in log, log
