@@ -1002,7 +1002,11 @@ class Session(asyncio.Protocol):
                     # data is then no proof that the file is complete
                     raise OSError(errno.ECONNABORTED, "the control connection closed "
                                   "before the upload ended")
-                done = upload.commit()
+                if isinstance(upload, Upload) and progress.bytes >= COMMIT_IN_THREAD:
+                    await _commit_in_thread(upload)
+                    done = None
+                else:
+                    done = upload.commit()
                 if done is not None:  # object storage: the multipart upload completes
                     try:
                         await done
@@ -1145,3 +1149,23 @@ class Session(asyncio.Protocol):
         if e.__class__.__name__ == "Escape":
             self.server.stats.refused("path_escape")
         self.refuse(e.code, f"{verb} refused: {e}.", level=level)
+
+
+#: an upload at least this large is committed in a worker thread: renaming a new file over
+#: an existing one makes ext4 (auto_da_alloc, its default) allocate and start writing the
+#: new file's delayed blocks inside rename(), ~0.3 s per 512 MiB measured here, which on
+#: the loop would stall every other session; a small upload's rename costs less than the
+#: thread hop
+COMMIT_IN_THREAD = 4 << 20
+
+
+async def _commit_in_thread(upload: Upload) -> None:
+    """``upload.commit()`` off the event loop. A cancellation (ABOR, server stop) while it
+    runs waits for it to end, so that nothing discards an upload being renamed into place,
+    then goes on as a cancellation."""
+    fut = asyncio.get_running_loop().run_in_executor(None, upload.commit)
+    try:
+        await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        await asyncio.wait([fut])
+        raise
