@@ -970,6 +970,12 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="natftp-bench-", dir="/var/tmp"))
     os.chmod(work, 0o755)
     b = Bench(a, work)
+    if a.tls:  # one certificate for every server (EC P-256: ProFTPD's TLSECCertificateFile)
+        from natftp.tls import self_signed
+
+        cert, key = self_signed(work, ("localhost", "127.0.0.1"), stem="bench",
+                                common_name="natftp bench", days=2)
+        b.tls = servers.TLS(cert, key)
     try:
         if ("small" in a.bench or "ops" in a.bench) and a.small_load == "c" and not a.tls:
             b.smallload = build_smallload(work)
