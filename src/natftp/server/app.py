@@ -19,7 +19,7 @@ import os
 import socket
 import ssl
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,7 @@ from natftp.storage import local
 from natftp.storage.s3 import S3Backend, S3StorageError
 
 if TYPE_CHECKING:
+    from natftp.server.handlers import Result
     from natftp.server.status import StatusServer
 
 log = logging.getLogger("natftp.server")
@@ -163,6 +164,14 @@ class Server:
         #: the bucket when [storage] backend = "s3" (one client, shared by the sessions)
         self.objects: S3Backend | None = (
             S3Backend(config.storage.s3) if config.storage.s3 is not None else None)
+        #: the handlers that replace the table's for a session in the bucket, by command
+        #: name (natftp.server.objstore): loaded by a server with a bucket only, and here,
+        #: before start() drops privileges
+        self.object_handlers: Mapping[str, Callable[[Session, str], Result]] = {}
+        if self.objects is not None:
+            from natftp.server.objstore import HANDLERS
+
+            self.object_handlers = HANDLERS
         #: set by start(); sessions exist only after it
         self.loop: asyncio.AbstractEventLoop
 

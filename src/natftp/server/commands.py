@@ -14,16 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from natftp.proto.listing import mlst_feat
+from natftp.proto.replies import Reply, feat_reply
 from natftp.server import handlers as h
-from natftp.server.session import Session
+from natftp.server.handlers import Result
+
+if TYPE_CHECKING:
+    from natftp.server.session import Session
 
 
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
     name: str
-    handler: Callable[[Session, str], h.Result]
+    handler: Callable[[Session, str], Result]
     help: str
     login: bool = True
     #: what the required argument is (for the 501 reply), or None when optional/none
@@ -39,6 +44,68 @@ class CommandSpec:
     rfc: str = ""
     #: what natftp does where the specification leaves a choice (docs/conformance.md)
     note: str = ""
+
+
+# -- the commands that answer from the table: FEAT, HELP, SITE and SITE HELP -------
+
+def feat(s: Session, arg: str) -> Result:
+    s.send_reply(feat_reply(features(s.mlst_facts, s.server.caps)))
+    return None
+
+
+def help_(s: Session, arg: str) -> Result:
+    if arg.strip():
+        spec = TABLE.get(arg.strip().upper())
+        if spec is None:
+            s.refuse(501, f"HELP: unknown command {arg.strip()!r}.")
+        else:
+            s.reply(214, f"Syntax: {spec.name} {spec.syntax}".rstrip() + f" -- {spec.help}")
+        return None
+    names = sorted(n for n, row in TABLE.items() if row.needs is None or
+                   row.needs in s.server.caps)
+    rows = [" ".join(f"{n:<5}" for n in names[i:i + 10]) for i in range(0, len(names), 10)]
+    s.send_reply(Reply(214, ("The following commands are recognized:", *rows,
+                             "HELP command gives details.")))
+    return None
+
+
+def site(s: Session, arg: str) -> Result:
+    sub, _, rest = arg.lstrip(" ").partition(" ")
+    name = sub.upper()
+    spec = SITE_TABLE.get(name)
+    if spec is None:
+        why = SITE_NOT_IMPLEMENTED.get(name)
+        if why is not None:
+            s.refuse(502, f"SITE {name} is not implemented by this server ({why}); SITE "
+                          "HELP lists the SITE commands.")
+        else:
+            shown = sub[:20].encode("ascii", "backslashreplace").decode()
+            s.refuse(500, f"SITE {shown!r}: unknown SITE command; SITE HELP lists them.")
+        return None
+    s.dispatch(spec, f"SITE {name}", rest)
+    return None
+
+
+def site_help(s: Session, arg: str) -> Result:
+    def line(spec: CommandSpec) -> str:
+        text = f"SITE {spec.name} {spec.syntax}".rstrip() + f" -- {spec.help}"
+        if spec.perm is not None and not getattr(s.perms, spec.perm):
+            why = s.perm_source.get(spec.perm, f"permissions.{spec.perm} = false")
+            text += f" (not for this login: {why})" if s.user else " (after login)"
+        return text
+
+    want = arg.strip().upper()
+    if want:
+        spec = SITE_TABLE.get(want)
+        if spec is None:
+            s.refuse(501, f"SITE HELP: unknown SITE command {arg.strip()!r}.")
+        else:
+            s.reply(214, line(spec))
+        return None
+    s.send_reply(Reply(214, ("The following SITE commands are recognized:",
+                             *(line(spec) for spec in SITE_TABLE.values()),
+                             "End of SITE HELP.")))
+    return None
 
 
 #: why a capability is off, for the 502 reply (and what turns it on)
@@ -75,13 +142,13 @@ _ROWS = [
                 rfc="RFC 959 §4.1.3"),
     CommandSpec("SYST", h.syst, "Name the system type.", login=False, rfc="RFC 959 §4.1.3",
                 note="`215 UNIX Type: L8`, also before login."),
-    CommandSpec("FEAT", h.feat, "List the extensions supported.", login=False,
+    CommandSpec("FEAT", feat, "List the extensions supported.", login=False,
                 rfc="RFC 2389 §3", note="Generated from this table (and TLS when on)."),
     CommandSpec("OPTS", h.opts, "Set an option (UTF8 ON, MLST facts).", login=False,
                 arg="an option, e.g. UTF8 ON", syntax="<option> <value>", feat="UTF8",
                 rfc="RFC 2389 §4; RFC 3659 §7",
                 note="UTF8 is always on (OPTS UTF8 OFF: 504). OPTS MLST selects facts."),
-    CommandSpec("HELP", h.help_, "List the commands, or describe one.", login=False,
+    CommandSpec("HELP", help_, "List the commands, or describe one.", login=False,
                 syntax="[<command>]", rfc="RFC 959 §4.1.3",
                 note="Generated from this table."),
     CommandSpec("STAT", h.stat, "Server status, or a listing of a path on the control "
@@ -212,7 +279,7 @@ _ROWS = [
     CommandSpec("EPRT", h.eprt, "Extended active mode (RFC 2428).", arg="|proto|addr|port|",
                 syntax="|<proto>|<address>|<port>|", feat="EPRT", rfc="RFC 2428 §2",
                 note="As PORT; the unspecified address means the client's own."),
-    CommandSpec("SITE", h.site, "Server-specific commands; SITE HELP lists them.",
+    CommandSpec("SITE", site, "Server-specific commands; SITE HELP lists them.",
                 login=False, arg="a SITE command (SITE HELP lists them)",
                 syntax="<command> [<arguments>]", rfc="RFC 959 §4.1.3",
                 note="CHMOD and HELP (table below)."),
@@ -223,7 +290,7 @@ TABLE: dict[str, CommandSpec] = {row.name: row for row in _ROWS}
 #: SITE subcommands (``SITE X ...``): the same preconditions as commands, checked by the
 #: session before the handler runs
 SITE_TABLE: dict[str, CommandSpec] = {row.name: row for row in [
-    CommandSpec("HELP", h.site_help, "List the SITE commands, or describe one.",
+    CommandSpec("HELP", site_help, "List the SITE commands, or describe one.",
                 login=False, syntax="[<command>]", rfc="RFC 959 §4.1.3 (SITE)",
                 note="Says which ones this login may not use, and the setting why."),
     CommandSpec("CHMOD", h.site_chmod, "Change the permission bits of a file or "

@@ -23,18 +23,17 @@ from natftp.nat.policy import NoUsableAddress, Rule
 from natftp.proto import addr, listing, paths
 from natftp.proto.ascii import ToWire
 from natftp.proto.paths import PathError
-from natftp.proto.replies import Reply, feat_reply
+from natftp.proto.replies import Reply
 from natftp.proto.security import auth_mechanism
 from natftp.server import data
-from natftp.server.config import Permissions
+from natftp.server.config import Permissions, User
 from natftp.server.guard import Busy
 from natftp.server.listings import Listing, ObjectListing, long_line, name_line
-from natftp.server.session import Session
 from natftp.storage.local import LocalStorage, StorageError
 from natftp.storage.s3 import S3Storage
 
 if TYPE_CHECKING:
-    from natftp.server.commands import CommandSpec
+    from natftp.server.session import Session
 
 log = logging.getLogger("natftp.server")
 
@@ -198,8 +197,6 @@ def _enter(s: Session, name: str, home: str, perms: Permissions, *,
         s.storage = LocalStorage(home)
     s.cwd = "/"
     if s.user is None:  # anonymous: a stand-in so "logged in" checks pass
-        from natftp.server.config import User
-
         s.user = User(name=name, home=s.server.config.root, permissions=perms)
     s.server.stats.login(True)
     s.event("%s logged in from %s (home %s)", name, s.client_ip, home)
@@ -253,12 +250,6 @@ def syst(s: Session, arg: str) -> Result:
     return None
 
 
-def feat(s: Session, arg: str) -> Result:
-    from natftp.server.commands import features
-
-    s.send_reply(feat_reply(features(s.mlst_facts, s.server.caps)))
-    return None
-
 
 def opts(s: Session, arg: str) -> Result:
     name, _, rest = arg.strip().partition(" ")
@@ -276,23 +267,6 @@ def opts(s: Session, arg: str) -> Result:
     s.refuse(501, f"OPTS {name}: unknown option (known: UTF8, MLST).")
     return None
 
-
-def help_(s: Session, arg: str) -> Result:
-    from natftp.server.commands import TABLE
-
-    if arg.strip():
-        spec = TABLE.get(arg.strip().upper())
-        if spec is None:
-            s.refuse(501, f"HELP: unknown command {arg.strip()!r}.")
-        else:
-            s.reply(214, f"Syntax: {spec.name} {spec.syntax}".rstrip() + f" -- {spec.help}")
-        return None
-    names = sorted(n for n, row in TABLE.items() if row.needs is None or
-                   row.needs in s.server.caps)
-    rows = [" ".join(f"{n:<5}" for n in names[i:i + 10]) for i in range(0, len(names), 10)]
-    s.send_reply(Reply(214, ("The following commands are recognized:", *rows,
-                             "HELP command gives details.")))
-    return None
 
 
 def stat(s: Session, arg: str) -> Result:
@@ -1083,50 +1057,7 @@ def mlst(s: Session, arg: str) -> Result:
     return None
 
 
-# -- SITE ---------------------------------------------------------------------------------
-
-def site(s: Session, arg: str) -> Result:
-    from natftp.server.commands import SITE_NOT_IMPLEMENTED, SITE_TABLE
-
-    sub, _, rest = arg.lstrip(" ").partition(" ")
-    name = sub.upper()
-    spec = SITE_TABLE.get(name)
-    if spec is None:
-        why = SITE_NOT_IMPLEMENTED.get(name)
-        if why is not None:
-            s.refuse(502, f"SITE {name} is not implemented by this server ({why}); SITE "
-                          "HELP lists the SITE commands.")
-        else:
-            shown = sub[:20].encode("ascii", "backslashreplace").decode()
-            s.refuse(500, f"SITE {shown!r}: unknown SITE command; SITE HELP lists them.")
-        return None
-    s.dispatch(spec, f"SITE {name}", rest)
-    return None
-
-
-def site_help(s: Session, arg: str) -> Result:
-    from natftp.server.commands import SITE_TABLE
-
-    def line(spec: CommandSpec) -> str:
-        text = f"SITE {spec.name} {spec.syntax}".rstrip() + f" -- {spec.help}"
-        if spec.perm is not None and not getattr(s.perms, spec.perm):
-            why = s.perm_source.get(spec.perm, f"permissions.{spec.perm} = false")
-            text += f" (not for this login: {why})" if s.user else " (after login)"
-        return text
-
-    want = arg.strip().upper()
-    if want:
-        spec = SITE_TABLE.get(want)
-        if spec is None:
-            s.refuse(501, f"SITE HELP: unknown SITE command {arg.strip()!r}.")
-        else:
-            s.reply(214, line(spec))
-        return None
-    s.send_reply(Reply(214, ("The following SITE commands are recognized:",
-                             *(line(spec) for spec in SITE_TABLE.values()),
-                             "End of SITE HELP.")))
-    return None
-
+# -- SITE (its table and dispatch: natftp.server.commands) --------------------------------
 
 def site_chmod(s: Session, arg: str) -> Result:
     mode_s, _, name = arg.lstrip(" ").partition(" ")

@@ -6,8 +6,9 @@ callback). An object store answers over the network, so here every such command 
 coroutine: the session runs it as its busy task and queues what comes meanwhile, exactly
 as it does for a transfer. Preconditions (login, argument, permission) are checked by the
 session from the command table before either handler runs; refusals reuse the same
-wording. :data:`HANDLERS` maps a command name to its object-storage handler; the session
-uses it instead of the table's handler when its storage is an :class:`S3Storage`.
+wording. :data:`HANDLERS` maps a command name to its object-storage handler; the server
+loads it when its storage is a bucket (``Server.object_handlers``), and a session whose
+storage is an :class:`S3Storage` uses it instead of the table's handler.
 LIST, NLST and STAT keep the table's handlers: they stream an
 :class:`~natftp.server.listings.ObjectListing` as they stream a disk listing
 (``handlers.listing_of``), a chunk at a time at the client's pace.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from natftp.proto import listing, paths
 from natftp.proto.ascii import FromWire, ToWire
@@ -25,6 +26,7 @@ from natftp.proto.paths import PathError
 from natftp.proto.replies import Reply
 from natftp.server import data
 from natftp.server.handlers import (
+    Result,
     _need_data,
     _perm_fact,
     _stream,
@@ -34,11 +36,11 @@ from natftp.server.handlers import (
     vpath,
 )
 from natftp.server.listings import ObjectListing
-from natftp.server.session import Session
 from natftp.storage.local import StorageError
 from natftp.storage.s3 import ObjectReader, ObjectUpload, S3Storage
 
-Result = Coroutine[Any, Any, None] | None
+if TYPE_CHECKING:
+    from natftp.server.session import Session
 
 
 def _st(s: Session) -> S3Storage:

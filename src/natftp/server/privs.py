@@ -102,9 +102,8 @@ def status(pid: int | str = "self") -> dict[str, str]:
 #: may not be able to read the Python installation (one under /root, mode 0700). A
 #: SIGHUP reload reads the configuration again (grp and pwd for run_as, argon2's
 #: low-level check of every password_hash) and may read a new certificate.
-PRELOAD = ("encodings.idna", "natftp.server.commands", "argon2", "argon2.exceptions",
-           "argon2.low_level", "grp", "pwd", "cryptography.x509",
-           "cryptography.hazmat.primitives.serialization")
+PRELOAD = ("encodings.idna", "argon2", "argon2.exceptions", "argon2.low_level", "grp", "pwd",
+           "cryptography.x509", "cryptography.hazmat.primitives.serialization")
 
 
 def drop(run_as: RunAs, *, keep_bind: bool = False) -> str:

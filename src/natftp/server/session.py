@@ -19,7 +19,10 @@ it) and ``timeouts.line`` (a command line, once started, must end within it). Wh
 session ended is in its "closed" log line.
 
 Behaviour per command lives in :mod:`natftp.server.handlers`, the table that maps names
-to handlers in :mod:`natftp.server.commands`.
+to handlers in :mod:`natftp.server.commands`. The session imports the table; the table
+and the handlers know the session as a type only, so the imports run one way
+(handlers, then commands, then session, then app). The object-storage handlers come
+from the server (``Server.object_handlers``), which loads them only with a bucket.
 
 With TLS (AUTH TLS, or a connection to an implicit-TLS listener) the control connection
 runs through :class:`natftp.server.tls.ControlTLS` between the transport and the line
@@ -38,7 +41,6 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
 from natftp import logsetup
@@ -48,6 +50,7 @@ from natftp.proto.commands import BadLine, Command, LineReader
 from natftp.proto.listing import MLST_FACTS
 from natftp.proto.replies import Reply
 from natftp.server import data
+from natftp.server.commands import NOT_IMPLEMENTED, OFF_REASON, TABLE, CommandSpec
 from natftp.server.config import Permissions, User
 from natftp.server.guard import THROTTLE
 from natftp.server.tls import CLEARING, HANDSHAKE, OPEN, ControlTLS
@@ -56,7 +59,6 @@ from natftp.storage.s3 import ObjectUpload, S3Storage
 
 if TYPE_CHECKING:
     from natftp.server.app import Server
-    from natftp.server.commands import CommandSpec
 
 log = logging.getLogger("natftp.server")
 #: the 426's note when an interrupted upload is kept to be resumed
@@ -77,18 +79,6 @@ _DIRECTION = {"RETR": "download", "STOR": "upload", "APPE": "upload", "STOU": "u
 _PERM_NOUN = {"list": "Listing", "read": "Downloads", "write": "Writes",
               "delete": "Deletes", "rename": "Renames", "mkdir": "Creating directories",
               "chmod": "Permission changes (SITE CHMOD)"}
-
-
-#: natftp.server.commands (the command table), imported on first use: it imports this
-#: module, so it cannot be imported at the top
-_COMMANDS: ModuleType | None = None
-
-
-def _load_commands() -> ModuleType:
-    global _COMMANDS
-    from natftp.server import commands
-    _COMMANDS = commands
-    return commands
 
 
 class Session(asyncio.Protocol):
@@ -643,17 +633,16 @@ class Session(asyncio.Protocol):
         self.last_cmd = ev
         if log.isEnabledFor(logging.DEBUG):
             log.debug("[%s] <- %s", self.sid, ev.masked())
-        cmds = _COMMANDS or _load_commands()
-        spec = cmds.TABLE.get(ev.name)
+        spec = TABLE.get(ev.name)
         if spec is None:
-            why = cmds.NOT_IMPLEMENTED.get(ev.name)
+            why = NOT_IMPLEMENTED.get(ev.name)
             if why is not None:
                 self.refuse(502, f"{ev.name} is not implemented by this server ({why}).")
             else:
                 self.refuse(500, f"Unknown command {ev.name!r}; HELP lists the commands.")
             return
         if spec.needs is not None and spec.needs not in self.server.caps:
-            self.refuse(502, f"{ev.name} is not available: {cmds.OFF_REASON[spec.needs]}.")
+            self.refuse(502, f"{ev.name} is not available: {OFF_REASON[spec.needs]}.")
             return
         if self.rnfr is not None and ev.name != "RNTO" and ev.name != "RNFR":
             self.rnfr = None
@@ -674,8 +663,7 @@ class Session(asyncio.Protocol):
             return
         handler = spec.handler
         if isinstance(self.storage, S3Storage):
-            from natftp.server.objstore import HANDLERS
-            handler = HANDLERS.get(spec.name, handler)
+            handler = self.server.object_handlers.get(spec.name, handler)
         try:
             result = handler(self, arg)
         except Exception:
