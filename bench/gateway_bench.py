@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/gateway_bench.py [--size-mib 1024] [--server vsftpd|pyftpdlib]
 
-Starts a real server on loopback (tests/peers.py: vsftpd by default, needs root and
+Starts a real server on loopback (tests/support/peers.py: vsftpd by default, needs root and
 scripts/setup-system.sh), then the gateway in front of it twice (os.splice relay, and
 --no-zero-copy buffer copy). For each path curl (EPSV) downloads the file once into
 sha256sum (it must match), then best of N into /dev/null for the figure. Prints MB/s per
@@ -29,7 +29,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "tests" / "gateway"))
 
 from gwrun import gateway  # noqa: E402
-from peers import peer_server  # noqa: E402
+
+from support.peers import peer_server  # noqa: E402
 
 
 def make_file(path: Path, size: int) -> str:

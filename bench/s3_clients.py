@@ -41,8 +41,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "s3"))
-sys.path.insert(0, str(HERE.parent / "tests" / "server"))  # s3tools uses servertools
-sys.path.insert(0, str(HERE.parent / "tests"))  # servertools uses peers
+sys.path.insert(0, str(HERE.parent / "tests"))  # s3tools uses tests/support
 
 import s3tools  # noqa: E402
 

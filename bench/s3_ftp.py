@@ -48,11 +48,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "s3"))
-sys.path.insert(0, str(HERE.parent / "tests" / "server"))
-sys.path.insert(0, str(HERE.parent / "tests"))  # servertools uses peers
+sys.path.insert(0, str(HERE.parent / "tests"))  # s3tools uses tests/support
 
 import s3tools  # noqa: E402
-from ftpraw import Ctl  # noqa: E402
+
+from support.ftpraw import Ctl  # noqa: E402
 
 PART = 8 << 20
 CONCURRENCY = 2

@@ -1,8 +1,8 @@
 """Start each benchmarked server on loopback the same way: a user, a passive range, a root.
 
-The C servers and pyftpdlib come from tests/peers.py (the suite's own starters: config,
-users, passive ranges), natftp from tests/server/servertools.py (``natftp serve`` as a
-subprocess); only aioftp, which the suite does not run as a server, is started here.
+The C servers and pyftpdlib come from tests/support/peers.py (the suite's own starters:
+config, users, passive ranges), natftp from tests/support/servertools.py (``natftp serve``
+as a subprocess); only aioftp, which the suite does not run as a server, is started here.
 Every server runs with its transfer/connection logging on and per-command logging off,
 and with its session limit raised so that 10,000 sessions are allowed.
 """
@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.insert(0, str(HERE.parent / "tests" / "server"))
+sys.path.insert(0, str(HERE.parent / "tests"))  # the tests' helpers: tests/support
 sys.path.insert(0, str(HERE.parent / "tests" / "gateway"))
 
-import peers  # noqa: E402
-import servertools  # noqa: E402
+from support import peers, servertools  # noqa: E402
 
 KINDS = ("natftp", "pure-ftpd", "vsftpd", "proftpd", "pyftpdlib", "aioftp")
 #: the servers bench/run.py --tls compares (pyftpdlib and aioftp are left out: FTPS

@@ -1,8 +1,8 @@
-"""Suite-wide fixtures. Real FTP peers live in tests/peers.py (see its docstring)."""
+"""Suite-wide fixtures. Real FTP peers live in tests/support/peers.py (see its docstring)."""
 
 from __future__ import annotations
 
-from peers import (  # noqa: F401  (fixtures are found by name)
+from support.peers import (  # noqa: F401  (fixtures are found by name)
     ftp_peer,
     make_peer,
     proftpd_peer,

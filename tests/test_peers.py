@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from peers import KINDS, Peer
+
+from support.peers import KINDS, Peer
 
 MASQUERADE = "127.0.0.2"
 
@@ -95,7 +96,7 @@ def test_pasv_off(kind: str, make_peer: Callable[..., Peer]) -> None:
 
 
 def test_vsftpd_cannot_refuse_epsv_alone() -> None:
-    from peers import vsftpd
+    from support.peers import vsftpd
 
     with pytest.raises(ValueError, match="EPSV"), vsftpd(epsv=False):
         pass
@@ -121,7 +122,7 @@ def test_vsftpd_listen_ipv6_takes_ipv4_mapped(make_peer: Callable[..., Peer]) ->
 
 
 def test_server_is_gone_after_exit(tmp_path: Path) -> None:
-    from peers import peer_server, read_banner
+    from support.peers import peer_server, read_banner
 
     with peer_server("pyftpdlib", root=tmp_path) as peer:
         assert read_banner(peer.host, peer.port).startswith("220")

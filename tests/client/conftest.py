@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from clientpeers import Server, start_peer  # noqa: E402
+from support.clientpeers import Server, start_peer
 
 
 @pytest.fixture

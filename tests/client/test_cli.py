@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from clientpeers import (
+from support.clientpeers import (
     NATFTP,
     PASSWORD,
     Server,

@@ -1,4 +1,4 @@
-"""The client against every real peer from tests/peers.py (incl. Pure-FTPd), by fixture."""
+"""The client against every real peer from tests/support/peers.py (incl. Pure-FTPd), by fixture."""
 
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clientpeers import Blackhole, Forwarder, Server, free_port, make_tree, sha256, tree_digest
 
 from natftp.client import (
     BlockingClient,
@@ -27,6 +26,16 @@ from natftp.client import (
     TimeoutError,
 )
 from natftp.client.mirror import MirrorError
+
+from support.clientpeers import (
+    Blackhole,
+    Forwarder,
+    Server,
+    free_port,
+    make_tree,
+    sha256,
+    tree_digest,
+)
 
 
 def run(coro: Any) -> Any:

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from clientpeers import Server, self_signed
 
 from natftp.client import BlockingClient, TLSError
+
+from support.clientpeers import Server, self_signed
 
 
 @pytest.fixture

@@ -14,11 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from clientpeers import NATFTP, Server, free_port, natftp, sha256, tree_digest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
-import servertools  # noqa: E402
-from servertools import Running  # noqa: E402
+from support import servertools
+from support.clientpeers import NATFTP, Server, free_port, natftp, sha256, tree_digest
+from support.servertools import Running
 
 #: `natftp serve` on 127.0.0.1 (user alice), a factory fixture killed by PID at the end
 serve = servertools.natftp_server
@@ -210,7 +209,7 @@ def test_mirror_delete_from_vsftpd_with_an_unreadable_directory_deletes_nothing(
     """vsftpd answers LIST of a directory it may not open with 226 and the directory's
     own line (as ls -ld): a listing that failed half-way, which must not pass for the
     directory's content."""
-    from peers import Peer
+    from support.peers import Peer
     assert isinstance(vsftpd_peer, Peer)
     locked = vsftpd_peer.root / "locked"
     locked.mkdir()

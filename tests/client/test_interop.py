@@ -1,27 +1,25 @@
 """The client against other real servers: vsftpd and ProFTPD (Debian binaries) and
 pyftpdlib, each started on loopback by the test.
 
-The servers come from the doctor's test helpers (tests/doctor/servers.py) until the
-shared tests/peers.py exists.
+The servers come from tests/support/servers.py (the doctor's configurations: a system
+user for vsftpd and ProFTPD).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clientpeers import make_tree, tree_digest
 
 from natftp.client import BlockingClient, PermanentError, ReplyError
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "doctor"))
-import servers as peers  # noqa: E402
+from support import servers as peers
+from support.clientpeers import make_tree, tree_digest
 
 SERVERS: dict[str, Callable[[], AbstractContextManager[Any]]] = {
     "pyftpdlib": lambda: peers.pyftpd(),

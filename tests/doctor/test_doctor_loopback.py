@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from doctortools import run_doctor
-from servers import proftpd, pyftpd, vsftpd
+
+from support.servers import proftpd, pyftpd, vsftpd
 
 NATFTP = [sys.executable, "-m", "natftp"]
 
@@ -109,7 +110,7 @@ def test_vsftpd_writes_disabled_names_write_enable() -> None:
 
 
 def test_connection_refused_is_explained() -> None:
-    from servers import free_port
+    from support.servers import free_port
     port = free_port()
     rep = run_doctor(f"ftp://u:p@127.0.0.1:{port}/")
     c = rep.result("connect")
@@ -134,7 +135,12 @@ def test_bad_url_exit_2() -> None:
 
 
 def test_module_path_is_importable() -> None:
-    assert Path(__file__).with_name("servers.py").exists()
+    """The servers come from the one support package (pytest's pythonpath), not from a
+    copy beside these tests."""
+    import support.servers
+
+    assert Path(support.servers.__file__).parent == Path(__file__).parents[1] / "support"
+    assert not Path(__file__).with_name("servers.py").exists()
 
 
 def test_ftps_self_signed_certificate_and_protected_transfers() -> None:

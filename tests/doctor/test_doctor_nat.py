@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from netlab import ROUTER_WAN, SERVER_IP, NatLab, nat_lab
-from servers import Running, proftpd, pyftpd, vsftpd
+
+from support.servers import Running, proftpd, pyftpd, vsftpd
 
 RANGE = (30000, 30009)
 RANGE_S = "30000-30009"

@@ -17,11 +17,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
-sys.path.insert(0, str(Path(__file__).parents[1] / "client"))
-import servertools  # noqa: E402
-from clientpeers import Forwarder, free_port  # noqa: E402
-from servertools import Running  # noqa: E402
+from support import servertools
+from support.clientpeers import Forwarder, free_port
+from support.servertools import Running
 
 #: `natftp serve` on 127.0.0.1 (user alice), a factory fixture killed by PID at the end
 serve = servertools.natftp_server

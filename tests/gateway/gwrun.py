@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from peers import free_port, free_port_range
+from support.peers import free_port, free_port_range
 
 
 @dataclass

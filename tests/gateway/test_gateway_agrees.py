@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pytest
 from gwrun import gateway
-from peers import free_port, free_port_range, pyftpdlib, vsftpd
 
 from natftp.client import BlockingClient
 from natftp.gateway.server import Gateway, GatewayConfig
 from natftp.proto.addr import ip
 from natftp.server.app import Server
 from natftp.server.config import from_dict
+
+from support.peers import free_port, free_port_range, pyftpdlib, vsftpd
 
 
 @contextlib.contextmanager

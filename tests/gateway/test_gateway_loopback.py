@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from gwcells import ROW_NAMES, ROWS_BY_NAME, LocalRunner, make_ctx, put_download, run_rows
 from gwrun import GW, gateway
-from peers import Peer, free_port, pyftpdlib, vsftpd
+
+from support.peers import Peer, free_port, pyftpdlib, vsftpd
 
 # A passive address that is wrong for a client on this host: nothing listens on 127.0.0.9,
 # so a client that trusts the 227 gets "connection refused" at once.

@@ -15,10 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from peers import free_port
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
-from servertools import Running, start_server  # noqa: E402
+from support.peers import free_port
+from support.servertools import Running, start_server
 
 NATFTP = [sys.executable, "-m", "natftp"]
 

@@ -10,13 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from nettools import DIAL, ECHO_PEER, PASV_REPLY, PYTHON
 
 from natftp.lab.core import Lab, list_namespaces
 from natftp.lab.launchers import ServerSpec, pyftpdlib_launcher
 from natftp.lab.topologies import TOPOLOGIES
-
-sys.path.insert(0, str(Path(__file__).parent))
-from nettools import DIAL, ECHO_PEER, PASV_REPLY, PYTHON  # noqa: E402
 
 NATFTP = [sys.executable, "-m", "natftp"]
 

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from servertools import Running, start_server
+
+from support.servertools import Running, start_server
 
 ACCESS_KEY = "natftp-test-key"
 SECRET_KEY = "natftp-test-secret/with+signs"

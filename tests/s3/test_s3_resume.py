@@ -20,12 +20,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from ftpraw import Ctl, recv_all
-from resumetools import RESUMERS, feed, retr, run, wait_until
 from s3tools import RcloneS3, ftp, serve
-from servertools import Running
 
 from natftp.storage.s3 import PART_SIZE, STATE
+
+from support.ftpraw import Ctl, recv_all
+from support.resumetools import RESUMERS, feed, retr, run, wait_until
+from support.servertools import Running
 
 OLD = b"the good old object, which must never be seen half-replaced\n" * 100
 NEW = os.urandom(2 * PART_SIZE + 3_000_000) + b"end"

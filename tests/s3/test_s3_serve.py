@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from s3tools import BUCKET, STARTED, RcloneS3, ftp, serve, start_rclone, tmpfs_dir
-from servertools import PASSWORD, USER, start_server
+
+from support.servertools import PASSWORD, USER, start_server
 
 JAPANESE = "進捗どうですか"
 
@@ -218,10 +219,10 @@ def test_listing_of_18000_objects_is_streamed_paged_and_complete(tmp_path: Path)
     ObjectListing.)"""
     import socket
 
-    from ftpraw import Ctl
-
     from natftp.proto.addr import parse_229
     from natftp.storage.s3 import PAGE
+
+    from support.ftpraw import Ctl
 
     root = tmpfs_dir("many") / "data"
     many = root / BUCKET / "many"
@@ -307,7 +308,7 @@ def test_data_that_ends_after_the_client_is_gone_is_not_an_object(
     is stopped, the data connection first: when the server runs again, the end of the
     data comes first, and the control connection is already closed. The upload must not
     become the object (the old one stays; what arrived in whole parts is kept)."""
-    from ftpraw import Ctl
+    from support.ftpraw import Ctl
 
     r = serve(tmp_path, objects, "gone")
     with ftp(r) as f:

@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from ftpraw import Ctl
-from servertools import Running
+
+from support.ftpraw import Ctl
+from support.servertools import Running
 
 SIZE = 2 << 20
 

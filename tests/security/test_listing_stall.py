@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 from availtools import rss, wait_for
-from ftpraw import Ctl, recv_all
-from servertools import Running
+
+from support.ftpraw import Ctl, recv_all
+from support.servertools import Running
 
 ENTRIES = 100_000
 #: RSS growth allowed while the listings wait for their readers (before: ~155 MiB)

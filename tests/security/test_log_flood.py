@@ -18,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from availtools import in_process, wait_for
-from ftpraw import Ctl
-from servertools import Running
+
+from support.ftpraw import Ctl
+from support.servertools import Running
 
 
 class Records(logging.Handler):

@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 from availtools import in_process, wait_for
-from ftpraw import Ctl
-from servertools import Running
 
 from natftp.proto.addr import ip
 from natftp.server.config import ConfigError, from_dict
+
+from support.ftpraw import Ctl
+from support.servertools import Running
 
 BAN_LINE = re.compile(r"^\S+ \S+ WARNING natftp\.server ban (?P<host>\S+): (?P<n>\d+) failed "
                       r"logins within \S+ s \(limits\.ban_after = \d+\); refused for \S+ s "

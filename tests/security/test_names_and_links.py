@@ -2,7 +2,7 @@
 are off limits and old leftovers are cleaned at start; names with control characters
 get 553; REST takes only ASCII digits and a failed REST+STOR creates nothing.
 
-Raw control connections (tests/server/ftpraw.py): ftplib refuses to send CR or LF.
+Raw control connections (tests/support/ftpraw.py): ftplib refuses to send CR or LF.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ftpraw import Ctl, recv_all
-from servertools import Running
+
+from support.ftpraw import Ctl, recv_all
+from support.servertools import Running
 
 
 def nlst(c: Ctl, path: str = "") -> list[str]:

@@ -21,10 +21,11 @@ import time
 from collections.abc import Callable
 
 import pytest
-from ftpraw import Ctl, recv_all
-from servertools import Running, free_port_range
 
 from natftp.proto.addr import parse_227
+
+from support.ftpraw import Ctl, recv_all
+from support.servertools import Running, free_port_range
 
 
 def nlst(c: Ctl, data: socket.socket) -> bytes:

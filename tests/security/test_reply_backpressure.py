@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 from availtools import in_process, wait_for
-from ftpraw import Ctl
-from servertools import Running
 
 from natftp.server.session import WRITE_HIGH
+
+from support.ftpraw import Ctl
+from support.servertools import Running
 
 NOOPS = 600_000
 

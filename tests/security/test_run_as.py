@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from servertools import RUN_AS_USER as USER
-from servertools import Running, run_as_tree
+
+from support.servertools import RUN_AS_USER as USER
+from support.servertools import Running, run_as_tree
 
 
 @pytest.fixture

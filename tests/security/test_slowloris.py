@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 
 import pytest
-from ftpraw import Ctl
-from servertools import Running
 
 from natftp.proto.replies import ReplyParser
 from natftp.server.config import from_dict
+
+from support.ftpraw import Ctl
+from support.servertools import Running
 
 
 def dribble_until_reply(s: socket.socket, first: bytes, step: bytes, *, every: float = 0.4,

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fsrace import Swapper
-from servertools import Running
+
+from support.servertools import Running
 
 #: how long each race runs (the swapper's lifetime; the client loops while it runs)
 RACE_SECONDS = 10.0

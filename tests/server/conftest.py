@@ -1,4 +1,4 @@
-"""Fixtures for the server tests; the code lives in servertools.py (a unique module name,
-so that test directories running in one pytest session never shadow each other)."""
+"""Fixtures for the server tests; the code lives in tests/support/servertools.py, shared
+with the other test directories."""
 
-from servertools import any_server, big_file, natftp_server, server  # noqa: F401
+from support.servertools import any_server, big_file, natftp_server, server  # noqa: F401

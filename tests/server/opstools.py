@@ -9,7 +9,8 @@ import urllib.error
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
-from servertools import Running, wait_for
+
+from support.servertools import Running, wait_for
 
 
 def status_port(r: Running) -> int:

@@ -11,9 +11,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from servertools import Running
-
 from natftp.client import BlockingClient
+
+from support.servertools import Running
 
 HEAVY_DISCOVERY = ("aiohttp", "async_upnp_client")
 

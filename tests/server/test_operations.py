@@ -26,9 +26,10 @@ from opstools import http_get, samples, status_port, value
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
-from servertools import PASSWORD, USER, Running, free_port_range, wait_for
 
 from natftp.server.config import ConfigError, from_dict, load
+
+from support.servertools import PASSWORD, USER, Running, free_port_range, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "docs" / "natftp.example.toml"

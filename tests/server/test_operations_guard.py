@@ -24,12 +24,13 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher, extract_parameters
 from opstools import http_get, samples, status_port, value
-from servertools import RUN_AS_USER, USER, Running, run_as_tree, wait_for
 
 from natftp.proto.addr import ip
 from natftp.server.config import Limits, ServerConfig, from_dict
 from natftp.server.guard import Bans, Busy
 from natftp.tls import self_signed
+
+from support.servertools import RUN_AS_USER, USER, Running, run_as_tree, wait_for
 
 #: cheap argon2 parameters (a check takes a millisecond): the tests need hashes, not cost
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)

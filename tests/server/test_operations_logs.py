@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from servertools import PASSWORD, USER, Running, wait_for
+
+from support.servertools import PASSWORD, USER, Running, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 FILTER = REPO / "contrib" / "fail2ban" / "natftp.conf"

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ftpraw import Ctl, recv_all
-from resumetools import RESUMERS, feed, retr, run, wait_until
-from servertools import Running
+
+from support.ftpraw import Ctl, recv_all
+from support.resumetools import RESUMERS, feed, retr, run, wait_until
+from support.servertools import Running
 
 OLD = b"the good old file, which must never be seen half-replaced\n" * 100
 NEW = os.urandom(3_000_000) + b"end"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import aioftp
 import pytest
-from servertools import Running
+
+from support.servertools import Running
 
 JAPANESE = "進捗どうですか.jpg"
 

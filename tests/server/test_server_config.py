@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
-from servertools import Running
 
 from natftp.server.config import ConfigError, from_dict, load
+
+from support.servertools import Running
 
 HASH = PasswordHasher().hash("pw")
 
@@ -107,7 +108,7 @@ allow_low_ports = true
 
 def test_config_user_logs_in_with_the_argon2_hash(natftp_server: Callable[..., Running]
                                                   ) -> None:
-    from ftpraw import Ctl
+    from support.ftpraw import Ctl
 
     r = natftp_server(users=False, config=f'[[users]]\nname = "carol"\n'
                                           f'password_hash = "{HASH}"\n'
@@ -145,9 +146,9 @@ def test_source_port_20_needs_the_capability(tmp_path: Path,
     if os.geteuid() == 0:
         import socket
 
-        from ftpraw import Ctl
-
         from natftp.proto.addr import format_port_arg
+
+        from support.ftpraw import Ctl
 
         (r.root / "f").write_text("x")
         lsock = socket.socket()
@@ -178,7 +179,7 @@ def test_default_user_is_generated_and_printed_once(natftp_server: Callable[...,
                                                     ) -> None:
     import re
 
-    from ftpraw import Ctl
+    from support.ftpraw import Ctl
 
     r = natftp_server(users=False)
     m = re.search(r"ftp://natftp:(\S+)@127\.0\.0\.1:(\d+)/", r.log)

@@ -8,7 +8,8 @@ import io
 from pathlib import Path
 
 import pytest
-from servertools import Running
+
+from support.servertools import Running
 
 JAPANESE = "進捗どうですか.jpg"
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ftpraw import Ctl
-from servertools import Running
+from support.ftpraw import Ctl
+from support.servertools import Running
 
 SIZE = 1 << 30
 BOUND = 64 << 20

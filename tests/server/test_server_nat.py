@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ftpraw import Ctl, recv_all
-from servertools import Running, free_port_range
-
 from natftp.proto.addr import ip, parse_227, parse_229
 from natftp.server import config as cfgmod
 from natftp.server.app import Server
+
+from support.ftpraw import Ctl, recv_all
+from support.servertools import Running, free_port_range
 
 
 def nlst_over(c: Ctl, host: str, port: int) -> bytes:

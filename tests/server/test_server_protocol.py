@@ -20,14 +20,15 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from ftpraw import Ctl, recv_all
-from servertools import Running
 from test_server_clients import run, tool
 from test_server_tls import ftplib_tls, tls_srv
 
 from natftp.proto.replies import Reply
 from natftp.server.data import ASCII_CHUNK
 from natftp.server.handlers import ASCII_SIZE_MAX
+
+from support.ftpraw import Ctl, recv_all
+from support.servertools import Running
 
 BIG = 16 << 20  # more than loopback's socket buffers hold: a RETR of it waits for us
 

@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from servertools import Running, free_port_range, start_server, wait_banner
 
 from natftp.proto.proxy import SIGNATURE_V2, encode_v1, encode_v2
+
+from support.servertools import Running, free_port_range, start_server, wait_banner
 
 BALANCER = "127.0.0.2"
 TRUSTING = '[proxy_protocol]\ntrusted = ["127.0.0.2"]\nheader_timeout = 1.0\n'

@@ -7,8 +7,9 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from ftpraw import Ctl, recv_all
-from servertools import Running
+
+from support.ftpraw import Ctl, recv_all
+from support.servertools import Running
 
 
 def still_serves(r: Running) -> None:

@@ -25,10 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from servertools import PASSWORD, USER, Running
 
 from natftp.client import BlockingClient
 from natftp.tls import self_signed
+
+from support.servertools import PASSWORD, USER, Running
 
 LFTP_BASE = "set cmd:fail-exit yes; set net:max-retries 1; set net:timeout 10; " \
             "set xfer:clobber on; set ftp:ssl-force true; set ftp:ssl-protect-data true; "

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ftpraw import Ctl, recv_all
-from servertools import Running
 
 from natftp.proto.addr import format_port_arg
+
+from support.ftpraw import Ctl, recv_all
+from support.servertools import Running
 
 
 def leftovers(root: Path) -> list[str]:

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError
-from servertools import PASSWORD, USER, Running
 
 from natftp.server import config as cfgmod
 from natftp.server.app import Server
 from natftp.server.config import ConfigError, from_dict
+
+from support.servertools import PASSWORD, USER, Running
 
 REPO = Path(__file__).resolve().parents[2]
 NATFTP = [sys.executable, "-m", "natftp"]
@@ -134,7 +135,7 @@ def test_real_hashes_of_any_parameters_are_accepted(tmp_path: Path, good: str) -
 def test_a_user_with_a_good_hash_logs_in(natftp_server: Callable[..., Running]) -> None:
     """The check must not refuse what argon2 verifies: the server starts and the
     password of the hash logs in (and a wrong one does not)."""
-    from ftpraw import Ctl
+    from support.ftpraw import Ctl
 
     h = PasswordHasher().hash(PASSWORD)
     r = natftp_server(users=False, config=f'[[users]]\nname = "{USER}"\n'

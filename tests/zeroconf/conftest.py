@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from zlab import Lab, zlab  # noqa: E402
+from zlab import Lab, zlab
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from support import peers
+
 PYTHON = sys.executable
 USER, PASSWORD = "alice", "s3cret pass"
 #: the unprivileged user run_as tests drop to (scripts/setup-system.sh creates it)
@@ -198,8 +200,6 @@ def free_port_range(n: int, host: str = "127.0.0.1") -> tuple[int, int]:
     rule, below the ephemeral range, where the TIME_WAIT sockets of the suite's own
     client connections cannot take them (searching inside the ephemeral range after a
     test that made thousands of connections found no 4 free in a row)."""
-    import peers  # tests/ (on the path under pytest; bench/ adds it)
-
     return peers.free_port_range(host, count=n)
 
 

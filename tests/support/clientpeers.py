@@ -1,8 +1,9 @@
 """Helpers for the client's tests: pyftpdlib subprocesses, a counting forwarder, a
 blackhole port, tree digests.
 
-``start_peer(root, *opts)`` starts tests/client/ftpd_peer.py with the given options, waits for its
-READY line and returns a :class:`Server`; everything started is killed by PID at the end.
+``start_peer(root, *opts)`` starts ftpd_peer.py (beside this file) with the given options,
+waits for its READY line and returns a :class:`Server`; everything started is killed by
+PID at the end.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from ftpraw import Ctl, recv_all
-from servertools import Running
+from support.ftpraw import Ctl, recv_all
+from support.servertools import Running
 
 
 def tool(name: str) -> str:

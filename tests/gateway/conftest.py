@@ -1,8 +1,0 @@
-"""Gateway tests: helpers live in gwrun.py / gwcells.py beside this file."""
-
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
