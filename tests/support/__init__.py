@@ -10,5 +10,5 @@ stay beside its tests.
 - ``resumetools``  the clients' resumes (curl, lftp, wget, ftplib, natftp) against a server;
 - ``clientpeers``  pyftpdlib variants (no EPSV, throttled, TLS) for the client's tests;
 - ``servers``      pyftpdlib, vsftpd and ProFTPD for the doctor, also inside a namespace;
-- ``ftpd_peer.py``, ``pyftpd_peer.py``  the pyftpdlib scripts those two run.
+- ``pyftpd_peer.py``  the pyftpdlib server those two run (a script, in a subprocess).
 """

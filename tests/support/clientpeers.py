@@ -1,7 +1,7 @@
 """Helpers for the client's tests: pyftpdlib subprocesses, a counting forwarder, a
 blackhole port, tree digests.
 
-``start_peer(root, *opts)`` starts ftpd_peer.py (beside this file) with the given options,
+``start_peer(root, *opts)`` starts pyftpd_peer.py (beside this file) with the given options,
 waits for its READY line and returns a :class:`Server`; everything started is killed by
 PID at the end.
 """
@@ -14,6 +14,7 @@ import os
 import select
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
+
+from natftp import tls
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -49,8 +52,10 @@ class Server:
 
 
 def start_peer(root: Path, *args: str, host: str = "127.0.0.1", port: int = 0) -> Server:
-    cmd = [sys.executable, str(HERE / "ftpd_peer.py"), "--root", str(root),
-           "--listen", f"{host}:{port}", "--user", f"{USER}:{PASSWORD}", *args]
+    cmd = [sys.executable, str(HERE / "pyftpd_peer.py"), "--root", str(root),
+           "--listen", f"{host}:{port}", "--user", f"{USER}:{PASSWORD}", "--anonymous",
+           "--permit-foreign", "--banner", "natftp client test server ready.",
+           "--auth-failed-delay", "0.1", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     end = time.monotonic() + 10
@@ -187,31 +192,13 @@ class Blackhole:
         self._sock.close()
 
 
-def self_signed(path: Path, ip: str = "127.0.0.1") -> tuple[Path, str]:
-    """A self-signed certificate for ``ip`` (key + cert in one PEM, as pyftpdlib wants);
-    returns the path and the certificate's SHA-256 fingerprint."""
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=7))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(ip))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    der = cert.public_bytes(serialization.Encoding.DER)
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption())
-        + cert.public_bytes(serialization.Encoding.PEM))
+def self_signed(path: Path, name: str = "127.0.0.1") -> tuple[Path, str]:
+    """A self-signed certificate for ``name`` (an address or a host name; natftp.tls
+    makes it, as for the gateway) and its key in one PEM file, as pyftpdlib reads them;
+    returns the path and the certificate's SHA-256 fingerprint (hex)."""
+    cert, key = tls.self_signed(path.parent, (name,), stem=path.stem, common_name=name)
+    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    path.write_bytes(key.read_bytes() + cert.read_bytes())
+    cert.unlink()
+    key.unlink()
     return path, hashlib.sha256(der).hexdigest()

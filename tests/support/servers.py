@@ -1,16 +1,18 @@
-"""Real FTP servers for the doctor's tests: pyftpdlib and vsftpd, started by PID.
+"""Real FTP servers for the doctor's tests: pyftpdlib, vsftpd and ProFTPD, started by PID.
 
 Each context manager starts one server process (optionally inside a network namespace,
 through ``ip netns exec``), waits until it accepts connections, yields its address, and
-kills exactly that process afterwards. vsftpd needs a real local user: ``ensure_user``
-creates one (shell in /etc/shells, as PAM's pam_shells demands) on first use.
+kills exactly that process afterwards. vsftpd and ProFTPD log in the local user that
+``scripts/setup-system.sh`` provisions (:data:`peers.SYSTEM_USER`, through PAM and
+/etc/shadow), and ProFTPD runs from the package that script unpacks
+(:data:`peers.PROFTPD`): nothing is installed or created here; what is missing is an
+error naming the script.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,10 +22,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from support import peers
+from support.clientpeers import self_signed
+from support.peers import free_port
+
 HERE = Path(__file__).parent
-FTP_USER = "natftpdoc"
-FTP_PASS = "doctor-pw-1"
-VSFTPD = "/usr/sbin/vsftpd"
+FTP_USER = peers.SYSTEM_USER
+FTP_PASS = peers.SYSTEM_PASSWORD
 
 
 @dataclass
@@ -39,12 +44,6 @@ class Running:
     def url(self) -> str:
         h = f"[{self.host}]" if ":" in self.host else self.host
         return f"ftp://{self.user}:{self.password}@{h}:{self.port}/"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _netns(cmd: list[str], netns: str | None) -> list[str]:
@@ -91,7 +90,7 @@ def pyftpd(host: str = "127.0.0.1", *, masquerade: str | None = None,
         cmd += ["--passive-ports", passive_ports]
     pem = root.parent / f"{root.name}.pem"
     if tls:
-        cmd += ["--certfile", str(self_signed_pem(pem))]
+        cmd += ["--tls", str(self_signed(pem, "ftp.example.test")[0])]
         if tls_required:
             cmd.append("--tls-required")
     proc = subprocess.Popen(_netns(cmd, netns), stdout=subprocess.PIPE,
@@ -106,14 +105,11 @@ def pyftpd(host: str = "127.0.0.1", *, masquerade: str | None = None,
 
 
 def ensure_user() -> None:
-    """A local user for vsftpd (PAM checks the password and that the shell is listed)."""
-    if not Path(VSFTPD).exists():
-        raise RuntimeError("vsftpd is not installed: run scripts/setup-system.sh "
-                           "(apt-get install vsftpd)")
-    if subprocess.run(["id", FTP_USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "-m", "-s", "/bin/bash", FTP_USER], check=True)
-    subprocess.run(["chpasswd"], input=f"{FTP_USER}:{FTP_PASS}\n", text=True, check=True)
-    os.makedirs("/var/run/vsftpd/empty", exist_ok=True)
+    """The local user vsftpd and ProFTPD log in (PAM / /etc/shadow) and vsftpd's
+    secure_chroot_dir: provisioned by scripts/setup-system.sh, checked here."""
+    peers._system_user()  # PeerError naming the script when the user is missing
+    if not peers.VSFTPD_CHROOT.is_dir():
+        raise peers.PeerError(f"{peers.VSFTPD_CHROOT} is missing: {peers.SETUP_HINT}")
 
 
 @contextmanager
@@ -124,6 +120,7 @@ def vsftpd(host: str = "127.0.0.1", *, listen_ipv6: bool = False,
     """vsftpd 3 in the foreground. With ``listen_ipv6`` it listens on an IPv6 socket
     (``::`` inside a namespace, ``::ffff:127.0.0.1`` on loopback) that IPv4 clients reach
     through mapped addresses, which is the contest's configuration."""
+    peers._need(peers.VSFTPD, "vsftpd")
     ensure_user()
     root = Path(tempfile.mkdtemp(prefix="doctor-vs-"))
     os.chmod(root, 0o777)
@@ -148,7 +145,7 @@ def vsftpd(host: str = "127.0.0.1", *, listen_ipv6: bool = False,
         lines += [f"pasv_min_port={pasv_ports[0]}", f"pasv_max_port={pasv_ports[1]}"]
     conf = root.parent / f"{root.name}.conf"
     conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen(_netns([VSFTPD, str(conf)], netns), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_netns([str(peers.VSFTPD), str(conf)], netns), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:
         _wait_banner(host, port, proc, netns)
@@ -159,57 +156,11 @@ def vsftpd(host: str = "127.0.0.1", *, listen_ipv6: bool = False,
         conf.unlink(missing_ok=True)
 
 
-def self_signed_pem(path: Path, name: str = "ftp.example.test", days: int = 30) -> Path:
-    """A self-signed certificate + key in one PEM file (for FTPS tests)."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
-            .sign(key, hashes.SHA256()))
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption())
-        + cert.public_bytes(serialization.Encoding.PEM))
-    return path
-
-
-PROFTPD_DIR = Path("/var/cache/natftp-tests/proftpd")
-PROFTPD_LIBS = "libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3"
-
-
-def proftpd_binary() -> Path:
-    """ProFTPD conflicts with vsftpd as a Debian package, so it is unpacked (LAB-NOTES):
-    `apt-get download proftpd-core` + `dpkg -x`. Its libraries must be installed."""
-    binary = PROFTPD_DIR / "x/usr/sbin/proftpd"
-    if not binary.exists():
-        PROFTPD_DIR.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", "proftpd-core"], cwd=PROFTPD_DIR, check=True,
-                       capture_output=True, timeout=120)
-        deb = next(PROFTPD_DIR.glob("proftpd-core_*.deb"))
-        subprocess.run(["dpkg", "-x", str(deb), str(PROFTPD_DIR / "x")], check=True)
-    r = subprocess.run([str(binary), "-v"], capture_output=True, text=True, timeout=10)
-    if r.returncode != 0:
-        raise RuntimeError(f"proftpd does not run ({r.stderr.strip()}): install "
-                           f"{PROFTPD_LIBS} (scripts/setup-system.sh)")
-    return binary
-
-
 @contextmanager
 def proftpd(host: str = "127.0.0.1", *, masquerade: str | None = None, write: bool = True,
             passive: tuple[int, int] | None = None, netns: str | None = None,
             port: int | None = None) -> Iterator[Running]:
-    binary = proftpd_binary()
+    peers._need(peers.PROFTPD, "ProFTPD")
     ensure_user()
     root = Path(tempfile.mkdtemp(prefix="doctor-pro-"))
     os.chmod(root, 0o777)
@@ -233,7 +184,7 @@ def proftpd(host: str = "127.0.0.1", *, masquerade: str | None = None, write: bo
         lines += ["<Limit WRITE>", "  DenyAll", "</Limit>"]
     conf = run / "proftpd.conf"
     conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen(_netns([str(binary), "-n", "-q", "-c", str(conf)], netns),
+    proc = subprocess.Popen(_netns([str(peers.PROFTPD), "-n", "-q", "-c", str(conf)], netns),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         _wait_banner(host, port, proc, netns)
