@@ -75,6 +75,25 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
+def _running(cmd: list[str], host: str, port: int, root: Path, netns: str | None,
+             *leftovers: Path) -> Iterator[Running]:
+    """Start ``cmd`` (in ``netns``), wait for its banner, yield it; then kill it by PID and
+    remove ``root`` and the ``leftovers`` (its configuration, certificate, run directory)."""
+    proc = subprocess.Popen(_netns(cmd, netns), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        _wait_banner(host, port, proc, netns)
+        yield Running(host, port, FTP_USER, FTP_PASS, proc, root)
+    finally:
+        _stop(proc)
+        for d in (root, *leftovers):
+            if d.is_dir():
+                shutil.rmtree(d, ignore_errors=True)
+            else:
+                d.unlink(missing_ok=True)
+
+
+@contextmanager
 def pyftpd(host: str = "127.0.0.1", *, masquerade: str | None = None,
            perm: str = "elradfmwMT", passive_ports: str | None = None,
            netns: str | None = None, port: int | None = None, tls: bool = False,
@@ -93,15 +112,8 @@ def pyftpd(host: str = "127.0.0.1", *, masquerade: str | None = None,
         cmd += ["--tls", str(self_signed(pem, "ftp.example.test")[0])]
         if tls_required:
             cmd.append("--tls-required")
-    proc = subprocess.Popen(_netns(cmd, netns), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    try:
-        _wait_banner(host, port, proc, netns)
-        yield Running(host, port, FTP_USER, FTP_PASS, proc, root)
-    finally:
-        _stop(proc)
-        shutil.rmtree(root, ignore_errors=True)
-        pem.unlink(missing_ok=True)
+    with _running(cmd, host, port, root, netns, pem) as s:
+        yield s
 
 
 def ensure_user() -> None:
@@ -145,15 +157,8 @@ def vsftpd(host: str = "127.0.0.1", *, listen_ipv6: bool = False,
         lines += [f"pasv_min_port={pasv_ports[0]}", f"pasv_max_port={pasv_ports[1]}"]
     conf = root.parent / f"{root.name}.conf"
     conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen(_netns([str(peers.VSFTPD), str(conf)], netns), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    try:
-        _wait_banner(host, port, proc, netns)
-        yield Running(host, port, FTP_USER, FTP_PASS, proc, root)
-    finally:
-        _stop(proc)
-        shutil.rmtree(root, ignore_errors=True)
-        conf.unlink(missing_ok=True)
+    with _running([str(peers.VSFTPD), str(conf)], host, port, root, netns, conf) as s:
+        yield s
 
 
 @contextmanager
@@ -184,12 +189,6 @@ def proftpd(host: str = "127.0.0.1", *, masquerade: str | None = None, write: bo
         lines += ["<Limit WRITE>", "  DenyAll", "</Limit>"]
     conf = run / "proftpd.conf"
     conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen(_netns([str(peers.PROFTPD), "-n", "-q", "-c", str(conf)], netns),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        _wait_banner(host, port, proc, netns)
-        yield Running(host, port, FTP_USER, FTP_PASS, proc, root)
-    finally:
-        _stop(proc)
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(run, ignore_errors=True)
+    with _running([str(peers.PROFTPD), "-n", "-q", "-c", str(conf)], host, port, root, netns,
+                  run) as s:
+        yield s
