@@ -21,12 +21,15 @@ network); a public "internet" beyond it, and a client on the router's WAN side::
                                                               `-- r-wan 192.168.10.1 [router]
                                                                     r-lan 172.16.0.1 --- server
 
-The router masquerades the LAN, rejects WAN->LAN traffic that was not DNAT-ed (so only a
-mapping opens a port), and runs miniupnpd with its own ``inet miniupnpd`` table (the
-Debian package's nft_init.sh is broken). miniupnpd refuses to map while its WAN address
-is in a reserved range (198.51.100.0/24 is one) unless it learns by STUN that nothing
-filters in front of it, hence stund in the "internet". Everything the lab started is
-killed by PID and the namespaces are deleted on exit, even when a test fails.
+The namespaces, links, addresses and routes are built by natftp.lab (``Lab.build`` of
+one :class:`~natftp.lab.topologies.Topology` per kind; "double"'s WAN side is a bridge in
+a switch namespace of the lab's): each NAT router masquerades its LAN and rejects
+WAN->LAN traffic that was not DNAT-ed (so only a mapping opens a port), with no port
+forwards of natftp's. The router also runs miniupnpd with its own ``inet miniupnpd``
+table (the Debian package's nft_init.sh is broken). miniupnpd refuses to map while its
+WAN address is in a reserved range (198.51.100.0/24 is one) unless it learns by STUN
+that nothing filters in front of it, hence stund in the "internet". Everything the lab
+started is killed by PID and the namespaces are deleted on exit, even when a test fails.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from natftp.lab import core
 from natftp.lab.matrix import DOWN_NAME, ROWS, Cell, CellCtx, Row
+from natftp.lab.topologies import Member, RouterSpec, Segment, Topology
 
 INET_IP = "198.51.100.2"
 INET_IP2 = "198.51.100.3"
@@ -84,28 +89,8 @@ def sh(*args: str, ns: str | None = None, input: str | None = None, check: bool 
     return r
 
 
-def nat_table(name: str, wan_if: str, lan_net: str, reject: str) -> str:
-    """A NAT router's nft table: masquerade ``lan_net`` out of ``wan_if``; forward what
-    is established or DNAT-ed, reject the rest coming in from the WAN (``reject``
-    names it), so only a mapping or a forward opens a port."""
-    return f"""
-table ip {name} {{
-    chain post {{
-        type nat hook postrouting priority srcnat;
-        oifname "{wan_if}" ip saddr {lan_net} masquerade
-    }}
-    chain forward_filter {{
-        type filter hook forward priority 0; policy accept;
-        ct state established,related accept
-        ct status dnat accept
-        {reject} reject with icmp type admin-prohibited
-    }}
-}}
-"""
-
-
-ROUTER_NFT = nat_table("zlab", "r-wan", "172.16.0.0/24",
-                       'iifname "r-wan" oifname "r-lan"') + """
+#: miniupnpd's own table on the router (its chains are where it adds its mappings)
+MINIUPNPD_NFT = """
 table inet miniupnpd {
     chain forward {
         type filter hook forward priority 0; policy accept;
@@ -127,9 +112,6 @@ table inet miniupnpd {
     }
 }
 """
-
-
-OUTER_NFT = nat_table("zouter", "o-wan", "192.168.10.0/24", 'iifname "o-wan"')
 
 
 def miniupnpd_conf(tmp: Path, *, min_port: int = 1024, min_lifetime: int = 120,
@@ -417,104 +399,73 @@ def wait_tcp(ns: str, port: int, limit: float = 10) -> None:
         time.sleep(0.05)
 
 
-def _veth(a_ns: str, a_if: str, b_ns: str, b_if: str) -> None:
-    sh("ip", "link", "add", a_if, "netns", a_ns, "type", "veth", "peer", "name", b_if,
-       "netns", b_ns)
+def _topology(kind: str) -> Topology:
+    """The namespaces of ``kind`` (module docstring), with the interface names the
+    tests, miniupnpd's configuration and the rules use."""
+    router = RouterSpec("router", "r-wan", "r-lan", "172.16.0.0/24")
+    lan = Segment("lan", (Member("router", "r-lan", f"{ROUTER_LAN}/24"),
+                          Member("server", "s-lan", f"{SERVER_IP}/24")))
+    gateways: tuple[tuple[str, str], ...] = (("server", ROUTER_LAN),)
+    routers: tuple[RouterSpec, ...] = (router,)
+    if kind == "internet":
+        segments = (lan, Segment("wan", (Member("inet", "i-wan", f"{INET_IP}/24"),
+                                         Member("router", "r-wan", f"{ROUTER_WAN}/24"))))
+        gateways += (("router", INET_IP),)
+    elif kind == "contest":
+        # the client's network is the router's WAN side; nothing beyond it
+        segments = (lan, Segment("wan", (Member("inet", "i-wan", f"{WAN_CLIENT}/24"),
+                                         Member("router", "r-wan", f"{PRIVATE_WAN}/24"))))
+    else:
+        # the WAN side joins the second NAT, the WAN client and the router (a bridge)
+        segments = (lan,
+                    Segment("olan", (Member("outer", "o-lan", f"{OUTER_LAN}/24"),
+                                     Member("wanc", "w-lan", f"{WAN_CLIENT}/24"),
+                                     Member("router", "r-wan", f"{PRIVATE_WAN}/24"))),
+                    Segment("inet", (Member("inet", "i-wan", f"{PUBLIC_CLIENT}/24"),
+                                     Member("outer", "o-wan", f"{OUTER_WAN}/24"))))
+        gateways += (("router", OUTER_LAN), ("wanc", OUTER_LAN))
+        routers += (RouterSpec("outer", "o-wan", "o-lan", "192.168.10.0/24"),)
+    return Topology(name=f"zlab-{kind}", description=f"the zero-config tests' {kind} lab",
+                    segments=segments, gateways=gateways, routers=routers,
+                    servers=("server",), clients=("inet",), paths=())
 
 
-def _addr(ns: str, dev: str, *cidrs: str) -> None:
-    for c in cidrs:
-        sh("ip", "addr", "add", c, "dev", dev, ns=ns)
-    sh("ip", "link", "set", dev, "up", ns=ns)
-
-
-def _router_sysctls(ns: str) -> None:
-    sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=ns)
-    sh("sysctl", "-qw", "net.ipv4.icmp_ratelimit=0", ns=ns)
+#: the second address of the namespaces that run stund (RFC 3489 needs two)
+_SECOND = {"internet": (("inet", "i-wan", INET_IP2),),
+           "contest": (("inet", "i-wan", WAN_CLIENT2),),
+           "double": (("wanc", "w-lan", WAN_CLIENT2), ("inet", "i-wan", PUBLIC_CLIENT2))}
 
 
 @contextmanager
 def zlab(kind: str = "internet") -> Iterator[Lab]:
     """Build the lab of ``kind`` ("internet", "contest", "double"); remove it on exit."""
-    if os.geteuid() != 0:
-        raise RuntimeError("the zero-config tests need root (network namespaces)")
     if kind not in ("internet", "contest", "double"):
         raise ValueError(f"unknown zlab kind {kind!r}")
-    need("nft", "nftables")
-    need("conntrack", "conntrack")
     tag = uuid.uuid4().hex[:6]
-    lab = Lab(f"zi-{tag}", f"zr-{tag}", f"zs-{tag}",
-              Path(tempfile.mkdtemp(prefix=f"zlab-{tag}-")), kind=kind)
-    if kind == "double":
-        lab.wanc, lab.outer = f"zw-{tag}", f"zo-{tag}"
-    made: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix=f"zlab-{tag}-"))
     try:
-        for ns in (lab.inet, lab.router, lab.server, lab.wanc, lab.outer):
-            if not ns:
-                continue
-            sh("ip", "netns", "add", ns)
-            made.append(ns)
-            sh("ip", "link", "set", "lo", "up", ns=ns)
-        # the router and its LAN are the same in every kind
-        _veth(lab.server, "s-lan", lab.router, "r-lan")
-        _addr(lab.router, "r-lan", f"{ROUTER_LAN}/24")
-        _addr(lab.server, "s-lan", f"{SERVER_IP}/24")
-        sh("ip", "route", "add", "default", "via", ROUTER_LAN, ns=lab.server)
-        _router_sysctls(lab.router)
-        if kind == "internet":
-            _veth(lab.inet, "i-wan", lab.router, "r-wan")
-            _addr(lab.inet, "i-wan", f"{INET_IP}/24", f"{INET_IP2}/24")
-            _addr(lab.router, "r-wan", f"{ROUTER_WAN}/24")
-            sh("ip", "route", "add", "default", "via", INET_IP, ns=lab.router)
-        elif kind == "contest":
-            # the client's network is the router's WAN side; nothing beyond it
-            _veth(lab.inet, "i-wan", lab.router, "r-wan")
-            _addr(lab.inet, "i-wan", f"{WAN_CLIENT}/24", f"{WAN_CLIENT2}/24")
-            _addr(lab.router, "r-wan", f"{PRIVATE_WAN}/24")
-        else:
-            # the WAN side is a bridge in the outer NAT: it, the WAN client, the router
-            sh("ip", "link", "add", "o-lan", "type", "bridge", ns=lab.outer)
-            _veth(lab.outer, "o-w", lab.wanc, "w-lan")
-            _veth(lab.outer, "o-r", lab.router, "r-wan")
-            for port in ("o-w", "o-r"):
-                sh("ip", "link", "set", port, "master", "o-lan", "up", ns=lab.outer)
-            _addr(lab.outer, "o-lan", f"{OUTER_LAN}/24")
-            _addr(lab.wanc, "w-lan", f"{WAN_CLIENT}/24", f"{WAN_CLIENT2}/24")
-            _addr(lab.router, "r-wan", f"{PRIVATE_WAN}/24")
-            sh("ip", "route", "add", "default", "via", OUTER_LAN, ns=lab.router)
-            sh("ip", "route", "add", "default", "via", OUTER_LAN, ns=lab.wanc)
-            _veth(lab.inet, "i-wan", lab.outer, "o-wan")
-            _addr(lab.inet, "i-wan", f"{PUBLIC_CLIENT}/24", f"{PUBLIC_CLIENT2}/24")
-            _addr(lab.outer, "o-wan", f"{OUTER_WAN}/24")
-            _router_sysctls(lab.outer)
-            sh("nft", "-f", "-", ns=lab.outer, input=OUTER_NFT)
-        sh("nft", "-f", "-", ns=lab.router, input=ROUTER_NFT)
-        yield lab
+        # natftp.lab checks root and the tools (LabError naming the Debian package)
+        with core.Lab.build(_topology(kind)) as net:
+            lab = Lab(net.ns("inet"), net.ns("router"), net.ns("server"), tmp, kind=kind)
+            if kind == "double":
+                lab.wanc, lab.outer = net.ns("wanc"), net.ns("outer")
+            for node, dev, address in _SECOND[kind]:
+                net.run(node, ["ip", "addr", "add", f"{address}/24", "dev", dev], check=True)
+            net.run("router", ["nft", "-f", "-"], input=MINIUPNPD_NFT, check=True)
+            try:
+                yield lab
+            finally:
+                for p in lab.procs:
+                    if p.poll() is None:
+                        p.send_signal(signal.SIGTERM)
+                for p in lab.procs:
+                    try:
+                        p.wait(timeout=3)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait(timeout=3)
     finally:
-        for p in lab.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in lab.procs:
-            try:
-                p.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=3)
-        for ns in made:
-            _kill_inside(ns)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
         if os.environ.get("ZLAB_KEEP_LOGS"):
-            print(f"zlab logs kept in {lab.tmp}")
+            print(f"zlab logs kept in {tmp}")
         else:
-            shutil.rmtree(lab.tmp, ignore_errors=True)
-
-
-def _kill_inside(ns: str) -> None:
-    r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
-                       timeout=10)
-    for pid in r.stdout.split():
-        if pid.isdigit():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            shutil.rmtree(tmp, ignore_errors=True)
