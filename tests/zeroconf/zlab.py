@@ -146,6 +146,8 @@ class Lab:
     server: str
     tmp: Path
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
+    #: the natftp servers :meth:`serve` started (stopped after each test by conftest.py)
+    servers: list[subprocess.Popen[str]] = field(default_factory=list)
     #: "internet", "contest" or "double" (see the module docstring)
     kind: str = "internet"
     #: "double" only: the router's WAN-side client namespace and the second NAT
@@ -281,14 +283,30 @@ class Lab:
         p = self.popen(self.server, sys.executable, "-m", "natftp", "serve", str(root),
                        "--user", f"{USER}:{PASSWORD}", "--allow-root", *args,
                        log=f"natftp.{len(self.procs)}.log")
+        self.servers.append(p)
         if wait:
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60  # a loaded machine: start-up, discovery
             while not _listening(self.server, "t", port):
                 if p.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"natftp serve did not listen on {port}: "
                                        f"{self.serve_log(p)[-3000:]}")
                 time.sleep(0.02)
         return p
+
+    def stop_servers(self, limit: float = 60) -> None:
+        """End the servers a test left running (it failed before stopping them): SIGTERM,
+        so they remove their router mappings, then SIGKILL after ``limit`` s. A lab shared
+        by a module must not hand the next test a port already taken."""
+        for p in self.servers:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.servers:
+            try:
+                p.wait(limit)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+        self.servers.clear()
 
     def serve_log(self, p: subprocess.Popen[str]) -> str:
         return self.log(f"natftp.{self.procs.index(p)}.log")
