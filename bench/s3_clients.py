@@ -35,9 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "s3"))
@@ -75,6 +75,37 @@ async def _pieces(total: int) -> AsyncIterator[bytes]:
 
 # -- aiobotocore ---------------------------------------------------------------------------
 
+T = TypeVar("T")
+
+async def _multipart(size: int, send: Callable[[int, bytes], Awaitable[T]]) -> list[T]:
+    """natftp's STOR as a multipart upload: ``size`` bytes arriving in 1 MiB pieces, cut
+    into PART-sized parts (the last one shorter; one empty part for an empty object),
+    ``send(number, body)`` for each with CONCURRENCY in flight; the results in part
+    order."""
+    sem = asyncio.Semaphore(CONCURRENCY)
+    tasks: list[asyncio.Task[T]] = []
+
+    async def one(n: int, body: bytes) -> T:
+        try:
+            return await send(n, body)
+        finally:
+            sem.release()
+
+    async def start(body: bytes) -> None:
+        await sem.acquire()
+        tasks.append(asyncio.create_task(one(len(tasks) + 1, body)))
+
+    buf = bytearray()
+    async for piece in _pieces(size):
+        buf += piece
+        if len(buf) >= PART:
+            await start(bytes(buf))
+            buf.clear()
+    if buf or not tasks:
+        await start(bytes(buf))
+    return list(await asyncio.gather(*tasks))
+
+
 def _boto_client(ep: str, unsigned: bool) -> Any:
     from aiobotocore.session import get_session
     from botocore.config import Config
@@ -107,32 +138,12 @@ async def boto_op(op: str, ep: str, key: str, size: int, small: int, unsigned: b
         if op == "put":
             up = await c.create_multipart_upload(Bucket=b, Key=key)
             uid = up["UploadId"]
-            parts: list[dict[str, Any]] = []
-            sem = asyncio.Semaphore(CONCURRENCY)
-            tasks: list[asyncio.Task[None]] = []
 
-            async def send(n: int, body: bytes) -> None:
-                try:
-                    r = await c.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=n,
-                                            Body=body)
-                    parts.append({"PartNumber": n, "ETag": r["ETag"]})
-                finally:
-                    sem.release()
-            buf = bytearray()
-            n = 0
-            async for piece in _pieces(size):
-                buf += piece
-                if len(buf) >= PART:
-                    await sem.acquire()
-                    n += 1
-                    tasks.append(asyncio.create_task(send(n, bytes(buf))))
-                    buf.clear()
-            if buf or not n:
-                await sem.acquire()
-                n += 1
-                tasks.append(asyncio.create_task(send(n, bytes(buf))))
-            await asyncio.gather(*tasks)
-            parts.sort(key=lambda p: p["PartNumber"])
+            async def send(n: int, body: bytes) -> dict[str, Any]:
+                r = await c.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=n,
+                                        Body=body)
+                return {"PartNumber": n, "ETag": r["ETag"]}
+            parts = await _multipart(size, send)
             await c.complete_multipart_upload(Bucket=b, Key=key, UploadId=uid,
                                               MultipartUpload={"Parts": parts})
             return {"bytes": size}
@@ -224,29 +235,11 @@ async def minio_op(op: str, ep: str, key: str, size: int, small: int, unsigned: 
                      secret_key=s3tools.SECRET_KEY, secure=False, region="us-east-1") as c:
         if op == "put":
             uid = await c._create_multipart_upload(b, key, {})
-            sem = asyncio.Semaphore(CONCURRENCY)
-            tasks: list[asyncio.Task[tuple[int, str]]] = []
 
             async def send(n: int, body: bytes) -> tuple[int, str]:
-                try:
-                    return n, await c._upload_part(b, key, body, None, uid, n)
-                finally:
-                    sem.release()
-            buf = bytearray()
-            n = 0
-            async for piece in _pieces(size):
-                buf += piece
-                if len(buf) >= PART:
-                    await sem.acquire()
-                    n += 1
-                    tasks.append(asyncio.create_task(send(n, bytes(buf))))
-                    buf.clear()
-            if buf or not n:
-                await sem.acquire()
-                n += 1
-                tasks.append(asyncio.create_task(send(n, bytes(buf))))
+                return n, await c._upload_part(b, key, body, None, uid, n)
+            done = await _multipart(size, send)
             from miniopy_async.datatypes import Part
-            done = sorted(await asyncio.gather(*tasks))
             await c._complete_multipart_upload(b, key, uid, [Part(i, e) for i, e in done])
             return {"bytes": size}
         if op == "get":
