@@ -35,7 +35,6 @@ from natftp.nat.discovery.mapping import (
     PortMapper,
     PortResult,
 )
-from natftp.nat.discovery.upnp import import_clients
 from natftp.nat.policy import AdvertisePolicy
 from natftp.proto.hostport import parse_port_range
 
@@ -73,8 +72,7 @@ def config_from(a: argparse.Namespace) -> DiscoveryConfig:
 
 async def run_discover(a: argparse.Namespace) -> int:
     config = config_from(a)
-    if {"upnp", "metadata"} & set(config.sources):
-        import_clients()  # as natftp serve does at its start: not the round's time
+    config.load_clients()  # as natftp serve does at its start: not the round's time
     t0 = time.monotonic()
     r = await discover(config)
     emit(result_json(r, time.monotonic() - t0))

@@ -68,6 +68,13 @@ class DiscoveryConfig:
         if self.timeout <= 0:
             raise ValueError("discovery timeout must be positive")
 
+    def load_clients(self) -> None:
+        """Import the UPnP and HTTP clients if a source here uses them (UPnP, cloud
+        metadata): discover() calls this before its clock starts, and so can a caller
+        that times a round or is about to lose the right to import."""
+        if {"upnp", "metadata"} & set(self.sources):
+            import_clients()
+
 
 @dataclass
 class DiscoveryResult:
@@ -291,8 +298,7 @@ async def discover(config: DiscoveryConfig | None = None, *,
     so a caller can use it at once.
     """
     config = config or DiscoveryConfig()
-    if {"upnp", "metadata"} & set(config.sources):
-        import_clients()  # before the clock starts
+    config.load_clients()  # before the clock starts
     loop = asyncio.get_running_loop()
     started = loop.time()
     order = list(dict.fromkeys(config.sources))
