@@ -230,3 +230,30 @@ def test_fail2ban_jail_example_passes_fail2ban_client_test(tmp_path: Path) -> No
     bad = subprocess.run(["fail2ban-client", "-c", str(conf), "--test"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0
+
+
+def test_an_xferlog_that_cannot_be_written_logs_the_loss_and_keeps_serving(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+    import logging
+    import os
+
+    from natftp.server.xferlog import XferLog
+
+    x = XferLog(tmp_path / "xferlog")
+    full = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC, as on a full disk
+    os.dup2(full, x.fd)
+    os.close(full)
+
+    async def two_transfers() -> None:
+        x.write(1.0, "192.0.2.7", 10, "/srv/a", True, False, "alice", True)
+        x.write(1.0, "192.0.2.7", 20, "/srv/b", True, True, "alice", True)
+        await asyncio.sleep(0)  # the lines of this turn are written at the next
+        await asyncio.sleep(0)
+
+    with caplog.at_level(logging.ERROR, logger="natftp.server"):
+        asyncio.run(two_transfers())  # the transfers' code sees no exception
+        x.close()
+    lost = [r.getMessage() for r in caplog.records]
+    assert lost == [f"xferlog {tmp_path / 'xferlog'}: 2 line(s) not written: "
+                    "No space left on device"], lost
